@@ -1,0 +1,50 @@
+# One root virtual environment for the whole monorepo (.venv), created on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PACKAGES := receipt_dynamo receipt_dynamo_stream receipt_chroma
+PYPROJECTS := pyproject.toml $(addsuffix /pyproject.toml,$(PACKAGES))
+TEST_PATHS := $(addsuffix /tests,$(PACKAGES))
+PYTEST_ARGS ?=
+
+.PHONY: install test test-unit test-integration lint format typecheck clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=25.1"
+
+# Everything in one pip command so the resolver sees every constraint at once
+# (installing chromadb and boto3 separately can break python-dateutil; PITFALLS.md).
+# "compat" editable installs put each package folder on sys.path, so running from the
+# repository root never picks the outer folder up as a namespace package.
+$(STAMP): $(BIN)/python $(PYPROJECTS)
+	$(BIN)/pip install --quiet --config-settings editable_mode=compat \
+		$(addprefix -e ./,$(PACKAGES)) --group dev
+	$(BIN)/pip check
+	@touch $@
+
+install: $(STAMP)
+
+test: install
+	$(BIN)/pytest $(TEST_PATHS) $(PYTEST_ARGS)
+
+test-unit: install
+	$(BIN)/pytest $(addsuffix /unit,$(TEST_PATHS)) $(PYTEST_ARGS)
+
+test-integration: install
+	$(BIN)/pytest $(addsuffix /integration,$(TEST_PATHS)) $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+typecheck: install
+	$(BIN)/mypy $(addprefix -p ,$(PACKAGES))
+
+clean:
+	rm -rf $(VENV) dist .pytest_cache .mypy_cache .ruff_cache htmlcov .coverage

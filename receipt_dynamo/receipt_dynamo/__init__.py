@@ -1,0 +1,82 @@
+"""receipt_dynamo: entities, item (de)serialisation and table access for receipts."""
+
+from receipt_dynamo.constants import (
+    ChromaDBCollection,
+    CompactionState,
+    EmbeddingStatus,
+    EntityType,
+    ValidationStatus,
+)
+from receipt_dynamo.data.dynamo_client import DynamoClient
+from receipt_dynamo.entities import (
+    BoundingBox,
+    CompactionLock,
+    CompactionRun,
+    DynamoEntity,
+    Item,
+    Point,
+    Receipt,
+    ReceiptLine,
+    ReceiptMetadata,
+    ReceiptWord,
+    ReceiptWordLabel,
+    SnapshotPointer,
+)
+from receipt_dynamo.exceptions import (
+    EntityAlreadyExistsError,
+    EntityNotFoundError,
+    LeaseHeldError,
+    LeaseLostError,
+    PointerMovedError,
+    ReceiptDynamoError,
+)
+from receipt_dynamo.schema import create_table, table_definition
+from receipt_dynamo.streams import StreamReader, lambda_record
+
+item_to_receipt = Receipt.from_item
+item_to_receipt_line = ReceiptLine.from_item
+item_to_receipt_word = ReceiptWord.from_item
+item_to_receipt_word_label = ReceiptWordLabel.from_item
+item_to_receipt_metadata = ReceiptMetadata.from_item
+item_to_compaction_run = CompactionRun.from_item
+item_to_compaction_lock = CompactionLock.from_item
+item_to_snapshot_pointer = SnapshotPointer.from_item
+
+__all__ = [
+    "BoundingBox",
+    "ChromaDBCollection",
+    "CompactionLock",
+    "CompactionRun",
+    "CompactionState",
+    "DynamoClient",
+    "DynamoEntity",
+    "EmbeddingStatus",
+    "EntityAlreadyExistsError",
+    "EntityNotFoundError",
+    "EntityType",
+    "Item",
+    "LeaseHeldError",
+    "LeaseLostError",
+    "Point",
+    "PointerMovedError",
+    "Receipt",
+    "ReceiptDynamoError",
+    "ReceiptLine",
+    "ReceiptMetadata",
+    "ReceiptWord",
+    "ReceiptWordLabel",
+    "SnapshotPointer",
+    "StreamReader",
+    "ValidationStatus",
+    "create_table",
+    "item_to_compaction_lock",
+    "item_to_compaction_run",
+    "item_to_receipt",
+    "item_to_receipt_line",
+    "item_to_receipt_metadata",
+    "item_to_receipt_word",
+    "item_to_receipt_word_label",
+    "item_to_snapshot_pointer",
+    "lambda_record",
+    "table_definition",
+]

@@ -1,0 +1,168 @@
+"""Reads and writes of receipts and the rows below them."""
+
+from __future__ import annotations
+
+from receipt_dynamo.constants import EntityType
+from receipt_dynamo.data.base import DynamoBase
+from receipt_dynamo.entities import (
+    Receipt,
+    ReceiptLine,
+    ReceiptMetadata,
+    ReceiptWord,
+    ReceiptWordLabel,
+)
+from receipt_dynamo.keys import (
+    image_pk,
+    label_sk,
+    line_sk,
+    metadata_sk,
+    receipt_prefix,
+    receipt_sk,
+    word_sk,
+)
+
+
+class ReceiptOperations(DynamoBase):
+    """put/get/delete of each receipt entity and consistent listings per receipt."""
+
+    # --- Receipt --------------------------------------------------------------------------
+
+    def put_receipt(self, receipt: Receipt) -> None:
+        self.put_entity(receipt)
+
+    def get_receipt(self, image_id: str, receipt_id: int) -> Receipt:
+        return self._get_required(
+            image_pk(image_id), receipt_sk(receipt_id), "Receipt", Receipt.from_item
+        )
+
+    def find_receipt(self, image_id: str, receipt_id: int) -> Receipt | None:
+        """The receipt, or None when its row is absent (strongly consistent)."""
+        item = self._get_item(image_pk(image_id), receipt_sk(receipt_id))
+        return None if item is None else Receipt.from_item(item)
+
+    def delete_receipt(self, image_id: str, receipt_id: int) -> None:
+        self._delete_key(image_pk(image_id), receipt_sk(receipt_id))
+
+    # --- ReceiptLine ----------------------------------------------------------------------
+
+    def put_receipt_line(self, line: ReceiptLine) -> None:
+        self.put_entity(line)
+
+    def get_receipt_line(self, image_id: str, receipt_id: int, line_id: int) -> ReceiptLine:
+        return self._get_required(
+            image_pk(image_id), line_sk(receipt_id, line_id), "ReceiptLine", ReceiptLine.from_item
+        )
+
+    def delete_receipt_line(self, image_id: str, receipt_id: int, line_id: int) -> None:
+        self._delete_key(image_pk(image_id), line_sk(receipt_id, line_id))
+
+    def list_receipt_lines_from_receipt(
+        self, image_id: str, receipt_id: int, *, page_size: int | None = None
+    ) -> list[ReceiptLine]:
+        items = self._query_prefix(
+            image_pk(image_id),
+            receipt_prefix(receipt_id),
+            EntityType.RECEIPT_LINE,
+            page_size=page_size,
+        )
+        return [ReceiptLine.from_item(item) for item in items]
+
+    # --- ReceiptWord ----------------------------------------------------------------------
+
+    def put_receipt_word(self, word: ReceiptWord) -> None:
+        self.put_entity(word)
+
+    def get_receipt_word(
+        self, image_id: str, receipt_id: int, line_id: int, word_id: int
+    ) -> ReceiptWord:
+        return self._get_required(
+            image_pk(image_id),
+            word_sk(receipt_id, line_id, word_id),
+            "ReceiptWord",
+            ReceiptWord.from_item,
+        )
+
+    def delete_receipt_word(
+        self, image_id: str, receipt_id: int, line_id: int, word_id: int
+    ) -> None:
+        self._delete_key(image_pk(image_id), word_sk(receipt_id, line_id, word_id))
+
+    def list_receipt_words_from_receipt(
+        self, image_id: str, receipt_id: int, *, page_size: int | None = None
+    ) -> list[ReceiptWord]:
+        items = self._query_prefix(
+            image_pk(image_id),
+            receipt_prefix(receipt_id),
+            EntityType.RECEIPT_WORD,
+            page_size=page_size,
+        )
+        return [ReceiptWord.from_item(item) for item in items]
+
+    # --- ReceiptWordLabel -----------------------------------------------------------------
+
+    def put_receipt_word_label(self, label: ReceiptWordLabel) -> None:
+        self.put_entity(label)
+
+    def get_receipt_word_label(
+        self, image_id: str, receipt_id: int, line_id: int, word_id: int, label: str
+    ) -> ReceiptWordLabel:
+        return self._get_required(
+            image_pk(image_id),
+            label_sk(receipt_id, line_id, word_id, label),
+            "ReceiptWordLabel",
+            ReceiptWordLabel.from_item,
+        )
+
+    def delete_receipt_word_label(
+        self, image_id: str, receipt_id: int, line_id: int, word_id: int, label: str
+    ) -> None:
+        self._delete_key(image_pk(image_id), label_sk(receipt_id, line_id, word_id, label))
+
+    def list_receipt_word_labels_for_word(
+        self,
+        image_id: str,
+        receipt_id: int,
+        line_id: int,
+        word_id: int,
+        *,
+        page_size: int | None = None,
+    ) -> list[ReceiptWordLabel]:
+        items = self._query_prefix(
+            image_pk(image_id),
+            f"{word_sk(receipt_id, line_id, word_id)}#LABEL#",
+            EntityType.RECEIPT_WORD_LABEL,
+            page_size=page_size,
+        )
+        return [ReceiptWordLabel.from_item(item) for item in items]
+
+    def list_receipt_word_labels_for_receipt(
+        self, image_id: str, receipt_id: int, *, page_size: int | None = None
+    ) -> list[ReceiptWordLabel]:
+        items = self._query_prefix(
+            image_pk(image_id),
+            receipt_prefix(receipt_id),
+            EntityType.RECEIPT_WORD_LABEL,
+            page_size=page_size,
+        )
+        return [ReceiptWordLabel.from_item(item) for item in items]
+
+    # --- ReceiptMetadata ------------------------------------------------------------------
+
+    def put_receipt_metadata(self, metadata: ReceiptMetadata) -> None:
+        self.put_entity(metadata)
+
+    def get_receipt_metadata(self, image_id: str, receipt_id: int) -> ReceiptMetadata:
+        return self._get_required(
+            image_pk(image_id),
+            metadata_sk(receipt_id),
+            "ReceiptMetadata",
+            ReceiptMetadata.from_item,
+        )
+
+    def find_receipt_metadata(self, image_id: str, receipt_id: int) -> ReceiptMetadata | None:
+        """The receipt's metadata, or None when it has none (strongly consistent)."""
+        item = self._get_item(image_pk(image_id), metadata_sk(receipt_id))
+        return None if item is None else ReceiptMetadata.from_item(item)
+
+    def delete_receipt_metadata(self, image_id: str, receipt_id: int) -> None:
+        self._delete_key(image_pk(image_id), metadata_sk(receipt_id))

@@ -1,0 +1,128 @@
+"""The snapshot pointer: reads, the publish transaction of SPEC §6, and adoption."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from receipt_dynamo.constants import ChromaDBCollection
+from receipt_dynamo.data.base import DynamoBase, is_conditional_failure
+from receipt_dynamo.data.lease_operations import lock_key
+from receipt_dynamo.entities import SnapshotPointer
+from receipt_dynamo.exceptions import (
+    EntityAlreadyExistsError,
+    LeaseLostError,
+    PointerMovedError,
+    ReceiptDynamoError,
+)
+from receipt_dynamo.keys import snapshot_pointer_pk
+from receipt_dynamo.timestamps import now_iso
+
+
+class SnapshotPointerOperations(DynamoBase):
+    def get_snapshot_pointer(self, collection: ChromaDBCollection | str) -> SnapshotPointer | None:
+        """The collection's pointer (strongly consistent), or None if none was published."""
+        c = ChromaDBCollection(collection).value
+        item = self._get_item(snapshot_pointer_pk(c), "POINTER")
+        return None if item is None else SnapshotPointer.from_item(item)
+
+    def publish_snapshot_pointer(
+        self,
+        collection: ChromaDBCollection | str,
+        version: str,
+        *,
+        base: SnapshotPointer | None,
+        owner: str,
+        fencing_token: int,
+    ) -> SnapshotPointer:
+        """Move the pointer from ``base`` to ``version`` in one transaction.
+
+        The transaction checks that ``owner`` still holds the lease with ``fencing_token``
+        and that the pointer is still at ``base`` (absent when ``base`` is None). Raises
+        LeaseLostError or PointerMovedError; nothing is written in either case.
+        """
+        c = ChromaDBCollection(collection)
+        updated_at = now_iso()
+        if base is None:
+            new = SnapshotPointer(
+                collection=c,
+                version=version,
+                history=(version,),
+                fencing_token=fencing_token,
+                updated_at=updated_at,
+            )
+            put_condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(PK)"}
+        else:
+            new = base.successor(version, fencing_token, updated_at)
+            put_condition = {
+                "ConditionExpression": "version = :base AND fencing_token <= :tok",
+                "ExpressionAttributeValues": {
+                    ":base": {"S": base.version},
+                    ":tok": {"N": str(fencing_token)},
+                },
+            }
+        try:
+            self.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "ConditionCheck": {
+                            "TableName": self.table_name,
+                            "Key": lock_key(c),
+                            "ConditionExpression": "#owner = :me AND fencing_token = :tok",
+                            "ExpressionAttributeNames": {"#owner": "owner"},
+                            "ExpressionAttributeValues": {
+                                ":me": {"S": owner},
+                                ":tok": {"N": str(fencing_token)},
+                            },
+                        }
+                    },
+                    {"Put": {"TableName": self.table_name, "Item": new.to_item(), **put_condition}},  # type: ignore[typeddict-item]
+                ]
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise
+            reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
+            if reasons[:1] == ["ConditionalCheckFailed"]:
+                raise LeaseLostError(
+                    f"lease on {c.value} is no longer held by {owner} (token {fencing_token}); "
+                    f"pointer not moved to {version}"
+                ) from error
+            if reasons[1:2] == ["ConditionalCheckFailed"]:
+                raise PointerMovedError(
+                    f"pointer of {c.value} moved away from "
+                    f"{base.version if base else 'nothing'}; not moved to {version}"
+                ) from error
+            raise ReceiptDynamoError(
+                f"publish of {version} on {c.value} was cancelled: {reasons}"
+            ) from error
+        return new
+
+    def adopt_snapshot_pointer(
+        self, collection: ChromaDBCollection | str, version: str
+    ) -> SnapshotPointer:
+        """Create the pointer for an existing snapshot version (fencing token 0).
+
+        Used when S3 holds a verified snapshot but the pointer item is absent (SPEC §6).
+        """
+        pointer = SnapshotPointer(
+            collection=ChromaDBCollection(collection),
+            version=version,
+            history=(version,),
+            fencing_token=0,
+            updated_at=now_iso(),
+        )
+        try:
+            self.client.put_item(
+                TableName=self.table_name,
+                Item=pointer.to_item(),
+                ConditionExpression="attribute_not_exists(PK)",
+            )
+        except ClientError as error:
+            if is_conditional_failure(error):
+                raise EntityAlreadyExistsError(
+                    f"pointer of {pointer.collection.value} already exists; not adopting {version}"
+                ) from error
+            raise
+        return pointer

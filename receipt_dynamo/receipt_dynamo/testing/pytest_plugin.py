@@ -1,0 +1,83 @@
+"""Fixtures for every package's tests: fake credentials, moto in-process and moto server.
+
+Registered by the repository's root ``conftest.py``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from receipt_dynamo.data.dynamo_client import DynamoClient
+from receipt_dynamo.local_aws import LOCAL_CREDENTIALS, LocalAwsServer
+from receipt_dynamo.schema import create_table
+from receipt_dynamo.streams import StreamReader
+
+
+@dataclass(frozen=True)
+class TableFixture:
+    """A freshly created receipt table and what tests need to use it."""
+
+    name: str
+    stream_arn: str
+    client: DynamoClient
+
+    def stream_reader(self) -> StreamReader:
+        return StreamReader(self.stream_arn, client=boto3.client("dynamodbstreams"))
+
+
+@pytest.fixture(autouse=True)
+def aws_test_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test may ever reach real AWS: throw-away credentials and no endpoint by default."""
+    for name, value in LOCAL_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    # mock_aws cannot serve DynamoDB streams with account-id endpoints (PITFALLS.md).
+    monkeypatch.setenv("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
+
+
+@pytest.fixture
+def mocked_aws() -> Iterator[None]:
+    """moto in-process (unit tests)."""
+    with mock_aws():
+        yield
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[LocalAwsServer]:
+    """One real moto server on 127.0.0.1 for the whole session."""
+    with LocalAwsServer() as server:
+        yield server
+
+
+@pytest.fixture
+def aws_endpoint(moto_server: LocalAwsServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The moto server, emptied, with ``AWS_ENDPOINT_URL`` pointing at it."""
+    moto_server.reset()
+    for name, value in moto_server.environment().items():
+        monkeypatch.setenv(name, value)
+    return moto_server.endpoint_url
+
+
+def _new_table() -> TableFixture:
+    name = f"receipts-{uuid.uuid4().hex[:8]}"
+    stream_arn = create_table(name)
+    return TableFixture(name=name, stream_arn=stream_arn, client=DynamoClient(name))
+
+
+@pytest.fixture
+def server_table(aws_endpoint: str) -> TableFixture:
+    """A receipt table on the moto server (integration tests)."""
+    return _new_table()
+
+
+@pytest.fixture
+def mocked_table(mocked_aws: None) -> TableFixture:
+    """A receipt table in moto in-process (unit tests)."""
+    return _new_table()

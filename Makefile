@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PACKAGES := receipt_dynamo receipt_dynamo_stream receipt_chroma
 PYPROJECTS := pyproject.toml $(addsuffix /pyproject.toml,$(PACKAGES))
-TEST_PATHS := $(addsuffix /tests,$(PACKAGES))
+TEST_PATHS := $(wildcard $(addsuffix /tests,$(PACKAGES)) infra/tests)
 PYTEST_ARGS ?=
 
 .PHONY: install test test-unit test-integration lint format typecheck clean
@@ -30,10 +30,10 @@ test: install
 	$(BIN)/pytest $(TEST_PATHS) $(PYTEST_ARGS)
 
 test-unit: install
-	$(BIN)/pytest $(addsuffix /unit,$(TEST_PATHS)) $(PYTEST_ARGS)
+	$(BIN)/pytest $(wildcard $(addsuffix /unit,$(TEST_PATHS))) $(PYTEST_ARGS)
 
 test-integration: install
-	$(BIN)/pytest $(addsuffix /integration,$(TEST_PATHS)) $(PYTEST_ARGS)
+	$(BIN)/pytest $(wildcard $(addsuffix /integration,$(TEST_PATHS))) $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -8,7 +8,7 @@ PYPROJECTS := pyproject.toml $(addsuffix /pyproject.toml,$(PACKAGES))
 TEST_PATHS := $(wildcard $(addsuffix /tests,$(PACKAGES)) infra/tests)
 PYTEST_ARGS ?=
 
-.PHONY: install test test-unit test-integration lint format typecheck clean
+.PHONY: install test test-unit test-integration lint format typecheck clean package-stream bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,16 @@ format: install
 
 typecheck: install
 	$(BIN)/mypy $(addprefix -p ,$(PACKAGES))
+	$(BIN)/mypy infra/chromadb_compaction/lambdas
+
+# The stream Lambda's deployment zip (handler + dependencies, without boto3/botocore).
+package-stream: install
+	$(BIN)/python infra/chromadb_compaction/build_stream_zip.py --output dist/stream_processor.zip
+
+# Benchmarks print JSON with ratios measured side by side in one run.
+bench: install
+	@mkdir -p bench/results
+	$(BIN)/python bench/stream_throughput.py | tee bench/results/stream_throughput.json
 
 clean:
 	rm -rf $(VENV) dist .pytest_cache .mypy_cache .ruff_cache htmlcov .coverage

@@ -43,11 +43,15 @@ def to_dynamo_value(value: Any) -> Any:
 
 def serialize(attributes: Mapping[str, Any]) -> Item:
     """Typed item from plain attributes, omitting None values."""
-    return {
-        name: _SERIALIZER.serialize(to_dynamo_value(value))
-        for name, value in attributes.items()
-        if value is not None
-    }
+    item: Item = {}
+    for name, value in attributes.items():
+        if value is None:
+            continue
+        typed = _SERIALIZER.serialize(to_dynamo_value(value))
+        if "SS" in typed:  # sets have no order; canonical items list them sorted
+            typed = {"SS": sorted(typed["SS"])}
+        item[name] = typed
+    return item
 
 
 def deserialize(item: Mapping[str, Any]) -> dict[str, Any]:

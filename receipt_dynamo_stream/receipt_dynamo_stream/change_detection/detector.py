@@ -1,0 +1,107 @@
+"""Which ChromaDB-relevant fields changed between two versions of a row (SPEC §3.2)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from boto3.dynamodb.types import TypeDeserializer
+
+from receipt_dynamo.constants import EntityType, ValidationStatus
+from receipt_dynamo.entities import DynamoEntity
+from receipt_dynamo_stream.exceptions import UnparseableRecordError
+from receipt_dynamo_stream.models import FieldChange
+
+CHROMADB_RELEVANT_FIELDS: Final[dict[EntityType, tuple[str, ...]]] = {
+    EntityType.RECEIPT_METADATA: (
+        "canonical_merchant_name",
+        "merchant_name",
+        "merchant_category",
+        "address",
+        "phone_number",
+        "place_id",
+    ),
+    EntityType.RECEIPT_WORD_LABEL: (
+        "label",
+        "reasoning",
+        "validation_status",
+        "label_proposed_by",
+        "label_consolidated_from",
+    ),
+}
+
+_DESERIALIZER: Final = TypeDeserializer()
+_VALIDATION_STATUSES: Final = frozenset(s.value for s in ValidationStatus)
+
+
+def _normalise(name: str, value: Any) -> str | None:
+    """Entity normalisation of one relevant value: "" and None are both empty (None)."""
+    if name == "validation_status":
+        value = value or ValidationStatus.NONE.value
+        if value not in _VALIDATION_STATUSES:
+            raise UnparseableRecordError(f"validation_status is not a status: {value!r}")
+        return str(value)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise UnparseableRecordError(f"{name} must be a string, got {value!r}")
+    return value
+
+
+def relevant_values_from_image(
+    entity_type: EntityType, image: Mapping[str, Any], key_values: Mapping[str, Any]
+) -> dict[str, str | None]:
+    """Decode only the relevant attributes of a typed image (``label`` comes from the key)."""
+    values: dict[str, str | None] = {}
+    for name in CHROMADB_RELEVANT_FIELDS[entity_type]:
+        if name in key_values:
+            values[name] = key_values[name]
+            continue
+        raw = image.get(name)
+        try:
+            value = None if raw is None else _DESERIALIZER.deserialize(raw)
+        except (TypeError, ValueError, AttributeError) as error:
+            raise UnparseableRecordError(f"{name} cannot be decoded: {error}") from None
+        values[name] = _normalise(name, value)
+    return values
+
+
+def relevant_values_from_entity(entity: DynamoEntity) -> dict[str, str | None]:
+    entity_type = EntityType(entity.TYPE)
+    return {
+        name: _normalise(name, getattr(entity, name))
+        for name in CHROMADB_RELEVANT_FIELDS[entity_type]
+    }
+
+
+def diff_relevant_values(
+    old: Mapping[str, str | None] | None, new: Mapping[str, str | None] | None
+) -> dict[str, FieldChange]:
+    """Changed fields; with one side absent, every non-empty field of the other side."""
+    names = list((old or new or {}).keys())
+    changes: dict[str, FieldChange] = {}
+    for name in names:
+        before = None if old is None else old.get(name)
+        after = None if new is None else new.get(name)
+        if before != after:
+            changes[name] = FieldChange(old=before, new=after)
+    return changes
+
+
+def get_chromadb_relevant_changes(
+    entity_type: EntityType | str,
+    old_entity: DynamoEntity | None,
+    new_entity: DynamoEntity | None,
+) -> dict[str, FieldChange]:
+    """Relevant fields that differ between two versions of a metadata or label row.
+
+    Either side may be None (an INSERT or a REMOVE). Entity types without relevant
+    fields have no changes.
+    """
+    kind = EntityType(entity_type)
+    if kind not in CHROMADB_RELEVANT_FIELDS:
+        return {}
+    return diff_relevant_values(
+        None if old_entity is None else relevant_values_from_entity(old_entity),
+        None if new_entity is None else relevant_values_from_entity(new_entity),
+    )

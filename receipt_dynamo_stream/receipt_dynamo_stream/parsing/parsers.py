@@ -1,0 +1,164 @@
+"""Stream record parsing: relevance from the keys first, images decoded only when needed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from receipt_dynamo.constants import EntityType
+from receipt_dynamo.entities import (
+    CompactionRun,
+    DynamoEntity,
+    Receipt,
+    ReceiptLine,
+    ReceiptMetadata,
+    ReceiptWord,
+    ReceiptWordLabel,
+)
+from receipt_dynamo.keys import IMAGE_PK_RE, SK_PATTERNS, validate_id, validate_label
+from receipt_dynamo_stream.exceptions import UnparseableRecordError
+from receipt_dynamo_stream.models import EventName, ParsedStreamRecord
+
+ENTITY_CLASSES: Final[dict[EntityType, type[DynamoEntity]]] = {
+    EntityType.RECEIPT: Receipt,
+    EntityType.RECEIPT_LINE: ReceiptLine,
+    EntityType.RECEIPT_WORD: ReceiptWord,
+    EntityType.RECEIPT_WORD_LABEL: ReceiptWordLabel,
+    EntityType.RECEIPT_METADATA: ReceiptMetadata,
+    EntityType.COMPACTION_RUN: CompactionRun,
+}
+
+_EVENT_NAMES: Final = {e.value: e for e in EventName}
+# Id names of the SK groups, per entity type, in pattern order.
+_ID_GROUPS: Final[dict[EntityType, tuple[str, ...]]] = {
+    EntityType.RECEIPT: ("receipt_id",),
+    EntityType.RECEIPT_LINE: ("receipt_id", "line_id"),
+    EntityType.RECEIPT_WORD: ("receipt_id", "line_id", "word_id"),
+    EntityType.RECEIPT_WORD_LABEL: ("receipt_id", "line_id", "word_id", "label"),
+    EntityType.RECEIPT_METADATA: ("receipt_id",),
+    EntityType.COMPACTION_RUN: ("receipt_id", "run_id"),
+}
+
+
+def detect_entity_type(pk: str, sk: str) -> tuple[EntityType, dict[str, Any]] | None:
+    """The entity type and ids named by a key, or None when the key is not relevant.
+
+    Raises UnparseableRecordError when the key has a relevant shape but invalid parts
+    (an id of 00000, a label outside ``[A-Z0-9_]{1,34}``).
+    """
+    pk_match = IMAGE_PK_RE.fullmatch(pk)
+    if pk_match is None or not sk.startswith("RECEIPT#"):
+        return None
+    for entity_type, pattern in SK_PATTERNS.items():
+        match = pattern.fullmatch(sk)
+        if match is None:
+            continue
+        ids: dict[str, Any] = {"image_id": pk_match.group(1)}
+        try:
+            for name, text in zip(_ID_GROUPS[entity_type], match.groups(), strict=True):
+                if name == "label":
+                    ids[name] = validate_label(text)
+                elif name == "run_id":
+                    ids[name] = text
+                else:
+                    ids[name] = validate_id(int(text), name)
+        except ValueError as error:
+            raise UnparseableRecordError(f"invalid key {pk!r} / {sk!r}: {error}") from None
+        return entity_type, ids
+    return None
+
+
+def _string_key(keys: Mapping[str, Any], name: str) -> str:
+    value = keys.get(name)
+    text = value.get("S") if isinstance(value, Mapping) else None
+    if not isinstance(text, str):
+        raise UnparseableRecordError(f"record lacks dynamodb.Keys.{name}.S")
+    return text
+
+
+def change_time_iso(value: Any) -> str | None:
+    """``ApproximateCreationDateTime`` (epoch seconds from Lambda) as ISO 8601 UTC."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):  # records read with boto3 rather than from Lambda
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise UnparseableRecordError(f"ApproximateCreationDateTime is not a time: {value!r}")
+    try:
+        return datetime.fromtimestamp(float(value), UTC).isoformat()
+    except (ValueError, OverflowError):
+        raise UnparseableRecordError(
+            f"ApproximateCreationDateTime is not a time: {value!r}"
+        ) from None
+
+
+def parse_stream_record(record: Any) -> ParsedStreamRecord | None:
+    """Parse a Lambda stream record; None when it is not relevant to the pipeline.
+
+    Raises UnparseableRecordError for records missing ``eventName``, the string keys or
+    ``SequenceNumber``, and for relevant keys with invalid parts. Images stay undecoded.
+    """
+    if not isinstance(record, Mapping):
+        raise UnparseableRecordError(f"record must be a map, got {type(record).__name__}")
+    event_name = record.get("eventName")
+    if not isinstance(event_name, str):
+        raise UnparseableRecordError("record lacks eventName")
+    dynamodb = record.get("dynamodb")
+    if not isinstance(dynamodb, Mapping):
+        raise UnparseableRecordError("record lacks dynamodb")
+    keys = dynamodb.get("Keys")
+    if not isinstance(keys, Mapping):
+        raise UnparseableRecordError("record lacks dynamodb.Keys")
+    pk = _string_key(keys, "PK")
+    sk = _string_key(keys, "SK")
+    sequence_number = dynamodb.get("SequenceNumber")
+    if not isinstance(sequence_number, str) or not sequence_number.isdigit():
+        raise UnparseableRecordError(
+            f"record lacks a decimal dynamodb.SequenceNumber, got {sequence_number!r}"
+        )
+    event = _EVENT_NAMES.get(event_name)
+    if event is None:
+        return None
+    detected = detect_entity_type(pk, sk)
+    if detected is None:
+        return None
+    entity_type, ids = detected
+    return ParsedStreamRecord(
+        event_name=event,
+        entity_type=entity_type,
+        pk=pk,
+        sk=sk,
+        image_id=ids.pop("image_id"),
+        ids=ids,
+        sequence_number=sequence_number,
+        old_image=_image(dynamodb, "OldImage"),
+        new_image=_image(dynamodb, "NewImage"),
+        change_time=change_time_iso(dynamodb.get("ApproximateCreationDateTime")),
+        event_id=_optional_text(record, "eventID"),
+        aws_region=_optional_text(record, "awsRegion"),
+    )
+
+
+def _image(dynamodb: Mapping[str, Any], name: str) -> dict[str, Any] | None:
+    image = dynamodb.get(name)
+    if image is None:
+        return None
+    if not isinstance(image, dict):
+        raise UnparseableRecordError(f"dynamodb.{name} must be a map, got {type(image).__name__}")
+    return image
+
+
+def _optional_text(record: Mapping[str, Any], name: str) -> str | None:
+    value = record.get(name)
+    return value if isinstance(value, str) else None
+
+
+def parse_entity(
+    image: Mapping[str, Any], entity_type: EntityType, *, pk: str, sk: str
+) -> DynamoEntity:
+    """Decode and validate a whole typed image as its entity (keys injected from the record)."""
+    try:
+        return ENTITY_CLASSES[entity_type].from_item({**image, "PK": {"S": pk}, "SK": {"S": sk}})
+    except (ValueError, TypeError, KeyError, AttributeError) as error:
+        raise UnparseableRecordError(f"{entity_type.value} image {pk} / {sk}: {error}") from None

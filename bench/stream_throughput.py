@@ -5,7 +5,7 @@ rows the pipeline ignores) go through ``build_messages`` with no network. The fl
 ``TypeDeserializer`` decoding every image of the same records. Both are timed in this
 process, best of several rounds, and printed as JSON with their ratio.
 
-Targets: ≤ 1.5× the deserializer-only time, ≥ 25,000 records/s on one core.
+Targets: ≤ 1.5 times the deserializer-only time, ≥ 25,000 records/s on one core.
 """
 
 from __future__ import annotations

@@ -1,0 +1,60 @@
+"""receipt_chroma: ChromaDB client, compaction operations, delta merging, snapshots, lease."""
+
+from receipt_chroma.compaction import (
+    CollectionUpdateResult,
+    DeltaRecord,
+    MessageFailure,
+    RunMergeResult,
+    delete_line_embeddings,
+    delete_receipt_embeddings,
+    delete_word_embeddings,
+    merge_compaction_deltas,
+    process_collection_updates,
+    publish_compaction_run,
+    reconstruct_label_metadata,
+    record_run_outcomes,
+    remove_receipt_metadata,
+    remove_word_labels,
+    update_receipt_metadata,
+    update_word_labels,
+    write_delta,
+)
+from receipt_chroma.data.chroma_client import ChromaClient
+from receipt_chroma.exceptions import (
+    ChromaClientError,
+    DeltaError,
+    OperationError,
+    ReceiptChromaError,
+    UnsafeArchiveError,
+)
+from receipt_chroma.ids import VectorKey, line_vector_id, parse_vector_id, word_vector_id
+
+__all__ = [
+    "ChromaClient",
+    "ChromaClientError",
+    "CollectionUpdateResult",
+    "DeltaError",
+    "DeltaRecord",
+    "MessageFailure",
+    "OperationError",
+    "ReceiptChromaError",
+    "RunMergeResult",
+    "UnsafeArchiveError",
+    "VectorKey",
+    "delete_line_embeddings",
+    "delete_receipt_embeddings",
+    "delete_word_embeddings",
+    "line_vector_id",
+    "merge_compaction_deltas",
+    "parse_vector_id",
+    "process_collection_updates",
+    "publish_compaction_run",
+    "reconstruct_label_metadata",
+    "record_run_outcomes",
+    "remove_receipt_metadata",
+    "remove_word_labels",
+    "update_receipt_metadata",
+    "update_word_labels",
+    "word_vector_id",
+    "write_delta",
+]

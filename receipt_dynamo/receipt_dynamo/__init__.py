@@ -30,6 +30,7 @@ from receipt_dynamo.exceptions import (
     PointerMovedError,
     ReceiptDynamoError,
 )
+from receipt_dynamo.models import ReceiptRows
 from receipt_dynamo.schema import create_table, table_definition
 from receipt_dynamo.streams import StreamReader, lambda_record
 
@@ -63,6 +64,7 @@ __all__ = [
     "ReceiptDynamoError",
     "ReceiptLine",
     "ReceiptMetadata",
+    "ReceiptRows",
     "ReceiptWord",
     "ReceiptWordLabel",
     "SnapshotPointer",

@@ -124,24 +124,26 @@ class DynamoBase:
         self,
         pk: str,
         sk_prefix: str,
-        entity_type: str,
+        entity_types: str | set[str],
         *,
         page_size: int | None = None,
     ) -> Iterator[Item]:
-        """Every item of ``TYPE`` under ``PK`` whose SK starts with ``sk_prefix``.
+        """Every item of the given ``TYPE``(s) under ``PK`` whose SK starts with ``sk_prefix``.
 
         Reads the base table with ``ConsistentRead`` (GSIs cannot be read consistently)
         and follows ``LastEvaluatedKey`` to the end.
         """
+        types = sorted({entity_types} if isinstance(entity_types, str) else entity_types)
+        type_values = {f":type{i}": {"S": t} for i, t in enumerate(types)}
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
             "KeyConditionExpression": "PK = :pk AND begins_with(SK, :prefix)",
-            "FilterExpression": "#type = :type",
+            "FilterExpression": f"#type IN ({', '.join(type_values)})",
             "ExpressionAttributeNames": {"#type": "TYPE"},
             "ExpressionAttributeValues": {
                 ":pk": {"S": pk},
                 ":prefix": {"S": sk_prefix},
-                ":type": {"S": entity_type},
+                **type_values,
             },
             "ConsistentRead": True,
         }

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from receipt_dynamo.constants import EntityType
 from receipt_dynamo.data.base import DynamoBase
 from receipt_dynamo.entities import (
+    CompactionRun,
     Receipt,
     ReceiptLine,
     ReceiptMetadata,
@@ -20,10 +23,48 @@ from receipt_dynamo.keys import (
     receipt_sk,
     word_sk,
 )
+from receipt_dynamo.models import ReceiptRows
+
+_ROW_TYPES = {
+    EntityType.RECEIPT.value,
+    EntityType.RECEIPT_LINE.value,
+    EntityType.RECEIPT_WORD.value,
+    EntityType.RECEIPT_WORD_LABEL.value,
+    EntityType.RECEIPT_METADATA.value,
+    EntityType.COMPACTION_RUN.value,
+}
 
 
 class ReceiptOperations(DynamoBase):
     """put/get/delete of each receipt entity and consistent listings per receipt."""
+
+    def get_receipt_rows(
+        self, image_id: str, receipt_id: int, *, page_size: int | None = None
+    ) -> ReceiptRows:
+        """The receipt row and every line, word, label, metadata and run row below it.
+
+        One strongly consistent query of the base table (``begins_with(SK, "RECEIPT#rrrrr")``
+        covers the receipt row itself, and ids are fixed-width so no other receipt matches).
+        """
+        found: dict[str, list[Any]] = {name: [] for name in _ROW_TYPES}
+        for item in self._query_prefix(
+            image_pk(image_id), receipt_sk(receipt_id), _ROW_TYPES, page_size=page_size
+        ):
+            found[item["TYPE"]["S"]].append(item)
+        receipts = [Receipt.from_item(i) for i in found[EntityType.RECEIPT.value]]
+        metadata = [ReceiptMetadata.from_item(i) for i in found[EntityType.RECEIPT_METADATA.value]]
+        return ReceiptRows(
+            image_id=image_id,
+            receipt_id=receipt_id,
+            receipt=receipts[0] if receipts else None,
+            metadata=metadata[0] if metadata else None,
+            lines=[ReceiptLine.from_item(i) for i in found[EntityType.RECEIPT_LINE.value]],
+            words=[ReceiptWord.from_item(i) for i in found[EntityType.RECEIPT_WORD.value]],
+            labels=[
+                ReceiptWordLabel.from_item(i) for i in found[EntityType.RECEIPT_WORD_LABEL.value]
+            ],
+            runs=[CompactionRun.from_item(i) for i in found[EntityType.COMPACTION_RUN.value]],
+        )
 
     # --- Receipt --------------------------------------------------------------------------
 

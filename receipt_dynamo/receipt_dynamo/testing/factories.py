@@ -129,3 +129,8 @@ def make_compaction_run(
         "created_at": FIXED_TIME,
     }
     return CompactionRun(**{**fields, **overrides})
+
+
+# Image ids for tests (lower-case UUID v4).
+IMAGE_ID = "3f52804b-2fad-4e00-92c8-b593da3a8ed3"
+OTHER_IMAGE_ID = "9a0e8f7d-1c2b-4a3e-9f00-112233445566"

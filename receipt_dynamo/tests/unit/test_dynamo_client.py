@@ -50,6 +50,33 @@ def test_listings_paginate_to_the_end_and_filter_by_type(mocked_table: TableFixt
     assert len(client.list_receipt_word_labels_for_receipt(IMAGE, 1, page_size=1)) == 3
 
 
+def test_receipt_rows_come_from_one_query_of_the_receipt_only(
+    mocked_table: TableFixture,
+) -> None:
+    client = mocked_table.client
+    client.put_entities(
+        [
+            make_receipt(IMAGE, 1),
+            make_metadata(IMAGE, 1),
+            make_line(IMAGE, 1, 1),
+            make_word(IMAGE, 1, 1, 1),
+            make_word(IMAGE, 1, 1, 2),
+            make_label(IMAGE, 1, 1, 1, "TOTAL"),
+            make_compaction_run(IMAGE, 1, "run-1"),
+            make_receipt(IMAGE, 10),  # RECEIPT#00010 must not match RECEIPT#00001
+            make_line(IMAGE, 10, 1),
+        ]
+    )
+    rows = client.get_receipt_rows(IMAGE, 1, page_size=2)
+    assert rows.exists
+    assert rows.metadata == make_metadata(IMAGE, 1)
+    assert [line.line_id for line in rows.lines] == [1]
+    assert sorted(w.word_id for w in rows.words) == [1, 2]
+    assert [label.label for label in rows.labels] == ["TOTAL"]
+    assert [run.run_id for run in rows.runs] == ["run-1"]
+    assert not client.get_receipt_rows(IMAGE, 2).exists
+
+
 def test_get_put_delete_and_not_found(mocked_table: TableFixture) -> None:
     client = mocked_table.client
     receipt = make_receipt(IMAGE, 1)

@@ -1,0 +1,55 @@
+"""Compaction: collection operations, delta merging and batch processing."""
+
+from receipt_chroma.compaction.compaction_run import MergeTarget, merge_compaction_deltas
+from receipt_chroma.compaction.deltas import (
+    DeltaLocation,
+    publish_compaction_run,
+    read_delta,
+    write_delta,
+)
+from receipt_chroma.compaction.models import (
+    CollectionUpdateResult,
+    DeltaRecord,
+    MessageFailure,
+    RunMergeResult,
+)
+from receipt_chroma.compaction.operations import (
+    delete_embeddings,
+    delete_line_embeddings,
+    delete_receipt_embeddings,
+    delete_word_embeddings,
+    merchant_metadata,
+    reconstruct_label_metadata,
+    remove_receipt_metadata,
+    remove_word_labels,
+    update_receipt_metadata,
+    update_word_labels,
+    write_receipt_state,
+)
+from receipt_chroma.compaction.processor import process_collection_updates, record_run_outcomes
+
+__all__ = [
+    "CollectionUpdateResult",
+    "DeltaLocation",
+    "DeltaRecord",
+    "MergeTarget",
+    "MessageFailure",
+    "RunMergeResult",
+    "delete_embeddings",
+    "delete_line_embeddings",
+    "delete_receipt_embeddings",
+    "delete_word_embeddings",
+    "merchant_metadata",
+    "merge_compaction_deltas",
+    "process_collection_updates",
+    "publish_compaction_run",
+    "read_delta",
+    "reconstruct_label_metadata",
+    "record_run_outcomes",
+    "remove_receipt_metadata",
+    "remove_word_labels",
+    "update_receipt_metadata",
+    "update_word_labels",
+    "write_delta",
+    "write_receipt_state",
+]

@@ -1,0 +1,176 @@
+"""Delta merging: a CompactionRun's embeddings into the snapshot collection (SPEC §5.3).
+
+A run's delta holds the receipt's complete set of embeddings for one collection, so
+merging it makes the receipt's records exactly the delta's (only ids whose rows exist),
+each carrying the receipt's current merchant and label keys. All merged runs of a batch
+go into the snapshot in as few chunked upserts as possible.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import boto3
+
+from receipt_chroma.compaction.deltas import DeltaLocation, download_delta, read_delta
+from receipt_chroma.compaction.models import DeltaRecord, RunMergeResult
+from receipt_chroma.compaction.operations import (
+    OperationLogger,
+    delete_embeddings,
+    existing_ids,
+    label_metadata_by_record,
+    merchant_metadata,
+    receipt_record_ids,
+    reconstruct_label_metadata,
+)
+from receipt_chroma.constants import DEFAULT_EMBEDDING_DIMENSION
+from receipt_chroma.data.chroma_client import ChromaClient
+from receipt_chroma.exceptions import DeltaError
+from receipt_chroma.ids import VectorKey, line_vector_id, parse_vector_id, word_vector_id
+from receipt_dynamo.constants import ChromaDBCollection
+from receipt_dynamo.entities import CompactionRun
+from receipt_dynamo.models import ReceiptRows
+
+if TYPE_CHECKING:
+    from types_boto3_s3.client import S3Client
+
+
+@dataclass(frozen=True, slots=True)
+class MergeTarget:
+    """A run chosen for merging, with its receipt's rows read for this batch."""
+
+    run: CompactionRun
+    rows: ReceiptRows
+
+
+def live_record_ids(rows: ReceiptRows, collection: ChromaDBCollection | str) -> set[str]:
+    """Ids that may exist now: the receipt row exists and so does the line/word row."""
+    if not rows.exists:
+        return set()
+    if ChromaDBCollection(collection) is ChromaDBCollection.WORDS:
+        return {word_vector_id(w.image_id, w.receipt_id, w.line_id, w.word_id) for w in rows.words}
+    return {line_vector_id(line.image_id, line.receipt_id, line.line_id) for line in rows.lines}
+
+
+def record_metadata(
+    key: VectorKey, text: str, rows: ReceiptRows, labels: dict[str, dict[str, Any]] | None
+) -> dict[str, Any]:
+    """The complete metadata of a record: ids, text, merchant keys and label keys."""
+    metadata: dict[str, Any] = {**key.base_metadata(), "text": text}
+    metadata.update(merchant_metadata(rows.metadata))
+    if labels is not None:
+        metadata.update(labels.get(key.vector_id) or reconstruct_label_metadata([]))
+    return metadata
+
+
+def _fetch_records(
+    run: CompactionRun,
+    collection: str,
+    *,
+    bucket: str,
+    s3_client: S3Client,
+    dimension: int,
+    work_dir: Path,
+) -> list[DeltaRecord]:
+    location = DeltaLocation.parse(run.delta_prefix(collection), bucket)
+    destination = work_dir / f"delta-{collection}-{run.run_id}"
+    download_delta(location, destination, run_id=run.run_id, s3_client=s3_client)
+    records = read_delta(destination, collection, run_id=run.run_id, dimension=dimension)
+    for record in records:
+        try:
+            key = parse_vector_id(record.id, collection)
+        except ValueError as error:
+            raise DeltaError(f"run {run.run_id}: {error}") from None
+        if (key.image_id, key.receipt_id) != (run.image_id, run.receipt_id):
+            raise DeltaError(
+                f"run {run.run_id}: {record.id} does not belong to image {run.image_id} "
+                f"receipt {run.receipt_id}"
+            )
+    return records
+
+
+def merge_compaction_deltas(
+    client: ChromaClient,
+    collection: ChromaDBCollection | str,
+    targets: Sequence[MergeTarget],
+    *,
+    bucket: str,
+    logger: OperationLogger,
+    s3_client: S3Client | None = None,
+    dimension: int = DEFAULT_EMBEDDING_DIMENSION,
+    work_dir: Path | None = None,
+) -> list[RunMergeResult]:
+    """Merge each target run's delta; one result per run (merged count or the error).
+
+    A run whose delta is missing, unsafe or malformed fails alone; the others merge.
+    """
+    name = ChromaDBCollection(collection).value
+    s3 = s3_client or boto3.client("s3")
+    snapshot = client.get_or_create_collection(name)
+    results: list[RunMergeResult] = []
+    ids: list[str] = []
+    embeddings: list[Any] = []
+    documents: list[str] = []
+    metadatas: list[dict[str, Any]] = []
+    stale: list[tuple[RunMergeResult, list[str]]] = []
+    with tempfile.TemporaryDirectory(prefix="merge-", dir=work_dir) as tmp:
+        for target in targets:
+            run, rows = target.run, target.rows
+            result = RunMergeResult(
+                run.run_id, run.image_id, run.receipt_id, ChromaDBCollection(name)
+            )
+            results.append(result)
+            try:
+                records = _fetch_records(
+                    run, name, bucket=bucket, s3_client=s3, dimension=dimension, work_dir=Path(tmp)
+                )
+            except Exception as error:
+                result.error = f"{type(error).__name__}: {error}"
+                logger.info("delta rejected", extra={"run_id": run.run_id, "error": result.error})
+                continue
+            live = live_record_ids(rows, name)
+            labels = label_metadata_by_record(rows.labels) if name == "words" else None
+            kept: set[str] = set()
+            for record in records:
+                if record.id not in live:
+                    result.dropped_vectors += 1
+                    continue
+                key = parse_vector_id(record.id, name)
+                text = record.metadata.get("text")
+                text = text if isinstance(text, str) else (record.document or "")
+                ids.append(record.id)
+                embeddings.append(record.embedding)
+                documents.append(record.document or text)
+                metadatas.append(record_metadata(key, text, rows, labels))
+                kept.add(record.id)
+            result.merged_vectors = len(kept)
+            # The run replaces the receipt's records: drop those its delta does not hold.
+            current = receipt_record_ids(snapshot, run.image_id, run.receipt_id)
+            stale.append((result, [i for i in current if i not in kept]))
+    if ids:
+        client.upsert(snapshot, ids, embeddings, documents, metadatas)
+        missing = set(ids) - set(existing_ids(snapshot, ids))
+        if missing:
+            raise DeltaError(f"{len(missing)} merged records are missing after upsert")
+    for result, stale_ids in stale:
+        if stale_ids:
+            delete_embeddings(
+                snapshot, stale_ids, logger, image_id=result.image_id, receipt_id=result.receipt_id
+            )
+        logger.info(
+            "delta merged",
+            extra={
+                "run_id": result.run_id,
+                "image_id": result.image_id,
+                "receipt_id": result.receipt_id,
+                "collection": name,
+                "merged_vectors": result.merged_vectors,
+                "dropped_vectors": result.dropped_vectors,
+                "replaced_records": len(stale_ids),
+            },
+        )
+    return results

@@ -1,0 +1,32 @@
+"""Names and defaults of the vector store contract (SPEC §4)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+DEFAULT_EMBEDDING_DIMENSION: Final = 1536
+COLLECTION_CONFIGURATION: Final = {"hnsw": {"space": "cosine"}}
+
+# Copied from the receipt's ReceiptMetadata onto every line and word record.
+MERCHANT_KEYS: Final = (
+    "merchant_name",
+    "canonical_merchant_name",
+    "merchant_category",
+    "address",
+    "phone_number",
+    "place_id",
+    "merchant_updated_at",
+)
+
+# Derived from the word's label rows (words collection only).
+LABEL_KEYS: Final = (
+    "label_status",
+    "valid_labels_array",
+    "invalid_labels_array",
+    "label_proposed_by",
+    "label_validated_at",
+    "labels_updated_at",
+)
+
+# Writes are chunked well below Chroma's maximum batch size (5461 here).
+WRITE_CHUNK: Final = 1000

@@ -1,0 +1,23 @@
+"""Errors of the ChromaDB side; each names what is wrong and where."""
+
+from __future__ import annotations
+
+
+class ReceiptChromaError(Exception):
+    """Base class of this package's errors."""
+
+
+class ChromaClientError(ReceiptChromaError):
+    """A client was used against its mode, or its directory is unusable."""
+
+
+class UnsafeArchiveError(ReceiptChromaError):
+    """An archive holds absolute paths, ``..``, links or special files."""
+
+
+class DeltaError(ReceiptChromaError):
+    """A compaction run's delta is missing, malformed or does not belong to the run."""
+
+
+class OperationError(ReceiptChromaError):
+    """A collection operation failed (never reported as a silent zero)."""

@@ -1,0 +1,1 @@
+"""Test and demo support: synthetic receipts with rows and matching delta records."""

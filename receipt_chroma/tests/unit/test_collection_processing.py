@@ -1,0 +1,272 @@
+"""process_collection_updates on real Chroma with moto (DynamoDB + S3) in-process."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+
+from receipt_chroma import ChromaClient, publish_compaction_run
+from receipt_chroma.compaction import (
+    CollectionUpdateResult,
+    process_collection_updates,
+    record_run_outcomes,
+)
+from receipt_chroma.ids import word_vector_id
+from receipt_chroma.testing.synthetic import SyntheticReceipt
+from receipt_dynamo import CompactionState, DynamoEntity
+from receipt_dynamo.testing.factories import IMAGE_ID, OTHER_IMAGE_ID, make_label, make_metadata
+from receipt_dynamo.testing.pytest_plugin import TableFixture
+from receipt_dynamo.testing.records import stream_record
+from receipt_dynamo_stream import StreamMessage, build_messages
+from receipt_dynamo_stream.models import MessageSource
+
+DIM = 8
+BUCKET = "chroma-test"
+
+
+@dataclass
+class Env:
+    table: TableFixture
+    chroma: ChromaClient
+    counter: int = 0
+
+    def messages(
+        self,
+        event: str,
+        collection: str,
+        *,
+        old: DynamoEntity | None = None,
+        new: DynamoEntity | None = None,
+    ) -> list[tuple[str, StreamMessage]]:
+        built = build_messages([stream_record(event, old=old, new=new)])
+        pairs = []
+        for _, message in built.messages:
+            if message.collection.value == collection:
+                self.counter += 1
+                pairs.append((f"m{self.counter}", message))
+        return pairs
+
+    def process(
+        self, collection: str, messages: list[tuple[str, StreamMessage]]
+    ) -> CollectionUpdateResult:
+        result = process_collection_updates(
+            messages,
+            collection,
+            self.chroma,
+            self.table.client,
+            bucket=BUCKET,
+            dimension=DIM,
+            logger=logging.getLogger("test"),
+        )
+        record_run_outcomes(self.table.client, result)
+        return result
+
+    def records(self, collection: str) -> dict[str, dict[str, Any]]:
+        found = self.chroma.get_collection(collection).get(include=["metadatas"])
+        return dict(zip(found["ids"], found["metadatas"], strict=True))
+
+    def add_receipt(self, receipt: SyntheticReceipt, run_id: str, *, words: Any = None) -> Any:
+        self.table.client.put_entities(receipt.rows)
+        return publish_compaction_run(
+            self.table.client,
+            image_id=receipt.image_id,
+            receipt_id=receipt.receipt_id,
+            run_id=run_id,
+            lines=receipt.line_records(),
+            words=receipt.word_records() if words is None else words,
+            bucket=BUCKET,
+        )
+
+
+@pytest.fixture
+def env(mocked_table: TableFixture, chroma: ChromaClient) -> Env:
+    boto3.client("s3").create_bucket(Bucket=BUCKET)
+    return Env(mocked_table, chroma)
+
+
+def test_merge_writes_records_with_current_metadata_and_labels(env: Env) -> None:
+    receipt = SyntheticReceipt(IMAGE_ID, 1, dimension=DIM)
+    env.table.client.put_receipt_metadata(make_metadata(IMAGE_ID, 1))
+    env.table.client.put_receipt_word_label(
+        make_label(IMAGE_ID, 1, 1, 1, "TOTAL", validation_status="VALID")
+    )
+    run = env.add_receipt(receipt, "run-1")
+
+    result = env.process("words", env.messages("INSERT", "words", new=run))
+
+    assert result.failures == []
+    assert [(r.run_id, r.merged_vectors) for r in result.runs] == [("run-1", 6)]
+    records = env.records("words")
+    assert len(records) == 6
+    first = records[word_vector_id(IMAGE_ID, 1, 1, 1)]
+    assert first["text"] == "w1.1"
+    assert (first["image_id"], first["receipt_id"], first["line_id"], first["word_id"]) == (
+        IMAGE_ID,
+        1,
+        1,
+        1,
+    )
+    assert first["merchant_name"] == "Corner Market"
+    assert first["merchant_updated_at"] == make_metadata(IMAGE_ID, 1).timestamp
+    assert first["valid_labels_array"] == ["TOTAL"]
+    assert "label_status" not in records[word_vector_id(IMAGE_ID, 1, 1, 2)]
+    stored = env.table.client.get_compaction_run(IMAGE_ID, 1, "run-1")
+    assert (stored.words_state, stored.words_merged_vectors) == (CompactionState.COMPLETED, 6)
+    assert stored.lines_state is CompactionState.PENDING  # the other collection is untouched
+    assert env.chroma.get_or_create_collection("lines").count() == 0
+
+
+def test_merge_upserts_only_ids_whose_rows_exist(env: Env) -> None:
+    receipt = SyntheticReceipt(IMAGE_ID, 1, dimension=DIM)
+    run = env.add_receipt(receipt, "run-1")
+    env.table.client.delete_receipt_word(IMAGE_ID, 1, 2, 2)
+
+    result = env.process("words", env.messages("INSERT", "words", new=run))
+
+    assert (result.runs[0].merged_vectors, result.runs[0].dropped_vectors) == (5, 1)
+    assert word_vector_id(IMAGE_ID, 1, 2, 2) not in env.records("words")
+
+
+def test_completed_runs_are_not_merged_again_except_by_backfill(env: Env) -> None:
+    run = env.add_receipt(SyntheticReceipt(IMAGE_ID, 1, dimension=DIM), "run-1")
+    message = env.messages("INSERT", "lines", new=run)
+    env.process("lines", message)
+    lines = env.chroma.get_collection("lines")
+    lost = lines.get(include=[])["ids"][0]
+    lines.delete(ids=[lost])
+
+    again = env.process("lines", message)
+    assert again.runs[0].skipped_reason == "already completed"
+    assert lost not in env.records("lines")
+
+    backfill = [(mid, dataclasses.replace(m, source=MessageSource.BACKFILL)) for mid, m in message]
+    rebuilt = env.process("lines", backfill)
+    assert rebuilt.runs[0].merged_vectors == 3
+    assert lost in env.records("lines")
+
+
+@pytest.mark.parametrize("order", ["in_order", "reversed"])
+def test_newer_run_supersedes_older_in_either_order(env: Env, order: str) -> None:
+    receipt = SyntheticReceipt(IMAGE_ID, 1, dimension=DIM)
+    older = env.add_receipt(receipt, "run-a")
+    newer_words = receipt.word_records()[:-1]  # the re-embedding no longer has the last word
+    newer = publish_compaction_run(
+        env.table.client,
+        image_id=IMAGE_ID,
+        receipt_id=1,
+        run_id="run-b",
+        lines=receipt.line_records(),
+        words=newer_words,
+        bucket=BUCKET,
+    )
+    sequence = [older, newer] if order == "in_order" else [newer, older]
+    results = [env.process("words", env.messages("INSERT", "words", new=run)) for run in sequence]
+
+    assert sorted(env.records("words")) == sorted(r[0] for r in newer_words)
+    if order == "reversed":
+        assert results[1].runs[0].superseded_by == "run-b"
+    stored = env.table.client.get_compaction_run(IMAGE_ID, 1, "run-a")
+    assert stored.words_state is CompactionState.COMPLETED
+
+
+def test_metadata_messages_rewrite_merchant_keys_from_the_current_row(env: Env) -> None:
+    run = env.add_receipt(SyntheticReceipt(IMAGE_ID, 1, dimension=DIM), "run-1")
+    env.process("lines", env.messages("INSERT", "lines", new=run))
+    old = make_metadata(IMAGE_ID, 1)
+    new = dataclasses.replace(old, canonical_merchant_name="Corner Market Inc", address="")
+    env.table.client.put_receipt_metadata(new)
+    # A stale message (its "changes" say something else) still applies the current row.
+    stale = env.messages("INSERT", "lines", new=old)
+
+    result = env.process("lines", stale)
+
+    assert result.records_updated == 3
+    for metadata in env.records("lines").values():
+        assert metadata["canonical_merchant_name"] == "Corner Market Inc"
+        assert "address" not in metadata
+
+    env.table.client.delete_receipt_metadata(IMAGE_ID, 1)
+    env.process("lines", env.messages("REMOVE", "lines", old=new))
+    assert all("merchant_name" not in m for m in env.records("lines").values())
+
+
+def test_label_messages_recompute_the_receipts_word_labels(env: Env) -> None:
+    run = env.add_receipt(SyntheticReceipt(IMAGE_ID, 1, dimension=DIM), "run-1")
+    env.process("words", env.messages("INSERT", "words", new=run))
+    label = make_label(
+        IMAGE_ID, 1, 2, 1, "TAX", validation_status="PENDING", label_proposed_by="llm"
+    )
+    env.table.client.put_receipt_word_label(label)
+
+    result = env.process("words", env.messages("INSERT", "words", new=label))
+
+    assert result.label_updates == 6
+    record = env.records("words")[word_vector_id(IMAGE_ID, 1, 2, 1)]
+    assert (record["label_status"], record["label_proposed_by"]) == ("auto_suggested", "llm")
+
+
+def test_removals_delete_only_records_whose_rows_are_gone(env: Env) -> None:
+    receipt = SyntheticReceipt(IMAGE_ID, 1, dimension=DIM)
+    run = env.add_receipt(receipt, "run-1")
+    env.process("words", env.messages("INSERT", "words", new=run))
+    removed, recreated = receipt.word_rows[0], receipt.word_rows[1]
+    env.table.client.delete_receipt_word(IMAGE_ID, 1, removed.line_id, removed.word_id)
+    # The second word was removed and written again: its REMOVE must not delete it.
+    messages = env.messages("REMOVE", "words", old=removed) + env.messages(
+        "REMOVE", "words", old=recreated
+    )
+
+    result = env.process("words", messages)
+
+    assert result.records_deleted == 1
+    records = env.records("words")
+    assert word_vector_id(IMAGE_ID, 1, 1, 1) not in records
+    assert word_vector_id(IMAGE_ID, 1, 1, 2) in records
+
+
+def test_receipt_removal_deletes_all_its_records_once_the_row_is_gone(env: Env) -> None:
+    first = SyntheticReceipt(IMAGE_ID, 1, dimension=DIM)
+    second = SyntheticReceipt(OTHER_IMAGE_ID, 1, dimension=DIM)
+    for n, receipt in enumerate((first, second)):
+        run = env.add_receipt(receipt, f"run-{n}")
+        env.process("lines", env.messages("INSERT", "lines", new=run))
+    message = env.messages("REMOVE", "lines", old=first.receipt)
+
+    kept = env.process("lines", message)  # the receipt row still exists
+    assert kept.records_deleted == 0
+    env.table.client.delete_receipt(IMAGE_ID, 1)
+    gone = env.process("lines", message)
+
+    assert gone.records_deleted == 3
+    assert {m["image_id"] for m in env.records("lines").values()} == {OTHER_IMAGE_ID}
+
+
+def test_a_bad_delta_fails_only_its_receipts_run_messages(env: Env) -> None:
+    good = env.add_receipt(SyntheticReceipt(IMAGE_ID, 1, dimension=DIM), "run-good")
+    broken = env.add_receipt(SyntheticReceipt(OTHER_IMAGE_ID, 1, dimension=DIM), "run-broken")
+    boto3.client("s3").delete_object(Bucket=BUCKET, Key="words/delta/run-broken/delta.tar.gz")
+    messages = env.messages("INSERT", "words", new=good) + env.messages(
+        "INSERT", "words", new=broken
+    )
+
+    result = env.process("words", messages)
+
+    (failure,) = result.failures
+    assert failure.message_id == messages[1][0]
+    assert "run-broken" in failure.reason
+    assert "no delta" in failure.reason
+    assert {m["image_id"] for m in env.records("words").values()} == {IMAGE_ID}
+    stored = env.table.client.get_compaction_run(OTHER_IMAGE_ID, 1, "run-broken")
+    assert stored.words_state is CompactionState.FAILED
+    assert "no delta" in (stored.words_error or "")
+
+
+def test_messages_for_another_collection_fail(env: Env) -> None:
+    messages = env.messages("REMOVE", "lines", old=SyntheticReceipt(IMAGE_ID, 1).receipt)
+    result = env.process("words", messages)
+    assert result.failures[0].reason == "message for lines sent to words"

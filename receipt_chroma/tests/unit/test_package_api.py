@@ -1,0 +1,40 @@
+"""The import paths the user's summary relies on, and the re-export modules."""
+
+from __future__ import annotations
+
+import receipt_chroma
+import receipt_dynamo_stream
+from receipt_chroma import ChromaClient
+from receipt_chroma.compaction import merge_compaction_deltas, update_receipt_metadata
+from receipt_chroma.stream import get_chromadb_relevant_changes
+from receipt_chroma.stream.change_detector import CHROMADB_RELEVANT_FIELDS
+from receipt_chroma.stream.models import FieldChange, StreamMessage
+
+
+def test_stream_api_is_re_exported_not_redefined() -> None:
+    assert get_chromadb_relevant_changes is receipt_dynamo_stream.get_chromadb_relevant_changes
+    assert CHROMADB_RELEVANT_FIELDS is receipt_dynamo_stream.CHROMADB_RELEVANT_FIELDS
+    assert FieldChange is receipt_dynamo_stream.FieldChange
+    assert StreamMessage is receipt_dynamo_stream.StreamMessage
+
+
+def test_root_exports_the_client_and_the_compaction_api() -> None:
+    for name in (
+        "ChromaClient",
+        "update_receipt_metadata",
+        "remove_receipt_metadata",
+        "update_word_labels",
+        "remove_word_labels",
+        "reconstruct_label_metadata",
+        "delete_receipt_embeddings",
+        "delete_line_embeddings",
+        "delete_word_embeddings",
+        "merge_compaction_deltas",
+        "process_collection_updates",
+        "write_delta",
+    ):
+        assert name in receipt_chroma.__all__
+        assert hasattr(receipt_chroma, name)
+    assert receipt_chroma.ChromaClient is ChromaClient
+    assert receipt_chroma.merge_compaction_deltas is merge_compaction_deltas
+    assert receipt_chroma.update_receipt_metadata is update_receipt_metadata

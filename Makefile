@@ -55,6 +55,7 @@ package-stream: install
 bench: install
 	@mkdir -p bench/results
 	$(BIN)/python bench/stream_throughput.py | tee bench/results/stream_throughput.json
+	$(BIN)/python bench/compaction_ops.py | tee bench/results/compaction_ops.json
 
 clean:
 	rm -rf $(VENV) dist .pytest_cache .mypy_cache .ruff_cache htmlcov .coverage

@@ -9,12 +9,15 @@ go into the snapshot in as few chunked upserts as possible.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
+import numpy as np
 
 from receipt_chroma.compaction.deltas import DeltaLocation, download_delta, read_delta
 from receipt_chroma.compaction.models import DeltaRecord, RunMergeResult
@@ -67,6 +70,41 @@ def record_metadata(
     return metadata
 
 
+class _UpsertBatch:
+    """Records waiting to be upserted; every id written is verified at the end."""
+
+    def __init__(self, client: ChromaClient, snapshot: Any) -> None:
+        self.client = client
+        self.snapshot = snapshot
+        self.ids: list[str] = []
+        self.embeddings: list[Any] = []
+        self.documents: list[str] = []
+        self.metadatas: list[dict[str, Any]] = []
+        self.written: list[str] = []
+
+    @property
+    def size(self) -> int:
+        return len(self.ids)
+
+    def add(self, record: DeltaRecord, text: str, metadata: dict[str, Any]) -> None:
+        self.ids.append(record.id)
+        self.embeddings.append(record.embedding)
+        self.documents.append(record.document or text)
+        self.metadatas.append(metadata)
+
+    def flush(self) -> None:
+        if self.ids:
+            embeddings = np.asarray(self.embeddings, dtype=np.float32)
+            self.client.upsert(self.snapshot, self.ids, embeddings, self.documents, self.metadatas)
+            self.written += self.ids
+            self.ids, self.embeddings, self.documents, self.metadatas = [], [], [], []
+
+    def verify(self) -> None:
+        missing = set(self.written) - set(existing_ids(self.snapshot, self.written))
+        if missing:
+            raise DeltaError(f"{len(missing)} merged records are missing after upsert")
+
+
 def _fetch_records(
     run: CompactionRun,
     collection: str,
@@ -93,6 +131,35 @@ def _fetch_records(
     return records
 
 
+FETCH_WORKERS = 2
+FETCH_AHEAD = 8  # deltas fetched ahead of the upserts, bounding memory
+# Upsert once this many records wait: few large writes, memory bounded. (Chroma's upsert
+# holds the GIL, so fetching cannot overlap writing; it overlaps other fetches instead.)
+FLUSH_RECORDS = 512
+
+
+def _prefetched(
+    targets: Sequence[MergeTarget], fetch: Callable[[CompactionRun], list[DeltaRecord]]
+) -> Iterator[tuple[MergeTarget, list[DeltaRecord] | Exception]]:
+    """Each target with its delta's records (or the error), fetched in background threads."""
+    with ThreadPoolExecutor(max_workers=FETCH_WORKERS, thread_name_prefix="delta") as pool:
+        pending: deque[tuple[MergeTarget, Future[list[DeltaRecord]]]] = deque()
+        queued = iter(targets)
+        for target in queued:
+            pending.append((target, pool.submit(fetch, target.run)))
+            if len(pending) >= FETCH_AHEAD:
+                break
+        while pending:
+            target, future = pending.popleft()
+            next_target = next(queued, None)
+            if next_target is not None:
+                pending.append((next_target, pool.submit(fetch, next_target.run)))
+            try:
+                yield target, future.result()
+            except Exception as error:
+                yield target, error
+
+
 def merge_compaction_deltas(
     client: ChromaClient,
     collection: ChromaDBCollection | str,
@@ -112,50 +179,45 @@ def merge_compaction_deltas(
     s3 = s3_client or boto3.client("s3")
     snapshot = client.get_or_create_collection(name)
     results: list[RunMergeResult] = []
-    ids: list[str] = []
-    embeddings: list[Any] = []
-    documents: list[str] = []
-    metadatas: list[dict[str, Any]] = []
+    batch = _UpsertBatch(client, snapshot)
     stale: list[tuple[RunMergeResult, list[str]]] = []
     with tempfile.TemporaryDirectory(prefix="merge-", dir=work_dir) as tmp:
-        for target in targets:
+
+        def fetch(run: CompactionRun) -> list[DeltaRecord]:
+            return _fetch_records(
+                run, name, bucket=bucket, s3_client=s3, dimension=dimension, work_dir=Path(tmp)
+            )
+
+        for target, fetched in _prefetched(targets, fetch):
             run, rows = target.run, target.rows
             result = RunMergeResult(
                 run.run_id, run.image_id, run.receipt_id, ChromaDBCollection(name)
             )
             results.append(result)
-            try:
-                records = _fetch_records(
-                    run, name, bucket=bucket, s3_client=s3, dimension=dimension, work_dir=Path(tmp)
-                )
-            except Exception as error:
-                result.error = f"{type(error).__name__}: {error}"
+            if isinstance(fetched, Exception):
+                result.error = f"{type(fetched).__name__}: {fetched}"
                 logger.info("delta rejected", extra={"run_id": run.run_id, "error": result.error})
                 continue
             live = live_record_ids(rows, name)
             labels = label_metadata_by_record(rows.labels) if name == "words" else None
             kept: set[str] = set()
-            for record in records:
+            for record in fetched:
                 if record.id not in live:
                     result.dropped_vectors += 1
                     continue
                 key = parse_vector_id(record.id, name)
                 text = record.metadata.get("text")
                 text = text if isinstance(text, str) else (record.document or "")
-                ids.append(record.id)
-                embeddings.append(record.embedding)
-                documents.append(record.document or text)
-                metadatas.append(record_metadata(key, text, rows, labels))
+                batch.add(record, text, record_metadata(key, text, rows, labels))
                 kept.add(record.id)
             result.merged_vectors = len(kept)
             # The run replaces the receipt's records: drop those its delta does not hold.
             current = receipt_record_ids(snapshot, run.image_id, run.receipt_id)
             stale.append((result, [i for i in current if i not in kept]))
-    if ids:
-        client.upsert(snapshot, ids, embeddings, documents, metadatas)
-        missing = set(ids) - set(existing_ids(snapshot, ids))
-        if missing:
-            raise DeltaError(f"{len(missing)} merged records are missing after upsert")
+            if batch.size >= FLUSH_RECORDS:
+                batch.flush()
+    batch.flush()
+    batch.verify()
     for result, stale_ids in stale:
         if stale_ids:
             delete_embeddings(

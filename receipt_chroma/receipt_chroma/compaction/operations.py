@@ -49,9 +49,21 @@ def _guard(action: str, image_id: str, receipt_id: int, work: Callable[[], T]) -
 
 
 def receipt_record_ids(collection: Any, image_id: str, receipt_id: int) -> list[str]:
-    """Ids of every record of the receipt in ``collection`` (found by a metadata query)."""
-    result = collection.get(where=receipt_where(image_id, receipt_id), include=[])
-    return sorted(set(result["ids"]))
+    """Ids of every record of the receipt in ``collection`` (found by a metadata query).
+
+    The query filters on ``image_id`` alone and checks ``receipt_id`` here: an image has
+    a handful of receipts, while ``receipt_id = 1`` matches most of a snapshot, and
+    intersecting with it makes the query grow with the snapshot.
+    """
+    result = collection.get(where={"image_id": image_id}, include=["metadatas"])
+    metadatas = result["metadatas"] or []
+    return sorted(
+        {
+            record_id
+            for record_id, metadata in zip(result["ids"], metadatas, strict=False)
+            if metadata and metadata.get("receipt_id") == receipt_id
+        }
+    )
 
 
 def existing_ids(collection: Any, ids: Iterable[str]) -> list[str]:

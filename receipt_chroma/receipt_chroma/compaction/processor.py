@@ -30,11 +30,13 @@ from receipt_chroma.compaction.models import (
 from receipt_chroma.compaction.operations import (
     OperationLogger,
     delete_embeddings,
+    existing_ids,
     receipt_record_ids,
     write_receipt_state,
 )
 from receipt_chroma.constants import DEFAULT_EMBEDDING_DIMENSION
 from receipt_chroma.data.chroma_client import ChromaClient
+from receipt_chroma.ids import line_vector_id, word_vector_id
 from receipt_dynamo.constants import ChromaDBCollection, CompactionState, EntityType
 from receipt_dynamo.data.dynamo_client import DynamoClient
 from receipt_dynamo.entities import CompactionRun
@@ -54,6 +56,7 @@ class _ReceiptWork:
     message_ids: list[str] = field(default_factory=list)
     runs: dict[str, list[tuple[str, StreamMessage]]] = field(default_factory=dict)
     writes_state: bool = False
+    removed_ids: set[str] = field(default_factory=set)
     rows: ReceiptRows | None = None
 
 
@@ -67,6 +70,18 @@ def _receipt_key(message: StreamMessage) -> ReceiptKey:
     ):
         raise ValueError(f"entity_data needs image_id and receipt_id, got {data!r}")
     return image_id, receipt_id
+
+
+def _removed_record_id(message: StreamMessage, kind: ChromaDBCollection) -> str | None:
+    """The record id a line/word REMOVE names in this collection, if any."""
+    data = message.entity_data
+    if message.entity_type is EntityType.RECEIPT_LINE and kind is ChromaDBCollection.LINES:
+        return line_vector_id(data["image_id"], data["receipt_id"], int(data["line_id"]))
+    if message.entity_type is EntityType.RECEIPT_WORD and kind is ChromaDBCollection.WORDS:
+        return word_vector_id(
+            data["image_id"], data["receipt_id"], int(data["line_id"]), int(data["word_id"])
+        )
+    return None
 
 
 def plan_runs(
@@ -138,8 +153,9 @@ def process_collection_updates(
             continue
         try:
             key = _receipt_key(message)
-        except ValueError as error:
-            result.failures.append(MessageFailure(message_id, str(error)))
+            removed = _removed_record_id(message, kind)
+        except (KeyError, TypeError, ValueError) as error:
+            result.failures.append(MessageFailure(message_id, f"invalid entity_data: {error}"))
             continue
         work = works.setdefault(key, _ReceiptWork(key))
         work.message_ids.append(message_id)
@@ -152,6 +168,8 @@ def process_collection_updates(
             work.runs.setdefault(run_id, []).append((message_id, message))
         if message.entity_type in _STATE_TYPES:
             work.writes_state = True
+        if removed is not None:
+            work.removed_ids.add(removed)
 
     failed_receipts: dict[ReceiptKey, str] = {}
     targets: list[MergeTarget] = []
@@ -228,11 +246,19 @@ def _reconcile(
     result: CollectionUpdateResult,
     logger: OperationLogger,
 ) -> None:
-    """Delete records whose rows are gone; write the receipt's keys onto the rest."""
+    """Delete records whose rows are gone; write the receipt's keys onto the rest.
+
+    Without the receipt row every record of the receipt goes (found by a metadata query).
+    Otherwise only ids are looked up: the live ones and those named by removals, so the
+    cost does not grow with the snapshot.
+    """
     image_id, receipt_id = work.key
     kind = result.collection
-    current = receipt_record_ids(snapshot, image_id, receipt_id)
     live = live_record_ids(rows, kind)
+    if rows.exists:
+        current = existing_ids(snapshot, live | work.removed_ids)
+    else:
+        current = receipt_record_ids(snapshot, image_id, receipt_id)
     gone = [i for i in current if i not in live]
     kept = [i for i in current if i in live]
     if work.writes_state and kept and not merged:

@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Any, Literal, Self
 
 import chromadb
+import numpy as np
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
 from chromadb.api.shared_system_client import SharedSystemClient
@@ -28,6 +29,13 @@ MODES: tuple[Mode, ...] = ("read", "write", "delta")
 
 def _settings(*, persistent: bool) -> Settings:
     return Settings(anonymized_telemetry=False, allow_reset=False, is_persistent=persistent)
+
+
+def _rows(embeddings: Any, start: int, end: int) -> Any:
+    """A slice of the embeddings; arrays stay one contiguous float32 block (fastest upsert)."""
+    if isinstance(embeddings, np.ndarray):
+        return np.ascontiguousarray(embeddings[start:end], dtype=np.float32)
+    return [list(row) for row in embeddings[start:end]]
 
 
 class ChromaClient:
@@ -126,7 +134,7 @@ class ChromaClient:
             end = start + size
             target.upsert(
                 ids=list(ids[start:end]),
-                embeddings=list(embeddings[start:end]),
+                embeddings=_rows(embeddings, start, end),
                 documents=None if documents is None else list(documents[start:end]),
                 metadatas=None if metadatas is None else [dict(m) for m in metadatas[start:end]],
             )
@@ -151,7 +159,10 @@ class ChromaClient:
             return
         self._closed = True
         self._client.close()  # type: ignore[attr-defined]
-        SharedSystemClient.clear_system_cache()
+        # clear_system_cache() forgets every client's system, so it runs only when no other
+        # client is open in this process (a delta may be read while the snapshot is open).
+        if not SharedSystemClient._identifier_to_system:
+            SharedSystemClient.clear_system_cache()
 
     def __enter__(self) -> Self:
         return self

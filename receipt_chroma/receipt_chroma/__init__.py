@@ -2,12 +2,18 @@
 
 from receipt_chroma.compaction import (
     CollectionUpdateResult,
+    CompactionConfig,
+    CompactionCycle,
+    CycleResult,
     DeltaRecord,
+    EFSSnapshotManager,
+    LockManager,
     MessageFailure,
     RunMergeResult,
     delete_line_embeddings,
     delete_receipt_embeddings,
     delete_word_embeddings,
+    get_efs_snapshot_manager,
     merge_compaction_deltas,
     process_collection_updates,
     publish_compaction_run,
@@ -25,14 +31,30 @@ from receipt_chroma.exceptions import (
     DeltaError,
     OperationError,
     ReceiptChromaError,
+    SnapshotCorruptError,
+    SnapshotError,
+    SnapshotUnavailableError,
     UnsafeArchiveError,
 )
 from receipt_chroma.ids import VectorKey, line_vector_id, parse_vector_id, word_vector_id
+from receipt_chroma.snapshots.s3_store import S3SnapshotStore
+from receipt_chroma.snapshots.working_copy import CacheTier, WorkingCopy
 
 __all__ = [
+    "CacheTier",
     "ChromaClient",
     "ChromaClientError",
     "CollectionUpdateResult",
+    "CompactionConfig",
+    "CompactionCycle",
+    "CycleResult",
+    "EFSSnapshotManager",
+    "LockManager",
+    "S3SnapshotStore",
+    "SnapshotCorruptError",
+    "SnapshotError",
+    "SnapshotUnavailableError",
+    "WorkingCopy",
     "DeltaError",
     "DeltaRecord",
     "MessageFailure",
@@ -44,6 +66,7 @@ __all__ = [
     "delete_line_embeddings",
     "delete_receipt_embeddings",
     "delete_word_embeddings",
+    "get_efs_snapshot_manager",
     "line_vector_id",
     "merge_compaction_deltas",
     "parse_vector_id",

@@ -21,3 +21,18 @@ class DeltaError(ReceiptChromaError):
 
 class OperationError(ReceiptChromaError):
     """A collection operation failed (never reported as a silent zero)."""
+
+
+class SnapshotError(ReceiptChromaError):
+    """A snapshot could not be read, verified or written."""
+
+
+class SnapshotCorruptError(SnapshotError):
+    """A snapshot's tarball does not match its recorded hash, or does not open."""
+
+
+class SnapshotUnavailableError(SnapshotError):
+    """The pointer names a version that cannot be had, or the stores disagree (SPEC §6).
+
+    The cycle fails its messages rather than bootstrapping over data.
+    """

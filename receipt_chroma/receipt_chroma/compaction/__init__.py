@@ -1,12 +1,19 @@
 """Compaction: collection operations, delta merging and batch processing."""
 
 from receipt_chroma.compaction.compaction_run import MergeTarget, merge_compaction_deltas
+from receipt_chroma.compaction.config import CompactionConfig
+from receipt_chroma.compaction.cycle import CompactionCycle, CycleResult, FailureCause
 from receipt_chroma.compaction.deltas import (
     DeltaLocation,
     publish_compaction_run,
     read_delta,
     write_delta,
 )
+from receipt_chroma.compaction.efs_snapshot_manager import (
+    EFSSnapshotManager,
+    get_efs_snapshot_manager,
+)
+from receipt_chroma.compaction.lease import LockManager
 from receipt_chroma.compaction.models import (
     CollectionUpdateResult,
     DeltaRecord,
@@ -30,6 +37,12 @@ from receipt_chroma.compaction.processor import process_collection_updates, reco
 
 __all__ = [
     "CollectionUpdateResult",
+    "CompactionConfig",
+    "CompactionCycle",
+    "CycleResult",
+    "EFSSnapshotManager",
+    "FailureCause",
+    "LockManager",
     "DeltaLocation",
     "DeltaRecord",
     "MergeTarget",
@@ -39,6 +52,7 @@ __all__ = [
     "delete_line_embeddings",
     "delete_receipt_embeddings",
     "delete_word_embeddings",
+    "get_efs_snapshot_manager",
     "merchant_metadata",
     "merge_compaction_deltas",
     "process_collection_updates",

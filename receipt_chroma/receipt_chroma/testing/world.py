@@ -1,0 +1,117 @@
+"""A complete local compaction setup for tests and benchmarks.
+
+A table (with its real stream), a bucket, an EFS directory and a work directory, all on
+whatever AWS endpoint the environment names (a moto server in integration tests), plus
+helpers that turn the table's real stream records into queue messages and read back
+what a published snapshot holds.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from receipt_chroma.compaction.config import CompactionConfig
+from receipt_chroma.compaction.cycle import CompactionCycle, CycleResult
+from receipt_chroma.compaction.deltas import publish_compaction_run
+from receipt_chroma.data.chroma_client import ChromaClient
+from receipt_chroma.snapshots.s3_store import S3SnapshotStore
+from receipt_chroma.testing.synthetic import SyntheticReceipt
+from receipt_dynamo import DynamoClient, create_table
+from receipt_dynamo.streams import StreamReader
+from receipt_dynamo_stream import StreamMessage, build_messages
+
+SnapshotContents = dict[str, tuple[dict[str, Any], list[float]]]
+
+
+@dataclass
+class CompactionWorld:
+    root: Path
+    dimension: int = 8
+    name: str = field(default_factory=lambda: f"w{uuid.uuid4().hex[:8]}")
+    message_count: int = 0
+
+    def __post_init__(self) -> None:
+        self.table = f"receipts-{self.name}"
+        self.bucket = f"chroma-{self.name}"
+        self.stream_arn = create_table(self.table)
+        self.dynamo = DynamoClient(self.table)
+        self.s3 = boto3.client("s3")
+        self.s3.create_bucket(Bucket=self.bucket)
+        self.reader = StreamReader(self.stream_arn, client=boto3.client("dynamodbstreams"))
+        self.config = CompactionConfig(
+            table_name=self.table,
+            bucket=self.bucket,
+            chroma_root=self.root / "efs",
+            work_dir=self.root / "work",
+            dimension=self.dimension,
+            lock_duration_seconds=30,
+            heartbeat_interval_seconds=5,
+            lock_wait_seconds=5,
+            lock_backoff_seconds=(0.05, 0.2),
+        )
+
+    # --- producing data ---------------------------------------------------------------------
+
+    def add_receipt(self, receipt: SyntheticReceipt, run_id: str | None = None) -> None:
+        """Write the receipt's rows, then (as a producer would) its deltas and run row."""
+        self.dynamo.put_entities(receipt.rows)
+        publish_compaction_run(
+            self.dynamo,
+            image_id=receipt.image_id,
+            receipt_id=receipt.receipt_id,
+            run_id=run_id or str(uuid.uuid4()),
+            lines=receipt.line_records(),
+            words=receipt.word_records(),
+            bucket=self.bucket,
+            s3_client=self.s3,
+        )
+
+    def pump(self) -> dict[str, list[tuple[str, StreamMessage]]]:
+        """Messages per collection from the stream records appended since the last pump."""
+        built = build_messages(self.reader.read())
+        assert not built.unparseable, built.unparseable
+        by_collection: dict[str, list[tuple[str, StreamMessage]]] = {"lines": [], "words": []}
+        for _, message in built.messages:
+            self.message_count += 1
+            by_collection[message.collection.value].append((f"msg-{self.message_count}", message))
+        return by_collection
+
+    # --- compacting -------------------------------------------------------------------------
+
+    def cycle(self, collection: str, *, work: str = "work", **kwargs: Any) -> CompactionCycle:
+        config = replace(self.config, work_dir=self.root / work)
+        return CompactionCycle(config, collection, dynamo=self.dynamo, s3_client=self.s3, **kwargs)
+
+    def compact(self, messages: dict[str, list[tuple[str, StreamMessage]]]) -> list[CycleResult]:
+        return [self.cycle(c).run(pairs) for c, pairs in messages.items() if pairs]
+
+    # --- reading back -----------------------------------------------------------------------
+
+    def published_version(self, collection: str) -> str | None:
+        pointer = self.dynamo.get_snapshot_pointer(collection)
+        return None if pointer is None else pointer.version
+
+    def snapshot_from_s3(self, collection: str, version: str | None = None) -> SnapshotContents:
+        name = version or self.published_version(collection)
+        assert name is not None, f"no published {collection} snapshot"
+        with tempfile.TemporaryDirectory(dir=self.root) as tmp:
+            S3SnapshotStore(self.s3, self.bucket, collection).download(name, Path(tmp) / "s")
+            return read_snapshot(Path(tmp) / "s", collection)
+
+
+def read_snapshot(path: Path, collection: str) -> SnapshotContents:
+    """Every record of a closed persist directory: id → (metadata, embedding)."""
+    with ChromaClient(path, mode="read") as client:
+        found = client.get_collection(collection).get(include=["metadatas", "embeddings"])
+    embeddings = found["embeddings"] if found["embeddings"] is not None else []
+    metadatas = found["metadatas"] or []
+    return {
+        record_id: (dict(metadata or {}), [round(float(x), 5) for x in embedding])
+        for record_id, metadata, embedding in zip(found["ids"], metadatas, embeddings, strict=True)
+    }

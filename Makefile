@@ -44,7 +44,7 @@ format: install
 	$(BIN)/ruff format .
 
 typecheck: install
-	$(BIN)/mypy $(addprefix -p ,$(PACKAGES))
+	$(BIN)/mypy $(addprefix -p ,$(PACKAGES)) -p chromadb_compaction
 	$(BIN)/mypy infra/chromadb_compaction/lambdas
 
 # The stream Lambda's deployment zip (handler + dependencies, without boto3/botocore).

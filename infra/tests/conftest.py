@@ -46,3 +46,8 @@ def lambda_context() -> FakeLambdaContext:
 @pytest.fixture
 def stream_processor() -> ModuleType:
     return load_handler_module("stream_processor")
+
+
+@pytest.fixture
+def compaction_handler() -> ModuleType:
+    return load_handler_module("enhanced_compaction_handler")

@@ -13,10 +13,14 @@ from pathlib import Path, PurePosixPath
 from receipt_chroma.exceptions import UnsafeArchiveError
 
 
-def create_tarball(source: Path, target: Path) -> Path:
-    """Write ``source``'s files into ``target`` (gzip), members relative to ``source``."""
+def create_tarball(source: Path, target: Path, *, compresslevel: int = 1) -> Path:
+    """Write ``source``'s files into ``target`` (gzip), members relative to ``source``.
+
+    Level 1 by default: embeddings are float arrays that barely compress, so higher
+    levels cost seconds per snapshot for a few percent of size.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(target, "w:gz", compresslevel=6) as archive:
+    with tarfile.open(target, "w:gz", compresslevel=compresslevel) as archive:
         for path in sorted(source.rglob("*")):
             if path.is_file() and not path.is_symlink():
                 archive.add(path, arcname=str(path.relative_to(source)), recursive=False)

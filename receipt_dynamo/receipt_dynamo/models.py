@@ -4,29 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from receipt_dynamo.entities import (
-    CompactionRun,
-    Receipt,
-    ReceiptLine,
-    ReceiptMetadata,
-    ReceiptWord,
-    ReceiptWordLabel,
-)
+from receipt_dynamo.entities import CompactionRun, ReceiptMetadata, ReceiptWordLabel
 
 
 @dataclass(frozen=True)
 class ReceiptRows:
-    """Every row of one receipt that the compactor reads, from one consistent query."""
+    """What the compactor needs of one receipt, from one strongly consistent query.
+
+    Lines and words are known by their ids only (their existence is what matters);
+    metadata, labels and runs are whole entities.
+    """
 
     image_id: str
     receipt_id: int
-    receipt: Receipt | None = None
+    exists: bool = False
     metadata: ReceiptMetadata | None = None
-    lines: list[ReceiptLine] = field(default_factory=list)
-    words: list[ReceiptWord] = field(default_factory=list)
+    line_ids: frozenset[int] = frozenset()
+    word_ids: frozenset[tuple[int, int]] = frozenset()  # (line_id, word_id)
     labels: list[ReceiptWordLabel] = field(default_factory=list)
     runs: list[CompactionRun] = field(default_factory=list)
-
-    @property
-    def exists(self) -> bool:
-        return self.receipt is not None

@@ -55,8 +55,11 @@ def live_record_ids(rows: ReceiptRows, collection: ChromaDBCollection | str) -> 
     if not rows.exists:
         return set()
     if ChromaDBCollection(collection) is ChromaDBCollection.WORDS:
-        return {word_vector_id(w.image_id, w.receipt_id, w.line_id, w.word_id) for w in rows.words}
-    return {line_vector_id(line.image_id, line.receipt_id, line.line_id) for line in rows.lines}
+        return {
+            word_vector_id(rows.image_id, rows.receipt_id, line_id, word_id)
+            for line_id, word_id in rows.word_ids
+        }
+    return {line_vector_id(rows.image_id, rows.receipt_id, line_id) for line_id in rows.line_ids}
 
 
 def record_metadata(

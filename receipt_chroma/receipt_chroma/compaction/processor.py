@@ -216,7 +216,6 @@ def process_collection_updates(
                     for m in run_messages[run_result.run_id]
                 ]
 
-    merged_receipts = {(r.image_id, r.receipt_id) for r in result.runs if r.merged}
     for key, work in sorted(works.items()):
         if key in failed_receipts or work.rows is None:
             continue
@@ -225,7 +224,6 @@ def process_collection_updates(
                 snapshot,
                 work,
                 work.rows,
-                merged=key in merged_receipts,
                 result=result,
                 logger=logger,
             )
@@ -242,7 +240,6 @@ def _reconcile(
     work: _ReceiptWork,
     rows: ReceiptRows,
     *,
-    merged: bool,
     result: CollectionUpdateResult,
     logger: OperationLogger,
 ) -> None:
@@ -261,7 +258,7 @@ def _reconcile(
         current = receipt_record_ids(snapshot, image_id, receipt_id)
     gone = [i for i in current if i not in live]
     kept = [i for i in current if i in live]
-    if work.writes_state and kept and not merged:
+    if work.writes_state and kept:
         labels = rows.labels if kind is ChromaDBCollection.WORDS else None
         written = write_receipt_state(
             snapshot,

@@ -127,6 +127,7 @@ class DynamoBase:
         entity_types: str | set[str],
         *,
         page_size: int | None = None,
+        attributes: list[str] | None = None,
     ) -> Iterator[Item]:
         """Every item of the given ``TYPE``(s) under ``PK`` whose SK starts with ``sk_prefix``.
 
@@ -149,6 +150,10 @@ class DynamoBase:
         }
         if page_size is not None:
             kwargs["Limit"] = page_size
+        if attributes is not None:
+            names = {f"#p{i}": name for i, name in enumerate(attributes)}
+            kwargs["ProjectionExpression"] = ", ".join(names)
+            kwargs["ExpressionAttributeNames"] = {**kwargs["ExpressionAttributeNames"], **names}
         while True:
             response = self.client.query(**kwargs)
             yield from response.get("Items", [])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from receipt_dynamo.constants import EntityType
 from receipt_dynamo.data.base import DynamoBase
 from receipt_dynamo.entities import (
@@ -14,7 +12,9 @@ from receipt_dynamo.entities import (
     ReceiptWord,
     ReceiptWordLabel,
 )
+from receipt_dynamo.entities.compaction_run import PER_COLLECTION_SUFFIXES
 from receipt_dynamo.keys import (
+    SK_PATTERNS,
     image_pk,
     label_sk,
     line_sk,
@@ -33,6 +33,16 @@ _ROW_TYPES = {
     EntityType.RECEIPT_METADATA.value,
     EntityType.COMPACTION_RUN.value,
 }
+# Lines and words are read for their keys alone; the rest whole.
+_ROW_ATTRIBUTES = sorted(
+    {"PK", "SK", "TYPE"}
+    | {
+        name
+        for entity in (ReceiptMetadata, ReceiptWordLabel, CompactionRun)
+        for name in entity.__dataclass_fields__
+    }
+    | {f"{c}_{suffix}" for c in ("lines", "words") for suffix in PER_COLLECTION_SUFFIXES}
+)
 
 
 class ReceiptOperations(DynamoBase):
@@ -41,29 +51,49 @@ class ReceiptOperations(DynamoBase):
     def get_receipt_rows(
         self, image_id: str, receipt_id: int, *, page_size: int | None = None
     ) -> ReceiptRows:
-        """The receipt row and every line, word, label, metadata and run row below it.
+        """The receipt's existence, line and word ids, metadata, labels and runs.
 
         One strongly consistent query of the base table (``begins_with(SK, "RECEIPT#rrrrr")``
-        covers the receipt row itself, and ids are fixed-width so no other receipt matches).
+        covers the receipt row itself; ids are fixed-width so no other receipt matches),
+        projected to the attributes the compactor reads.
         """
-        found: dict[str, list[Any]] = {name: [] for name in _ROW_TYPES}
-        for item in self._query_prefix(
-            image_pk(image_id), receipt_sk(receipt_id), _ROW_TYPES, page_size=page_size
-        ):
-            found[item["TYPE"]["S"]].append(item)
-        receipts = [Receipt.from_item(i) for i in found[EntityType.RECEIPT.value]]
-        metadata = [ReceiptMetadata.from_item(i) for i in found[EntityType.RECEIPT_METADATA.value]]
+        exists = False
+        metadata: ReceiptMetadata | None = None
+        line_ids: set[int] = set()
+        word_ids: set[tuple[int, int]] = set()
+        labels: list[ReceiptWordLabel] = []
+        runs: list[CompactionRun] = []
+        items = self._query_prefix(
+            image_pk(image_id),
+            receipt_sk(receipt_id),
+            _ROW_TYPES,
+            page_size=page_size,
+            attributes=_ROW_ATTRIBUTES,
+        )
+        for item in items:
+            kind, sk = item["TYPE"]["S"], item["SK"]["S"]
+            if kind == EntityType.RECEIPT:
+                exists = True
+            elif kind == EntityType.RECEIPT_LINE:
+                line_ids.add(_ids(sk, EntityType.RECEIPT_LINE)[1])
+            elif kind == EntityType.RECEIPT_WORD:
+                _, line_id, word_id = _ids(sk, EntityType.RECEIPT_WORD)
+                word_ids.add((line_id, word_id))
+            elif kind == EntityType.RECEIPT_WORD_LABEL:
+                labels.append(ReceiptWordLabel.from_item(item))
+            elif kind == EntityType.RECEIPT_METADATA:
+                metadata = ReceiptMetadata.from_item(item)
+            else:
+                runs.append(CompactionRun.from_item(item))
         return ReceiptRows(
             image_id=image_id,
             receipt_id=receipt_id,
-            receipt=receipts[0] if receipts else None,
-            metadata=metadata[0] if metadata else None,
-            lines=[ReceiptLine.from_item(i) for i in found[EntityType.RECEIPT_LINE.value]],
-            words=[ReceiptWord.from_item(i) for i in found[EntityType.RECEIPT_WORD.value]],
-            labels=[
-                ReceiptWordLabel.from_item(i) for i in found[EntityType.RECEIPT_WORD_LABEL.value]
-            ],
-            runs=[CompactionRun.from_item(i) for i in found[EntityType.COMPACTION_RUN.value]],
+            exists=exists,
+            metadata=metadata,
+            line_ids=frozenset(line_ids),
+            word_ids=frozenset(word_ids),
+            labels=labels,
+            runs=runs,
         )
 
     # --- Receipt --------------------------------------------------------------------------
@@ -207,3 +237,10 @@ class ReceiptOperations(DynamoBase):
 
     def delete_receipt_metadata(self, image_id: str, receipt_id: int) -> None:
         self._delete_key(image_pk(image_id), metadata_sk(receipt_id))
+
+
+def _ids(sk: str, entity_type: EntityType) -> tuple[int, ...]:
+    match = SK_PATTERNS[entity_type].fullmatch(sk)
+    if match is None:
+        raise ValueError(f"SK does not match {entity_type.value}: {sk!r}")
+    return tuple(int(group) for group in match.groups())

@@ -70,8 +70,8 @@ def test_receipt_rows_come_from_one_query_of_the_receipt_only(
     rows = client.get_receipt_rows(IMAGE, 1, page_size=2)
     assert rows.exists
     assert rows.metadata == make_metadata(IMAGE, 1)
-    assert [line.line_id for line in rows.lines] == [1]
-    assert sorted(w.word_id for w in rows.words) == [1, 2]
+    assert rows.line_ids == {1}
+    assert rows.word_ids == {(1, 1), (1, 2)}
     assert [label.label for label in rows.labels] == ["TOTAL"]
     assert [run.run_id for run in rows.runs] == ["run-1"]
     assert not client.get_receipt_rows(IMAGE, 2).exists

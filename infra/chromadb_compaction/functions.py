@@ -1,0 +1,207 @@
+"""The two Lambda functions, their roles, log groups and event source mappings."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+
+import pulumi
+import pulumi_aws as aws
+
+from chromadb_compaction import settings
+from chromadb_compaction.iam import compactor_policy, lambda_trust_policy, stream_processor_policy
+from chromadb_compaction.network import CompactorNetwork
+from chromadb_compaction.queues import CompactionQueues
+
+
+def _role(name: str, parent: pulumi.Resource) -> aws.iam.Role:
+    return aws.iam.Role(
+        name,
+        assume_role_policy=json.dumps(lambda_trust_policy()),
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+
+
+def _log_group(name: str, function_name: str, parent: pulumi.Resource) -> aws.cloudwatch.LogGroup:
+    return aws.cloudwatch.LogGroup(
+        name,
+        name=f"/aws/lambda/{function_name}",
+        retention_in_days=settings.LOG_RETENTION_DAYS,
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+
+
+class StreamProcessor(pulumi.ComponentResource):
+    """Zip Lambda on the table's stream; publishes messages to the queues."""
+
+    def __init__(
+        self,
+        resource_name: str,
+        *,
+        zip_path: str,
+        stream_arn: pulumi.Input[str],
+        queues: CompactionQueues,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("receipt:compaction:StreamProcessor", resource_name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.role = _role(f"{resource_name}-role", self)
+        log_group = _log_group(f"{resource_name}-logs", resource_name, self)
+        queue_arns = [
+            q.arn
+            for q in (*queues.collections.values(), queues.stream_parking, queues.stream_failures)
+        ]
+        aws.iam.RolePolicy(
+            f"{resource_name}-policy",
+            role=self.role.id,
+            policy=pulumi.Output.all(stream_arn, log_group.arn, *queue_arns).apply(
+                lambda args: json.dumps(
+                    stream_processor_policy(
+                        stream_arn=args[0], log_group_arn=args[1], queue_arns=list(args[2:])
+                    )
+                )
+            ),
+            opts=child,
+        )
+        self.function = aws.lambda_.Function(
+            resource_name,
+            name=resource_name,
+            role=self.role.arn,
+            runtime=settings.PYTHON_RUNTIME,
+            architectures=[settings.ARCHITECTURE],
+            handler="stream_processor.lambda_handler",
+            code=pulumi.FileArchive(zip_path),
+            memory_size=settings.STREAM_MEMORY_MB,
+            timeout=settings.STREAM_TIMEOUT_SECONDS,
+            environment=aws.lambda_.FunctionEnvironmentArgs(
+                variables={
+                    "LINES_QUEUE_URL": queues.collections["lines"].url,
+                    "WORDS_QUEUE_URL": queues.collections["words"].url,
+                    "STREAM_DLQ_URL": queues.stream_parking.url,
+                    "LOG_LEVEL": "INFO",
+                    "POWERTOOLS_SERVICE_NAME": settings.SERVICE_STREAM,
+                    "POWERTOOLS_METRICS_NAMESPACE": settings.METRICS_NAMESPACE,
+                }
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group]),
+        )
+        self.mapping = aws.lambda_.EventSourceMapping(
+            f"{resource_name}-stream",
+            function_name=self.function.arn,
+            event_source_arn=stream_arn,
+            starting_position="TRIM_HORIZON",
+            batch_size=settings.STREAM_BATCH_SIZE,
+            maximum_batching_window_in_seconds=settings.STREAM_BATCHING_WINDOW_SECONDS,
+            function_response_types=["ReportBatchItemFailures"],
+            bisect_batch_on_function_error=True,
+            maximum_retry_attempts=settings.STREAM_MAX_RETRIES,
+            maximum_record_age_in_seconds=settings.STREAM_MAX_RECORD_AGE_SECONDS,
+            destination_config=aws.lambda_.EventSourceMappingDestinationConfigArgs(
+                on_failure=aws.lambda_.EventSourceMappingDestinationConfigOnFailureArgs(
+                    destination_arn=queues.stream_failures.arn
+                )
+            ),
+            opts=child,
+        )
+        self.register_outputs({"arn": self.function.arn})
+
+
+class Compactor(pulumi.ComponentResource):
+    """Container Lambda in the VPC with EFS at /mnt/chroma; one mapping per queue."""
+
+    def __init__(
+        self,
+        resource_name: str,
+        *,
+        image_uri: pulumi.Input[str],
+        table_name: pulumi.Input[str],
+        table_arn: pulumi.Input[str],
+        bucket: aws.s3.Bucket,
+        queues: CompactionQueues,
+        network: CompactorNetwork,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("receipt:compaction:Compactor", resource_name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.role = _role(f"{resource_name}-role", self)
+        log_group = _log_group(f"{resource_name}-logs", resource_name, self)
+        queue_arns: Sequence[pulumi.Output[str]] = [q.arn for q in queues.collections.values()]
+        aws.iam.RolePolicy(
+            f"{resource_name}-policy",
+            role=self.role.id,
+            policy=pulumi.Output.all(
+                table_arn,
+                bucket.arn,
+                network.file_system.arn,
+                network.access_point.arn,
+                log_group.arn,
+                *queue_arns,
+            ).apply(
+                lambda args: json.dumps(
+                    compactor_policy(
+                        table_arn=args[0],
+                        bucket_arn=args[1],
+                        file_system_arn=args[2],
+                        access_point_arn=args[3],
+                        log_group_arn=args[4],
+                        queue_arns=list(args[5:]),
+                    )
+                )
+            ),
+            opts=child,
+        )
+        environment: Mapping[str, pulumi.Input[str]] = {
+            "DYNAMODB_TABLE_NAME": table_name,
+            "CHROMADB_BUCKET": bucket.bucket,
+            "CHROMA_ROOT": settings.EFS_MOUNT_PATH,
+            "CHROMA_WORK_DIR": "/tmp/chroma",
+            "EMBEDDING_DIMENSION": str(settings.EMBEDDING_DIMENSION),
+            "LOCK_DURATION_SECONDS": str(settings.LOCK_DURATION_SECONDS),
+            "HEARTBEAT_INTERVAL_SECONDS": str(settings.HEARTBEAT_INTERVAL_SECONDS),
+            "HEARTBEAT_MAX_FAILURES": str(settings.HEARTBEAT_MAX_FAILURES),
+            "LOCK_WAIT_SECONDS": str(settings.LOCK_WAIT_SECONDS),
+            "LOG_LEVEL": "INFO",
+            "POWERTOOLS_SERVICE_NAME": settings.SERVICE_COMPACTOR,
+            "POWERTOOLS_METRICS_NAMESPACE": settings.METRICS_NAMESPACE,
+        }
+        self.function = aws.lambda_.Function(
+            resource_name,
+            name=resource_name,
+            role=self.role.arn,
+            package_type="Image",
+            image_uri=image_uri,
+            architectures=["x86_64"],
+            memory_size=settings.COMPACTOR_MEMORY_MB,
+            ephemeral_storage=aws.lambda_.FunctionEphemeralStorageArgs(
+                size=settings.COMPACTOR_EPHEMERAL_STORAGE_MB
+            ),
+            timeout=settings.COMPACTOR_TIMEOUT_SECONDS,
+            reserved_concurrent_executions=settings.COMPACTOR_RESERVED_CONCURRENCY,
+            vpc_config=aws.lambda_.FunctionVpcConfigArgs(
+                subnet_ids=[s.id for s in network.subnets],
+                security_group_ids=[network.compactor_security_group.id],
+            ),
+            file_system_config=aws.lambda_.FunctionFileSystemConfigArgs(
+                arn=network.access_point.arn, local_mount_path=settings.EFS_MOUNT_PATH
+            ),
+            environment=aws.lambda_.FunctionEnvironmentArgs(variables=environment),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[log_group, *network.mount_targets]
+            ),
+        )
+        self.mappings = [
+            aws.lambda_.EventSourceMapping(
+                f"{resource_name}-{collection}",
+                function_name=self.function.arn,
+                event_source_arn=queue.arn,
+                batch_size=settings.COMPACTOR_BATCH_SIZE,
+                maximum_batching_window_in_seconds=settings.COMPACTOR_BATCHING_WINDOW_SECONDS,
+                function_response_types=["ReportBatchItemFailures"],
+                scaling_config=aws.lambda_.EventSourceMappingScalingConfigArgs(
+                    maximum_concurrency=settings.COMPACTOR_MAX_CONCURRENCY
+                ),
+                opts=child,
+            )
+            for collection, queue in queues.collections.items()
+        ]
+        self.register_outputs({"arn": self.function.arn})

@@ -1,0 +1,118 @@
+"""The whole pipeline as one component, configured from the stack."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from chromadb_compaction.alarms import PipelineAlarms
+from chromadb_compaction.functions import Compactor, StreamProcessor
+from chromadb_compaction.network import CompactorNetwork
+from chromadb_compaction.queues import CompactionQueues
+from chromadb_compaction.storage import SnapshotBucket
+from chromadb_compaction.table import ReceiptTable
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    compactor_image_uri: str = ""
+    stream_zip_path: str = "../dist/stream_processor.zip"
+    existing_table: tuple[str, str, str] | None = None
+    alarm_email: str = ""
+    vpc_cidr: str = "10.42.0.0/16"
+
+    @classmethod
+    def from_stack(cls) -> PipelineConfig:
+        config = pulumi.Config()
+        existing = tuple(
+            config.get(key) or ""
+            for key in ("existingTableName", "existingTableArn", "existingTableStreamArn")
+        )
+        if any(existing) and not all(existing):
+            raise ValueError(
+                "existingTableName, existingTableArn and existingTableStreamArn go together"
+            )
+        return cls(
+            compactor_image_uri=config.get("compactorImageUri") or "",
+            stream_zip_path=config.get("streamZipPath") or "../dist/stream_processor.zip",
+            existing_table=(existing[0], existing[1], existing[2]) if all(existing) else None,
+            alarm_email=config.get("alarmEmail") or "",
+            vpc_cidr=config.get("vpcCidr") or "10.42.0.0/16",
+        )
+
+
+class ReceiptCompactionPipeline(pulumi.ComponentResource):
+    def __init__(
+        self, name: str, config: PipelineConfig, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("receipt:compaction:Pipeline", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.table = ReceiptTable(
+            f"{name}-table",
+            table_name=f"{name}-receipts",
+            existing=config.existing_table,
+            opts=child,
+        )
+        self.queues = CompactionQueues(f"{name}", opts=child)
+        self.storage = SnapshotBucket(f"{name}-chroma", opts=child)
+        self.network = CompactorNetwork(f"{name}-net", cidr=config.vpc_cidr, opts=child)
+        image_uri: pulumi.Input[str] = config.compactor_image_uri
+        repository: aws.ecr.Repository | None = None
+        if not config.compactor_image_uri:
+            repository = aws.ecr.Repository(
+                f"{name}-compactor",
+                image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(
+                    scan_on_push=True
+                ),
+                opts=child,
+            )
+            image_uri = repository.repository_url.apply(lambda url: f"{url}:latest")
+        self.stream_processor = StreamProcessor(
+            f"{name}-stream-processor",
+            zip_path=config.stream_zip_path,
+            stream_arn=self.table.stream_arn,
+            queues=self.queues,
+            opts=child,
+        )
+        self.compactor = Compactor(
+            f"{name}-compactor",
+            image_uri=image_uri,
+            table_name=self.table.name,
+            table_arn=self.table.arn,
+            bucket=self.storage.bucket,
+            queues=self.queues,
+            network=self.network,
+            opts=child,
+        )
+        self.queues.restrict_access(
+            producer_role_arn=self.stream_processor.role.arn,
+            consumer_role_arn=self.compactor.role.arn,
+        )
+        self.alarms = PipelineAlarms(
+            f"{name}-alarms",
+            queues=self.queues,
+            stream_function_name=self.stream_processor.function.name,
+            compactor_function_name=self.compactor.function.name,
+            email=config.alarm_email or None,
+            opts=child,
+        )
+        self.outputs: dict[str, pulumi.Output[str]] = {
+            "lines_queue_url": self.queues.collections["lines"].url,
+            "words_queue_url": self.queues.collections["words"].url,
+            "lines_dlq_url": self.queues.dead_letters["lines"].url,
+            "words_dlq_url": self.queues.dead_letters["words"].url,
+            "stream_dlq_url": self.queues.stream_parking.url,
+            "stream_failures_queue_url": self.queues.stream_failures.url,
+            "bucket_name": self.storage.bucket.bucket,
+            "stream_processor_arn": self.stream_processor.function.arn,
+            "compactor_arn": self.compactor.function.arn,
+            "file_system_id": self.network.file_system.id,
+            "table_name": self.table.name,
+            "table_stream_arn": self.table.stream_arn,
+            "alarm_topic_arn": self.alarms.topic.arn,
+        }
+        if repository is not None:
+            self.outputs["compactor_repository_url"] = repository.repository_url
+        self.register_outputs(dict(self.outputs))

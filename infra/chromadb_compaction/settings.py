@@ -1,0 +1,50 @@
+"""Sizing and timing of the deployed pipeline, in one place (explained in docs/deploy.md)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+PYTHON_RUNTIME: Final = "python3.12"
+ARCHITECTURE: Final = "arm64"
+LOG_RETENTION_DAYS: Final = 30
+SERVICE_STREAM: Final = "receipt-stream"
+SERVICE_COMPACTOR: Final = "receipt-compactor"
+METRICS_NAMESPACE: Final = "ReceiptCompaction"
+
+# Stream processor: small, fast, no VPC.
+STREAM_MEMORY_MB: Final = 256
+STREAM_TIMEOUT_SECONDS: Final = 60
+STREAM_BATCH_SIZE: Final = 100
+STREAM_BATCHING_WINDOW_SECONDS: Final = 5
+STREAM_MAX_RETRIES: Final = 5
+STREAM_MAX_RECORD_AGE_SECONDS: Final = 6 * 3600
+
+# Compactor: sized for a ~1 GB snapshot (working copy + tarball + deltas on /tmp).
+COMPACTOR_MEMORY_MB: Final = 4096
+COMPACTOR_EPHEMERAL_STORAGE_MB: Final = 10240
+COMPACTOR_TIMEOUT_SECONDS: Final = 900
+COMPACTOR_RESERVED_CONCURRENCY: Final = 4  # one lease per collection; spare for retries
+COMPACTOR_BATCH_SIZE: Final = 1000
+COMPACTOR_BATCHING_WINDOW_SECONDS: Final = 30
+COMPACTOR_MAX_CONCURRENCY: Final = 2  # per queue: the lease serialises cycles anyway
+EMBEDDING_DIMENSION: Final = 1536
+LOCK_DURATION_SECONDS: Final = 180
+HEARTBEAT_INTERVAL_SECONDS: Final = 30
+HEARTBEAT_MAX_FAILURES: Final = 3
+LOCK_WAIT_SECONDS: Final = 60
+
+# Queues: a message must outlive its receives (maxReceiveCount x visibility < retention).
+VISIBILITY_TIMEOUT_SECONDS: Final = 6 * COMPACTOR_TIMEOUT_SECONDS
+MAX_RECEIVE_COUNT: Final = 5
+RETENTION_SECONDS: Final = 14 * 24 * 3600
+MAX_MESSAGE_SIZE: Final = 262144
+
+# Bucket lifecycle.
+DELTA_EXPIRATION_DAYS: Final = 7
+NONCURRENT_VERSION_EXPIRATION_DAYS: Final = 30
+
+# EFS access point identity (non-root).
+EFS_UID: Final = 1000
+EFS_GID: Final = 1000
+EFS_MOUNT_PATH: Final = "/mnt/chroma"
+EFS_ROOT_DIRECTORY: Final = "/chroma"

@@ -1,0 +1,154 @@
+"""The compaction Lambda on real queue messages: SQS event in, partial-failure response
+out, snapshot published, structured logs and EMF metrics written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+
+from receipt_chroma.ids import word_vector_id
+from receipt_chroma.testing.synthetic import SyntheticReceipt
+from receipt_chroma.testing.world import CompactionWorld
+from receipt_dynamo.testing.factories import IMAGE_ID, make_metadata
+from receipt_dynamo_stream import StreamMessage, publish_messages
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def world(aws_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CompactionWorld:
+    world = CompactionWorld(tmp_path)
+    for name, value in {
+        "DYNAMODB_TABLE_NAME": world.table,
+        "CHROMADB_BUCKET": world.bucket,
+        "CHROMA_ROOT": str(world.config.chroma_root),
+        "CHROMA_WORK_DIR": str(world.config.work_dir),
+        "EMBEDDING_DIMENSION": str(world.dimension),
+        "LOCK_WAIT_SECONDS": "5",
+    }.items():
+        monkeypatch.setenv(name, value)
+    return world
+
+
+def _sqs_event(
+    messages: list[tuple[str, StreamMessage]], extra: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Publish through the real publisher, receive, and shape records as Lambda does."""
+    sqs = boto3.client("sqs")
+    url = sqs.create_queue(QueueName="words")["QueueUrl"]
+    assert publish_messages(messages, sqs_client=sqs, words_queue_url=url).failed == []
+    records = []
+    while batch := sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+    ).get("Messages", []):
+        for message in batch:
+            records.append(
+                {
+                    "messageId": message["MessageId"],
+                    "receiptHandle": message["ReceiptHandle"],
+                    "body": message["Body"],
+                    "messageAttributes": {
+                        name: {"stringValue": value["StringValue"], "dataType": value["DataType"]}
+                        for name, value in message.get("MessageAttributes", {}).items()
+                    },
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:words",
+                }
+            )
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    return {"Records": records + extra}
+
+
+def _emf(output: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in output.splitlines() if line.startswith('{"_aws"')]
+
+
+def test_handler_publishes_and_reports_only_invalid_messages(
+    world: CompactionWorld,
+    compaction_handler: ModuleType,
+    lambda_context: Any,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    world.add_receipt(SyntheticReceipt(IMAGE_ID, 1, dimension=world.dimension))
+    world.dynamo.put_receipt_metadata(make_metadata(IMAGE_ID, 1))
+    valid = world.pump()["words"]
+    good = json.loads(valid[0][1].to_json())
+    invalid = [
+        {"messageId": "not-json", "body": "{oops", "messageAttributes": {}},
+        {
+            "messageId": "future-schema",
+            "body": json.dumps({**good, "schema_version": 2}),
+            "messageAttributes": {"collection": {"stringValue": "words", "dataType": "String"}},
+        },
+        {
+            "messageId": "wrong-queue",
+            "body": json.dumps(good),
+            "messageAttributes": {"collection": {"stringValue": "lines", "dataType": "String"}},
+        },
+    ]
+    event = _sqs_event(valid, invalid)
+
+    response = compaction_handler.lambda_handler(event, lambda_context)
+
+    assert sorted(f["itemIdentifier"] for f in response["batchItemFailures"]) == [
+        "future-schema",
+        "not-json",
+        "wrong-queue",
+    ]
+    words = world.snapshot_from_s3("words")
+    assert len(words) == 6
+    assert words[word_vector_id(IMAGE_ID, 1, 1, 1)][0]["merchant_name"] == "Corner Market"
+
+    output = capsys.readouterr().out
+    metrics = _emf(output)
+    per_collection = [m for m in metrics if m.get("collection") == "words"]
+    names = {k for m in per_collection for k in m if k[0].isupper()}
+    assert {
+        "CacheTierBootstrap",
+        "SnapshotPublished",
+        "VectorsMerged",
+        "DeltasMerged",
+        "CompactionMetadataUpdates",
+        "CompactionLambdaSuccess",
+    } <= names
+    assert per_collection[0]["VectorsMerged"] == [6.0]
+    assert per_collection[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "ReceiptCompaction"
+    assert ["collection", "service"] in per_collection[0]["_aws"]["CloudWatchMetrics"][0][
+        "Dimensions"
+    ]
+    logs = [(r.getMessage(), r.__dict__) for r in caplog.records]
+    assert any(
+        message == "metadata update"
+        and fields.get("image_id") == IMAGE_ID
+        and fields.get("receipt_id") == 1
+        for message, fields in logs
+    )
+    assert any(message == "invalid queue message" for message, _ in logs)
+
+
+def test_second_invocation_reuses_the_warm_copy(
+    world: CompactionWorld,
+    compaction_handler: ModuleType,
+    lambda_context: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    world.add_receipt(SyntheticReceipt(IMAGE_ID, 1, dimension=world.dimension))
+    compaction_handler.lambda_handler(_sqs_event(world.pump()["words"], []), lambda_context)
+    world.dynamo.put_receipt_metadata(make_metadata(IMAGE_ID, 1, merchant_name="Warm"))
+    capsys.readouterr()
+    response = compaction_handler.lambda_handler(
+        _sqs_event(world.pump()["words"], []), lambda_context
+    )
+    assert response == {"batchItemFailures": []}
+    metrics = _emf(capsys.readouterr().out)
+    assert any("CacheTierWarm" in m for m in metrics)
+    assert (
+        world.snapshot_from_s3("words")[word_vector_id(IMAGE_ID, 1, 1, 1)][0]["merchant_name"]
+        == "Warm"
+    )

@@ -8,7 +8,7 @@ PYPROJECTS := pyproject.toml $(addsuffix /pyproject.toml,$(PACKAGES))
 TEST_PATHS := $(wildcard $(addsuffix /tests,$(PACKAGES)) infra/tests)
 PYTEST_ARGS ?=
 
-.PHONY: install test test-unit test-integration lint format typecheck clean package-stream bench
+.PHONY: install test test-unit test-integration lint format typecheck clean package-stream bench demo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ typecheck: install
 	$(BIN)/mypy $(addprefix -p ,$(PACKAGES)) -p chromadb_compaction
 	$(BIN)/mypy infra/chromadb_compaction/lambdas
 
+# The whole pipeline locally: moto server, real Chroma, both Lambda handlers (< 3 min).
+demo: install
+	$(BIN)/receipt-compaction demo $(DEMO_ARGS)
+
 # The stream Lambda's deployment zip (handler + dependencies, without boto3/botocore).
 package-stream: install
 	$(BIN)/python infra/chromadb_compaction/build_stream_zip.py --output dist/stream_processor.zip
@@ -56,6 +60,7 @@ bench: install
 	@mkdir -p bench/results
 	$(BIN)/python bench/stream_throughput.py | tee bench/results/stream_throughput.json
 	$(BIN)/python bench/compaction_ops.py | tee bench/results/compaction_ops.json
+	$(BIN)/python bench/compaction_cycle.py | tee bench/results/compaction_cycle.json
 
 clean:
 	rm -rf $(VENV) dist .pytest_cache .mypy_cache .ruff_cache htmlcov .coverage

@@ -3,6 +3,7 @@
 Light enough for a zip Lambda: depends on receipt_dynamo and boto3 only.
 """
 
+from receipt_dynamo_stream.backfill import backfill_messages
 from receipt_dynamo_stream.change_detection.detector import (
     CHROMADB_RELEVANT_FIELDS,
     get_chromadb_relevant_changes,
@@ -47,6 +48,7 @@ __all__ = [
     "StreamMessage",
     "StreamProcessingError",
     "UnparseableRecordError",
+    "backfill_messages",
     "build_messages",
     "detect_entity_type",
     "get_chromadb_relevant_changes",

@@ -31,6 +31,7 @@ class SyntheticReceipt:
     lines: int = 3
     words_per_line: int = 2
     dimension: int = 8
+    vocabulary: tuple[str, ...] | list[str] = ()
     receipt: Receipt = field(init=False)
     line_rows: list[ReceiptLine] = field(init=False)
     word_rows: list[ReceiptWord] = field(init=False)
@@ -42,10 +43,15 @@ class SyntheticReceipt:
             for line in range(1, self.lines + 1)
         ]
         self.word_rows = [
-            make_word(self.image_id, self.receipt_id, line, word, text=f"w{line}.{word}")
+            make_word(self.image_id, self.receipt_id, line, word, text=self._word_text(line, word))
             for line in range(1, self.lines + 1)
             for word in range(1, self.words_per_line + 1)
         ]
+
+    def _word_text(self, line: int, word: int) -> str:
+        if not self.vocabulary:
+            return f"w{line}.{word}"
+        return self.vocabulary[(self.receipt_id * 31 + line * 7 + word) % len(self.vocabulary)]
 
     @property
     def rows(self) -> list[DynamoEntity]:

@@ -1,0 +1,1 @@
+"""The ``receipt-compaction`` command line."""

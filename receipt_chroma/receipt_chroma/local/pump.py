@@ -1,0 +1,220 @@
+"""Drive the two real Lambda handlers as their event source mappings would.
+
+Stream: the table's records in shard order, batches of ``stream_batch``; a response with
+``batchItemFailures`` makes the batch retry from the lowest reported sequence number.
+Queues: Lambda-shaped SQS events of up to ``queue_batch`` messages; successes are
+deleted, failures made visible again, so they come back — and reach the DLQ after the
+queue's ``maxReceiveCount``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections import Counter
+from contextlib import redirect_stdout
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+
+from receipt_chroma.local.handlers import load_handler
+from receipt_chroma.local.resources import PipelineResources
+from receipt_dynamo.streams import StreamReader
+
+STREAM_RETRIES = 5
+TIERS = ("CacheTierWarm", "CacheTierEfs", "CacheTierS3", "CacheTierBootstrap")
+
+
+@dataclass(frozen=True)
+class LocalLambdaContext:
+    """The attributes of a Lambda context that the handlers and Powertools read."""
+
+    function_name: str = "local"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 1024
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:local"
+    aws_request_id: str = "00000000-0000-4000-8000-000000000000"
+    log_group_name: str = "/aws/lambda/local"
+    log_stream_name: str = "local"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 900_000
+
+
+@dataclass
+class PumpStats:
+    stream_records: int = 0
+    stream_invocations: int = 0
+    stream_retries: int = 0
+    stream_records_given_up: int = 0
+    queue_invocations: Counter[str] = field(default_factory=Counter)
+    messages_received: Counter[str] = field(default_factory=Counter)
+    messages_failed: Counter[str] = field(default_factory=Counter)
+    cycles: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _sequence(record: dict[str, Any]) -> int:
+    return int(record["dynamodb"]["SequenceNumber"])
+
+
+def cycles_from_metrics(output: str) -> list[dict[str, Any]]:
+    """One entry per compaction cycle, read from the handler's EMF metric lines."""
+    cycles = []
+    for line in output.splitlines():
+        if not line.startswith('{"_aws"'):
+            continue
+        metrics = json.loads(line)
+        if "collection" not in metrics:
+            continue
+        tier = next((t.removeprefix("CacheTier").lower() for t in TIERS if t in metrics), None)
+        cycles.append(
+            {
+                "collection": metrics["collection"],
+                "tier": tier,
+                "published": "SnapshotPublished" in metrics,
+                "vectors_merged": int(sum(metrics.get("VectorsMerged", [0]))),
+                "failures": int(sum(metrics.get("MessageFailures", [0]))),
+            }
+        )
+    return cycles
+
+
+class LambdaPump:
+    def __init__(
+        self, resources: PipelineResources, *, stream_batch: int = 100, queue_batch: int = 100
+    ) -> None:
+        self.resources = resources
+        self.stream_batch = stream_batch
+        self.queue_batch = queue_batch
+        self.stats = PumpStats()
+        self.context = LocalLambdaContext()
+        self.sqs = boto3.client("sqs")
+        self.reader = StreamReader(resources.stream_arn, client=boto3.client("dynamodbstreams"))
+        self.stream_handler = load_handler("stream_processor")
+        self.compaction_handler = load_handler("enhanced_compaction_handler")
+
+    # --- stream ---------------------------------------------------------------------------
+
+    def pump_stream(self) -> int:
+        """Deliver every new stream record; returns how many were read."""
+        records = self.reader.read()
+        self.deliver_records(records)
+        return len(records)
+
+    def deliver_records(self, records: list[dict[str, Any]]) -> None:
+        self.stats.stream_records += len(records)
+        for start in range(0, len(records), self.stream_batch):
+            pending = records[start : start + self.stream_batch]
+            for attempt in range(STREAM_RETRIES + 1):
+                self.stats.stream_invocations += 1
+                with redirect_stdout(io.StringIO()):
+                    response = self.stream_handler.lambda_handler(
+                        {"Records": pending}, self.context
+                    )
+                failures = response["batchItemFailures"]
+                if not failures:
+                    break
+                if attempt == STREAM_RETRIES:
+                    self.stats.stream_records_given_up += len(pending)
+                    break
+                self.stats.stream_retries += 1
+                lowest = min(int(f["itemIdentifier"]) for f in failures)
+                pending = [r for r in pending if _sequence(r) >= lowest]
+
+    # --- queues ---------------------------------------------------------------------------
+
+    def _receive(self, url: str) -> list[dict[str, Any]]:
+        messages: list[dict[str, Any]] = []
+        while len(messages) < self.queue_batch:
+            batch = self.sqs.receive_message(
+                QueueUrl=url,
+                MaxNumberOfMessages=min(10, self.queue_batch - len(messages)),
+                MessageAttributeNames=["All"],
+                AttributeNames=["All"],
+            ).get("Messages", [])
+            if not batch:
+                break
+            messages += [dict(m) for m in batch]
+        return messages
+
+    def _event(self, collection: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "Records": [
+                {
+                    "messageId": m["MessageId"],
+                    "receiptHandle": m["ReceiptHandle"],
+                    "body": m["Body"],
+                    "attributes": m.get("Attributes", {}),
+                    "messageAttributes": {
+                        name: {"stringValue": v["StringValue"], "dataType": v["DataType"]}
+                        for name, v in m.get("MessageAttributes", {}).items()
+                    },
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": f"arn:aws:sqs:us-east-1:123456789012:{collection}",
+                    "awsRegion": "us-east-1",
+                }
+                for m in messages
+            ]
+        }
+
+    def drain_queues(self, max_rounds: int = 50) -> None:
+        """Invoke the compactor until both queues are empty (or ``max_rounds`` pass)."""
+        for _ in range(max_rounds):
+            busy = False
+            for collection, url in self.resources.queues.items():
+                messages = self._receive(url)
+                if not messages:
+                    continue
+                busy = True
+                self.stats.queue_invocations[collection] += 1
+                self.stats.messages_received[collection] += len(messages)
+                output = io.StringIO()
+                with redirect_stdout(output):
+                    response = self.compaction_handler.lambda_handler(
+                        self._event(collection, messages), self.context
+                    )
+                self.stats.cycles += cycles_from_metrics(output.getvalue())
+                failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
+                self.stats.messages_failed[collection] += len(failed)
+                self._settle(url, messages, failed)
+            if not busy:
+                return
+
+    def _settle(self, url: str, messages: list[dict[str, Any]], failed: set[str]) -> None:
+        done = [m for m in messages if m["MessageId"] not in failed]
+        retry = [m for m in messages if m["MessageId"] in failed]
+        for start in range(0, len(done), 10):
+            self.sqs.delete_message_batch(
+                QueueUrl=url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                    for i, m in enumerate(done[start : start + 10])
+                ],
+            )
+        for message in retry:  # visible again at once, as after a visibility timeout
+            self.sqs.change_message_visibility(
+                QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+            )
+
+    def queue_depths(self) -> dict[str, int]:
+        urls = {
+            "lines": self.resources.lines_queue_url,
+            "words": self.resources.words_queue_url,
+            "lines-dlq": self.resources.lines_dlq_url,
+            "words-dlq": self.resources.words_dlq_url,
+            "stream-unparseable": self.resources.stream_dlq_url,
+        }
+        depths = {}
+        for name, url in urls.items():
+            attributes = self.sqs.get_queue_attributes(
+                QueueUrl=url,
+                AttributeNames=[
+                    "ApproximateNumberOfMessages",
+                    "ApproximateNumberOfMessagesNotVisible",
+                ],
+            )["Attributes"]
+            depths[name] = int(attributes["ApproximateNumberOfMessages"]) + int(
+                attributes["ApproximateNumberOfMessagesNotVisible"]
+            )
+        return depths

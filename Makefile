@@ -8,7 +8,7 @@ PYPROJECTS := pyproject.toml $(addsuffix /pyproject.toml,$(PACKAGES))
 TEST_PATHS := $(wildcard $(addsuffix /tests,$(PACKAGES)) infra/tests)
 PYTEST_ARGS ?=
 
-.PHONY: install test test-unit test-integration lint format typecheck clean package-stream bench demo
+.PHONY: install test test-unit test-integration lint format typecheck clean package-stream bench demo reliability
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,11 @@ typecheck: install
 # The whole pipeline locally: moto server, real Chroma, both Lambda handlers (< 3 min).
 demo: install
 	$(BIN)/receipt-compaction demo $(DEMO_ARGS)
+
+# Load, concurrency, crashes, poison input, hostile deltas, lease pathologies (full scale;
+# a CI-sized subset runs in `make test`). Report in bench/results/reliability.json.
+reliability: install
+	$(BIN)/python bench/reliability.py --scale full
 
 # The stream Lambda's deployment zip (handler + dependencies, without boto3/botocore).
 package-stream: install

@@ -161,6 +161,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             cause=result.cause.value if result.cause else None,
             tier=result.tier.value if result.tier else None,
             version=result.published_version,
+            base_version=result.base_version,
             timings_ms={k: round(v, 1) for k, v in result.timings_ms.items()},
             derived_cache_errors=result.derived_cache_errors,
         )

@@ -198,7 +198,8 @@ def merge_compaction_deltas(
             )
             results.append(result)
             if isinstance(fetched, Exception):
-                result.error = f"{type(fetched).__name__}: {fetched}"
+                detail = f"{type(fetched).__name__}: {fetched}"
+                result.error = detail if run.run_id in detail else f"run {run.run_id}: {detail}"
                 logger.info("delta rejected", extra={"run_id": run.run_id, "error": result.error})
                 continue
             live = live_record_ids(rows, name)

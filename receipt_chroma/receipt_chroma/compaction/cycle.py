@@ -60,6 +60,7 @@ class CycleResult:
     cause: FailureCause | None = None
     tier: CacheTier | None = None
     published_version: str | None = None
+    base_version: str | None = None
     update: CollectionUpdateResult | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     derived_cache_errors: list[str] = field(default_factory=list)
@@ -129,6 +130,7 @@ class CompactionCycle:
             self._stage("lease_acquired")
             started = time.perf_counter()
             pointer, result.tier = self._prepare_working_copy()
+            result.base_version = pointer.version if pointer else None
             result.timings_ms["working_copy"] = (time.perf_counter() - started) * 1000
             self._stage("working_copy_ready")
 

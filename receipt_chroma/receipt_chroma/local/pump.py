@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import random
 from collections import Counter
 from contextlib import redirect_stdout
 from dataclasses import dataclass, field
@@ -52,6 +53,8 @@ class PumpStats:
     messages_received: Counter[str] = field(default_factory=Counter)
     messages_failed: Counter[str] = field(default_factory=Counter)
     cycles: list[dict[str, Any]] = field(default_factory=list)
+    duplicates_injected: int = 0
+    redeliveries_injected: int = 0
 
 
 def _sequence(record: dict[str, Any]) -> int:
@@ -80,56 +83,41 @@ def cycles_from_metrics(output: str) -> list[dict[str, Any]]:
     return cycles
 
 
-class LambdaPump:
+@dataclass(frozen=True)
+class QueueChaos:
+    """Standard-queue behaviour to inject: duplicates and deletes that never happened."""
+
+    duplicate_rate: float = 0.0
+    lost_delete_rate: float = 0.0
+    seed: int | None = None
+
+
+class QueueConsumer:
+    """The compactor's SQS event source mappings: receive, invoke, delete or release."""
+
     def __init__(
-        self, resources: PipelineResources, *, stream_batch: int = 100, queue_batch: int = 100
+        self,
+        queues: dict[str, str],
+        stats: PumpStats,
+        *,
+        batch: int = 100,
+        chaos: QueueChaos | None = None,
     ) -> None:
-        self.resources = resources
-        self.stream_batch = stream_batch
-        self.queue_batch = queue_batch
-        self.stats = PumpStats()
-        self.context = LocalLambdaContext()
+        self.queues = queues
+        self.stats = stats
+        self.batch = batch
+        self.chaos = chaos or QueueChaos()
+        self.rng = random.Random(self.chaos.seed)
         self.sqs = boto3.client("sqs")
-        self.reader = StreamReader(resources.stream_arn, client=boto3.client("dynamodbstreams"))
-        self.stream_handler = load_handler("stream_processor")
-        self.compaction_handler = load_handler("enhanced_compaction_handler")
-
-    # --- stream ---------------------------------------------------------------------------
-
-    def pump_stream(self) -> int:
-        """Deliver every new stream record; returns how many were read."""
-        records = self.reader.read()
-        self.deliver_records(records)
-        return len(records)
-
-    def deliver_records(self, records: list[dict[str, Any]]) -> None:
-        self.stats.stream_records += len(records)
-        for start in range(0, len(records), self.stream_batch):
-            pending = records[start : start + self.stream_batch]
-            for attempt in range(STREAM_RETRIES + 1):
-                self.stats.stream_invocations += 1
-                with redirect_stdout(io.StringIO()):
-                    response = self.stream_handler.lambda_handler(
-                        {"Records": pending}, self.context
-                    )
-                failures = response["batchItemFailures"]
-                if not failures:
-                    break
-                if attempt == STREAM_RETRIES:
-                    self.stats.stream_records_given_up += len(pending)
-                    break
-                self.stats.stream_retries += 1
-                lowest = min(int(f["itemIdentifier"]) for f in failures)
-                pending = [r for r in pending if _sequence(r) >= lowest]
-
-    # --- queues ---------------------------------------------------------------------------
+        self.context = LocalLambdaContext()
+        self.handler = load_handler("enhanced_compaction_handler")
 
     def _receive(self, url: str) -> list[dict[str, Any]]:
         messages: list[dict[str, Any]] = []
-        while len(messages) < self.queue_batch:
+        while len(messages) < self.batch:
             batch = self.sqs.receive_message(
                 QueueUrl=url,
-                MaxNumberOfMessages=min(10, self.queue_batch - len(messages)),
+                MaxNumberOfMessages=min(10, self.batch - len(messages)),
                 MessageAttributeNames=["All"],
                 AttributeNames=["All"],
             ).get("Messages", [])
@@ -158,32 +146,58 @@ class LambdaPump:
             ]
         }
 
-    def drain_queues(self, max_rounds: int = 50) -> None:
-        """Invoke the compactor until both queues are empty (or ``max_rounds`` pass)."""
+    def _duplicate(self, url: str, messages: list[dict[str, Any]]) -> None:
+        for message in messages:
+            if self.rng.random() < self.chaos.duplicate_rate:
+                self.sqs.send_message(
+                    QueueUrl=url,
+                    MessageBody=message["Body"],
+                    MessageAttributes={
+                        k: {"DataType": v["DataType"], "StringValue": v["StringValue"]}
+                        for k, v in message.get("MessageAttributes", {}).items()
+                    },
+                )
+                self.stats.duplicates_injected += 1
+
+    def poll_once(self) -> bool:
+        """One invocation per queue with messages; returns whether any had messages."""
+        busy = False
+        for collection, url in self.queues.items():
+            messages = self._receive(url)
+            if not messages:
+                continue
+            busy = True
+            self.rng.shuffle(messages)  # Standard queues do not keep order
+            self._duplicate(url, messages)
+            self.stats.queue_invocations[collection] += 1
+            self.stats.messages_received[collection] += len(messages)
+            output = io.StringIO()
+            with redirect_stdout(output):
+                response = self.handler.lambda_handler(
+                    self._event(collection, messages), self.context
+                )
+            self.stats.cycles += cycles_from_metrics(output.getvalue())
+            failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
+            self.stats.messages_failed[collection] += len(failed)
+            self._settle(url, messages, failed)
+        return busy
+
+    def drain(self, max_rounds: int = 50) -> None:
+        """Invoke the compactor until the queues are empty (or ``max_rounds`` pass)."""
         for _ in range(max_rounds):
-            busy = False
-            for collection, url in self.resources.queues.items():
-                messages = self._receive(url)
-                if not messages:
-                    continue
-                busy = True
-                self.stats.queue_invocations[collection] += 1
-                self.stats.messages_received[collection] += len(messages)
-                output = io.StringIO()
-                with redirect_stdout(output):
-                    response = self.compaction_handler.lambda_handler(
-                        self._event(collection, messages), self.context
-                    )
-                self.stats.cycles += cycles_from_metrics(output.getvalue())
-                failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
-                self.stats.messages_failed[collection] += len(failed)
-                self._settle(url, messages, failed)
-            if not busy:
+            if not self.poll_once():
                 return
 
     def _settle(self, url: str, messages: list[dict[str, Any]], failed: set[str]) -> None:
-        done = [m for m in messages if m["MessageId"] not in failed]
-        retry = [m for m in messages if m["MessageId"] in failed]
+        done, retry = [], []
+        for message in messages:
+            if message["MessageId"] in failed:
+                retry.append(message)
+            elif self.rng.random() < self.chaos.lost_delete_rate:
+                self.stats.redeliveries_injected += 1
+                retry.append(message)  # the delete "was lost": SQS redelivers it
+            else:
+                done.append(message)
         for start in range(0, len(done), 10):
             self.sqs.delete_message_batch(
                 QueueUrl=url,
@@ -196,6 +210,56 @@ class LambdaPump:
             self.sqs.change_message_visibility(
                 QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
             )
+
+
+class LambdaPump:
+    def __init__(
+        self,
+        resources: PipelineResources,
+        *,
+        stream_batch: int = 100,
+        queue_batch: int = 100,
+        chaos: QueueChaos | None = None,
+    ) -> None:
+        self.resources = resources
+        self.stream_batch = stream_batch
+        self.stats = PumpStats()
+        self.context = LocalLambdaContext()
+        self.sqs = boto3.client("sqs")
+        self.reader = StreamReader(resources.stream_arn, client=boto3.client("dynamodbstreams"))
+        self.stream_handler = load_handler("stream_processor")
+        self.consumer = QueueConsumer(resources.queues, self.stats, batch=queue_batch, chaos=chaos)
+
+    # --- stream ---------------------------------------------------------------------------
+
+    def pump_stream(self) -> int:
+        """Deliver every new stream record; returns how many were read."""
+        records = self.reader.read()
+        self.deliver_records(records)
+        return len(records)
+
+    def deliver_records(self, records: list[Any]) -> None:
+        self.stats.stream_records += len(records)
+        for start in range(0, len(records), self.stream_batch):
+            pending = records[start : start + self.stream_batch]
+            for attempt in range(STREAM_RETRIES + 1):
+                self.stats.stream_invocations += 1
+                with redirect_stdout(io.StringIO()):
+                    response = self.stream_handler.lambda_handler(
+                        {"Records": pending}, self.context
+                    )
+                failures = response["batchItemFailures"]
+                if not failures:
+                    break
+                if attempt == STREAM_RETRIES:
+                    self.stats.stream_records_given_up += len(pending)
+                    break
+                self.stats.stream_retries += 1
+                lowest = min(int(f["itemIdentifier"]) for f in failures)
+                pending = [r for r in pending if _sequence(r) >= lowest]
+
+    def drain_queues(self, max_rounds: int = 50) -> None:
+        self.consumer.drain(max_rounds)
 
     def queue_depths(self) -> dict[str, int]:
         urls = {

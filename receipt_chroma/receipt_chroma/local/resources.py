@@ -43,7 +43,7 @@ class PipelineResources:
         }
 
 
-def create_resources(prefix: str) -> PipelineResources:
+def create_resources(prefix: str, *, visibility_timeout: int = 60) -> PipelineResources:
     """Create everything the pipeline needs under names starting with ``prefix``."""
     sqs = boto3.client("sqs")
     stream_arn = create_table(f"{prefix}-receipts")
@@ -51,7 +51,10 @@ def create_resources(prefix: str) -> PipelineResources:
     boto3.client("s3").create_bucket(Bucket=bucket)
 
     def queue(name: str, dlq_arn: str | None = None) -> str:
-        attributes: dict[Any, str] = {"MaximumMessageSize": "262144", "VisibilityTimeout": "60"}
+        attributes: dict[Any, str] = {
+            "MaximumMessageSize": "262144",
+            "VisibilityTimeout": str(visibility_timeout),
+        }
         if dlq_arn:
             attributes["RedrivePolicy"] = json.dumps(
                 {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT}

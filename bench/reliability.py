@@ -1,0 +1,32 @@
+"""``make reliability``: the reliability suite at full scale (``--scale ci`` for the
+CI-sized subset). Prints the report and writes bench/results/reliability.json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from receipt_chroma.local.reliability import SCALES, SCENARIOS, run_suite
+
+RESULTS = Path(__file__).resolve().parent / "results" / "reliability.json"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--scale", choices=sorted(SCALES), default="full")
+    parser.add_argument("--only", nargs="*", choices=sorted(SCENARIOS))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="reliability-") as tmp:
+        report = run_suite(args.scale, Path(tmp), args.only)
+    text = json.dumps(report, indent=2)
+    print(text)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(text + "\n")
+    return 0 if report["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

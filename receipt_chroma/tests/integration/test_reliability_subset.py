@@ -1,0 +1,23 @@
+"""The CI-sized subset of the reliability suite (``make reliability`` runs it at full
+scale): every scenario must end with 0 missing, 0 extra and 0 stale records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from receipt_chroma.local.reliability import SCENARIOS, run_suite
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_reliability_subset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    report = run_suite("ci", tmp_path)
+    assert set(report["scenarios"]) == set(SCENARIOS)
+    for name, result in report["scenarios"].items():
+        assert (result.get("missing"), result.get("extra"), result.get("stale")) == (0, 0, 0), (
+            name,
+            result,
+        )
+        assert result["passed"], (name, result)

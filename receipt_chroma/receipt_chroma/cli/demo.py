@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +13,7 @@ import boto3
 
 from receipt_chroma.data.chroma_client import ChromaClient
 from receipt_chroma.local.dataset import DemoDataset, generate, write
+from receipt_chroma.local.environment import environment
 from receipt_chroma.local.pump import LambdaPump
 from receipt_chroma.local.resources import PipelineResources, create_resources
 from receipt_chroma.snapshots.s3_store import S3SnapshotStore
@@ -22,20 +21,6 @@ from receipt_dynamo import DynamoClient, ValidationStatus
 from receipt_dynamo.local_aws import LocalAwsServer
 
 Progress = Callable[[str, int], Callable[[int], None]]
-
-
-@contextmanager
-def environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def apply_edits(dataset: DemoDataset, dynamo: DynamoClient) -> dict[str, Any]:

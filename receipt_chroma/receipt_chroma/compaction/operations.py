@@ -48,6 +48,29 @@ def _guard(action: str, image_id: str, receipt_id: int, work: Callable[[], T]) -
         ) from error
 
 
+def _log(
+    logger: OperationLogger,
+    message: str,
+    collection: Any,
+    *,
+    image_id: str,
+    receipt_id: int,
+    records: int,
+    **extra: Any,
+) -> None:
+    """Structured log line of an operation (the runbook greps for its message)."""
+    logger.info(
+        message,
+        extra={
+            "image_id": image_id,
+            "receipt_id": receipt_id,
+            "collection": getattr(collection, "name", None),
+            "records": records,
+            **extra,
+        },
+    )
+
+
 def receipt_record_ids(collection: Any, image_id: str, receipt_id: int) -> list[str]:
     """Ids of every record of the receipt in ``collection`` (found by a metadata query).
 
@@ -120,14 +143,13 @@ def update_receipt_metadata(
         return len(ids)
 
     updated = _guard("metadata update", image_id, receipt_id, work)
-    logger.info(
+    _log(
+        logger,
         "metadata update",
-        extra={
-            "image_id": image_id,
-            "receipt_id": receipt_id,
-            "collection": getattr(collection, "name", None),
-            "records": updated,
-        },
+        collection,
+        image_id=image_id,
+        receipt_id=receipt_id,
+        records=updated,
     )
     return updated
 
@@ -204,14 +226,13 @@ def update_word_labels(
         return len(ids)
 
     updated = _guard("label update", image_id, receipt_id, work)
-    logger.info(
+    _log(
+        logger,
         "label update",
-        extra={
-            "image_id": image_id,
-            "receipt_id": receipt_id,
-            "collection": getattr(collection, "name", None),
-            "records": updated,
-        },
+        collection,
+        image_id=image_id,
+        receipt_id=receipt_id,
+        records=updated,
     )
     return updated
 
@@ -253,15 +274,25 @@ def write_receipt_state(
     updated = _guard(
         "metadata update", image_id, receipt_id, lambda: update_metadatas(collection, metadatas)
     )
-    extra = {
-        "image_id": image_id,
-        "receipt_id": receipt_id,
-        "collection": getattr(collection, "name", None),
-        "records": updated,
-    }
-    logger.info("metadata update", extra={**extra, "has_metadata": metadata is not None})
+    _log(
+        logger,
+        "metadata update",
+        collection,
+        image_id=image_id,
+        receipt_id=receipt_id,
+        records=updated,
+        has_metadata=metadata is not None,
+    )
     if by_record is not None:
-        logger.info("label update", extra={**extra, "labelled_words": len(by_record)})
+        _log(
+            logger,
+            "label update",
+            collection,
+            image_id=image_id,
+            receipt_id=receipt_id,
+            records=updated,
+            labelled_words=len(by_record),
+        )
     return updated
 
 
@@ -280,14 +311,13 @@ def delete_embeddings(
         return len(present)
 
     deleted = _guard("deletion", image_id, receipt_id, work)
-    logger.info(
+    _log(
+        logger,
         "embeddings deleted",
-        extra={
-            "image_id": image_id,
-            "receipt_id": receipt_id,
-            "collection": getattr(collection, "name", None),
-            "records": deleted,
-        },
+        collection,
+        image_id=image_id,
+        receipt_id=receipt_id,
+        records=deleted,
     )
     return deleted
 

@@ -18,8 +18,7 @@ import tarfile
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from receipt_chroma.compaction.operations import label_metadata_by_record, merch
 from receipt_chroma.constants import LABEL_KEYS, MERCHANT_KEYS
 from receipt_chroma.data.chroma_client import ChromaClient
 from receipt_chroma.ids import line_vector_id, word_vector_id
+from receipt_chroma.local.environment import environment
 from receipt_chroma.local.pump import LambdaPump, QueueChaos
 from receipt_chroma.local.resources import PipelineResources, create_resources
 from receipt_chroma.snapshots.s3_store import S3SnapshotStore
@@ -59,20 +59,6 @@ SCALES = {
     "ci": Scale(receipts=12, changes=600, crash_trials=3),
     "full": Scale(receipts=120, changes=10_000, crash_trials=20),
 }
-
-
-@contextmanager
-def _env(values: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @dataclass
@@ -551,7 +537,7 @@ def passed(result: dict[str, Any]) -> bool:
 def run_suite(scale_name: str, root: Path, only: list[str] | None = None) -> dict[str, Any]:
     scale = SCALES[scale_name]
     report: dict[str, Any] = {"scale": scale_name, "scenarios": {}}
-    with LocalAwsServer() as server, _env(server.environment()):
+    with LocalAwsServer() as server, environment(server.environment()):
         for name, scenario in SCENARIOS.items():
             if only and name not in only:
                 continue

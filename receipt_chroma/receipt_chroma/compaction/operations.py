@@ -128,6 +128,26 @@ def merchant_metadata(metadata: ReceiptMetadata | None) -> dict[str, MetadataVal
     return {key: values[key] or None for key in MERCHANT_KEYS}
 
 
+def _update_receipt_records(
+    collection: Any,
+    image_id: str,
+    receipt_id: int,
+    logger: OperationLogger,
+    action: str,
+    metadata_for: Callable[[str], Mapping[str, MetadataValue]],
+) -> int:
+    """One batched update of every record of the receipt (found by a metadata query)."""
+
+    def work() -> int:
+        ids = receipt_record_ids(collection, image_id, receipt_id)
+        update_metadatas(collection, {i: metadata_for(i) for i in ids})
+        return len(ids)
+
+    updated = _guard(action, image_id, receipt_id, work)
+    _log(logger, action, collection, image_id=image_id, receipt_id=receipt_id, records=updated)
+    return updated
+
+
 def update_receipt_metadata(
     collection: Any,
     image_id: str,
@@ -136,22 +156,9 @@ def update_receipt_metadata(
     logger: OperationLogger,
 ) -> int:
     """Write ``changes`` (field → value; None deletes) onto every record of the receipt."""
-
-    def work() -> int:
-        ids = receipt_record_ids(collection, image_id, receipt_id)
-        update_metadatas(collection, dict.fromkeys(ids, changes))
-        return len(ids)
-
-    updated = _guard("metadata update", image_id, receipt_id, work)
-    _log(
-        logger,
-        "metadata update",
-        collection,
-        image_id=image_id,
-        receipt_id=receipt_id,
-        records=updated,
+    return _update_receipt_records(
+        collection, image_id, receipt_id, logger, "metadata update", lambda _: changes
     )
-    return updated
 
 
 def remove_receipt_metadata(
@@ -219,22 +226,14 @@ def update_word_labels(
     """
     by_record = label_metadata_by_record(labels)
     empty = reconstruct_label_metadata([])
-
-    def work() -> int:
-        ids = receipt_record_ids(collection, image_id, receipt_id)
-        update_metadatas(collection, {i: by_record.get(i, empty) for i in ids})
-        return len(ids)
-
-    updated = _guard("label update", image_id, receipt_id, work)
-    _log(
+    return _update_receipt_records(
+        collection,
+        image_id,
+        receipt_id,
         logger,
         "label update",
-        collection,
-        image_id=image_id,
-        receipt_id=receipt_id,
-        records=updated,
+        lambda record_id: by_record.get(record_id, empty),
     )
-    return updated
 
 
 def remove_word_labels(

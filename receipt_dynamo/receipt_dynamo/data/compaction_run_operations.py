@@ -116,13 +116,13 @@ class CompactionRunOperations(DynamoBase):
         values = {name: now if value is None else value for name, value in set_values.items()}
         values["updated_at"] = now
         names = {f"#a{i}": name for i, name in enumerate(values)}
-        placeholders = {f"#a{i}": f":v{i}" for i in range(len(values))}
-        expression = "SET " + ", ".join(f"{n} = {placeholders[n]}" for n in names)
+        value_refs = {f"#a{i}": f":v{i}" for i in range(len(values))}
+        expression = "SET " + ", ".join(f"{n} = {value_refs[n]}" for n in names)
         removed = {f"#r{i}": name for i, name in enumerate(remove)}
         if removed:
             expression += " REMOVE " + ", ".join(removed)
         typed = serialize(values)
-        attribute_values = {placeholders[n]: typed[name] for n, name in names.items()}
+        attribute_values = {value_refs[n]: typed[name] for n, name in names.items()}
         pk, sk = image_pk(image_id), compaction_run_sk(receipt_id, run_id)
         try:
             response = self.client.update_item(

@@ -133,6 +133,7 @@ def _update_receipt_records(
     image_id: str,
     receipt_id: int,
     logger: OperationLogger,
+    *,
     action: str,
     metadata_for: Callable[[str], Mapping[str, MetadataValue]],
 ) -> int:
@@ -157,7 +158,12 @@ def update_receipt_metadata(
 ) -> int:
     """Write ``changes`` (field → value; None deletes) onto every record of the receipt."""
     return _update_receipt_records(
-        collection, image_id, receipt_id, logger, "metadata update", lambda _: changes
+        collection,
+        image_id,
+        receipt_id,
+        logger,
+        action="metadata update",
+        metadata_for=lambda _: changes,
     )
 
 
@@ -231,8 +237,8 @@ def update_word_labels(
         image_id,
         receipt_id,
         logger,
-        "label update",
-        lambda record_id: by_record.get(record_id, empty),
+        action="label update",
+        metadata_for=lambda record_id: by_record.get(record_id, empty),
     )
 
 

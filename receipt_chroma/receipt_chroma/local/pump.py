@@ -207,9 +207,12 @@ class QueueConsumer:
                 ],
             )
         for message in retry:  # visible again at once, as after a visibility timeout
-            self.sqs.change_message_visibility(
-                QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
-            )
+            try:
+                self.sqs.change_message_visibility(
+                    QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+                )
+            except self.sqs.exceptions.ReceiptHandleIsInvalid:
+                pass  # its visibility timeout already ran out: it is back on the queue
 
 
 class LambdaPump:

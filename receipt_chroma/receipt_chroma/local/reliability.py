@@ -43,7 +43,7 @@ from receipt_dynamo.timestamps import now_iso
 
 DIMENSION = 8
 LEASE_SECONDS = 4
-VISIBILITY_SECONDS = 6  # a killed compactor's messages come back quickly
+VISIBILITY_SECONDS = 20  # longer than a cycle; a killed compactor's messages come back
 LABELS = ["TOTAL", "TAX", "DATE"]
 STANDARD_QUEUE = QueueChaos(duplicate_rate=0.1, lost_delete_rate=0.1, seed=5)
 

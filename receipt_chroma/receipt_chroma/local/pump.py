@@ -9,6 +9,7 @@ queue's ``maxReceiveCount``.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import random
@@ -207,12 +208,11 @@ class QueueConsumer:
                 ],
             )
         for message in retry:  # visible again at once, as after a visibility timeout
-            try:
+            # An expired handle means the visibility timeout already put it back.
+            with contextlib.suppress(self.sqs.exceptions.ReceiptHandleIsInvalid):
                 self.sqs.change_message_visibility(
                     QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
                 )
-            except self.sqs.exceptions.ReceiptHandleIsInvalid:
-                pass  # its visibility timeout already ran out: it is back on the queue
 
 
 class LambdaPump:

@@ -87,7 +87,7 @@ class World:
         }
         os.environ.update(self.environment)
         self.dynamo = DynamoClient(self.resources.table)
-        self.pump = LambdaPump(self.resources, stream_batch=50, queue_batch=40, chaos=self.chaos)
+        self.pump = LambdaPump(self.resources, stream_batch=100, queue_batch=100, chaos=self.chaos)
 
     # --- load --------------------------------------------------------------------------
 

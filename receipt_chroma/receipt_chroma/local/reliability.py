@@ -57,7 +57,7 @@ class Scale:
 
 SCALES = {
     "ci": Scale(receipts=12, changes=600, crash_trials=3),
-    "full": Scale(receipts=120, changes=10_000, crash_trials=20),
+    "full": Scale(receipts=60, changes=10_000, crash_trials=20),
 }
 
 

@@ -1,53 +1,33 @@
-"""Fixtures for the Lambda entry points: load a handler from its file, a Lambda context."""
+"""Fixtures for the Lambda entry points: a fresh handler module and a Lambda context."""
 
 from __future__ import annotations
 
-import importlib.util
-from dataclasses import dataclass
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-LAMBDAS = Path(__file__).resolve().parents[1] / "chromadb_compaction" / "lambdas"
+from receipt_chroma.local.handlers import load_handler
+from receipt_chroma.local.pump import LocalLambdaContext
 
 
-def load_handler_module(name: str) -> ModuleType:
-    """Import ``infra/chromadb_compaction/lambdas/<name>.py`` as Lambda would (fresh)."""
-    spec = importlib.util.spec_from_file_location(f"lambda_{name}", LAMBDAS / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def _fresh_handler(name: str) -> ModuleType:
+    module = load_handler(name)
+    # Powertools reuses the stdlib logger of a service across imports, level included;
+    # an earlier local run in this process may have lowered it.
+    module.logger.setLevel("INFO")
     return module
 
 
-@dataclass(frozen=True)
-class FakeLambdaContext:
-    function_name: str = "receipt-stream-processor"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = (
-        "arn:aws:lambda:us-east-1:123456789012:function:receipt-stream-processor"
-    )
-    aws_request_id: str = "00000000-0000-4000-8000-000000000000"
-    log_group_name: str = "/aws/lambda/receipt-stream-processor"
-    log_stream_name: str = "stream"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 300_000
-
-
 @pytest.fixture
-def lambda_context() -> FakeLambdaContext:
-    return FakeLambdaContext()
+def lambda_context() -> LocalLambdaContext:
+    return LocalLambdaContext()
 
 
 @pytest.fixture
 def stream_processor() -> ModuleType:
-    return load_handler_module("stream_processor")
+    return _fresh_handler("stream_processor")
 
 
 @pytest.fixture
 def compaction_handler() -> ModuleType:
-    return load_handler_module("enhanced_compaction_handler")
+    return _fresh_handler("enhanced_compaction_handler")

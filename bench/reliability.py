@@ -18,13 +18,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", choices=sorted(SCALES), default="full")
     parser.add_argument("--only", nargs="*", choices=sorted(SCENARIOS))
+    parser.add_argument("--output", type=Path, default=RESULTS, help="where to write the report")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="reliability-") as tmp:
         report = run_suite(args.scale, Path(tmp), args.only)
     text = json.dumps(report, indent=2)
     print(text)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(text + "\n")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text + "\n")
     return 0 if report["passed"] else 1
 
 

@@ -29,6 +29,7 @@ from receipt_chroma.data.chroma_client import ChromaClient
 from receipt_chroma.exceptions import (
     ChromaClientError,
     DeltaError,
+    DeltaFetchError,
     OperationError,
     ReceiptChromaError,
     SnapshotCorruptError,
@@ -56,6 +57,7 @@ __all__ = [
     "SnapshotUnavailableError",
     "WorkingCopy",
     "DeltaError",
+    "DeltaFetchError",
     "DeltaRecord",
     "MessageFailure",
     "OperationError",

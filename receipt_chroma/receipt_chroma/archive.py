@@ -2,11 +2,12 @@
 
 Members are paths relative to the persist directory (``chroma.sqlite3``,
 ``<segment-uuid>/…``), with no leading folder. Extraction rejects absolute paths, ``..``,
-links and special files before writing anything.
+links and special files; nothing is ever written outside the destination.
 """
 
 from __future__ import annotations
 
+import contextlib
 import tarfile
 from pathlib import Path, PurePosixPath
 
@@ -36,15 +37,41 @@ def check_member_name(name: str) -> PurePosixPath:
 
 
 def extract_tarball(archive_path: Path, destination: Path) -> list[str]:
-    """Extract into ``destination`` after checking every member; returns the member names."""
+    """Extract into ``destination``, checking each member before it is written; returns the
+    names of the files.
+
+    One streaming pass (a gzip stream cannot seek back, so listing the members first would
+    decompress everything twice). An unsafe or unreadable member stops extraction with an
+    error, and what this call had written is removed again.
+    """
     destination.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(archive_path, "r:*") as archive:
-        members = archive.getmembers()
-        for member in members:
-            check_member_name(member.name)
-            if not (member.isfile() or member.isdir()):
-                kind = "link" if member.issym() or member.islnk() else "special file"
-                raise UnsafeArchiveError(f"unsafe member {member.name!r}: {kind}")
-        # The "data" filter re-checks the same rules inside tarfile itself.
-        archive.extractall(destination, members=members, filter="data")
-    return [m.name for m in members if m.isfile()]
+    written: list[tarfile.TarInfo] = []
+    try:
+        with tarfile.open(archive_path, "r|*") as archive:
+            for member in archive:
+                check_member_name(member.name)
+                if not (member.isfile() or member.isdir()):
+                    kind = "link" if member.issym() or member.islnk() else "special file"
+                    raise UnsafeArchiveError(f"unsafe member {member.name!r}: {kind}")
+                written.append(member)
+                # The "data" filter re-checks the same rules inside tarfile itself.
+                archive.extract(member, destination, filter="data")
+    except BaseException:
+        _remove_members(destination, written)
+        raise
+    return [member.name for member in written if member.isfile()]
+
+
+def _remove_members(destination: Path, members: list[tarfile.TarInfo]) -> None:
+    """Remove extracted members and the directories made for them (if left empty)."""
+    directories: set[PurePosixPath] = set()
+    for member in members:
+        name = PurePosixPath(member.name)
+        directories.update(parent for parent in name.parents if parent != PurePosixPath("."))
+        if member.isdir():
+            directories.add(name)
+        else:
+            (destination / name).unlink(missing_ok=True)
+    for directory in sorted(directories, key=lambda d: len(d.parts), reverse=True):
+        with contextlib.suppress(OSError):  # not empty: it held files of its own
+            (destination / directory).rmdir()

@@ -19,6 +19,11 @@ class DeltaError(ReceiptChromaError):
     """A compaction run's delta is missing, malformed or does not belong to the run."""
 
 
+class DeltaFetchError(DeltaError):
+    """A delta could not be downloaded by its presigned URL (the caller then downloads it
+    through the S3 API)."""
+
+
 class OperationError(ReceiptChromaError):
     """A collection operation failed (never reported as a silent zero)."""
 

@@ -17,7 +17,13 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from receipt_chroma.compaction import CompactionConfig, CompactionCycle, CycleResult, FailureCause
+from receipt_chroma.compaction import (
+    CompactionConfig,
+    CompactionCycle,
+    CycleResult,
+    FailureCause,
+    shared_delta_reader,
+)
 from receipt_dynamo import ChromaDBCollection, DynamoClient
 from receipt_dynamo_stream import MessageValidationError, StreamMessage
 
@@ -32,6 +38,9 @@ metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 
 # One cycle per collection per container: it keeps the warm working copy between calls.
 _cycles: dict[ChromaDBCollection, CompactionCycle] = {}
+# The delta reader process imports chromadb while the container initialises, so the first
+# batch with deltas finds it ready; it lives as long as the container.
+shared_delta_reader()
 
 CAUSE_METRICS = {
     FailureCause.LEASE_ACQUISITION: "LeaseAcquisitionFailures",

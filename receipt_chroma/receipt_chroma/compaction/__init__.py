@@ -3,6 +3,14 @@
 from receipt_chroma.compaction.compaction_run import MergeTarget, merge_compaction_deltas
 from receipt_chroma.compaction.config import CompactionConfig
 from receipt_chroma.compaction.cycle import CompactionCycle, CycleResult, FailureCause
+from receipt_chroma.compaction.delta_reader import (
+    DeltaReader,
+    DeltaReaderProcess,
+    DeltaReadRequest,
+    InProcessDeltaReader,
+    load_delta,
+    shared_delta_reader,
+)
 from receipt_chroma.compaction.deltas import (
     DeltaLocation,
     publish_compaction_run,
@@ -44,7 +52,11 @@ __all__ = [
     "FailureCause",
     "LockManager",
     "DeltaLocation",
+    "DeltaReadRequest",
+    "DeltaReader",
+    "DeltaReaderProcess",
     "DeltaRecord",
+    "InProcessDeltaReader",
     "MergeTarget",
     "MessageFailure",
     "RunMergeResult",
@@ -53,6 +65,7 @@ __all__ = [
     "delete_receipt_embeddings",
     "delete_word_embeddings",
     "get_efs_snapshot_manager",
+    "load_delta",
     "merchant_metadata",
     "merge_compaction_deltas",
     "process_collection_updates",
@@ -62,6 +75,7 @@ __all__ = [
     "record_run_outcomes",
     "remove_receipt_metadata",
     "remove_word_labels",
+    "shared_delta_reader",
     "update_receipt_metadata",
     "update_word_labels",
     "write_delta",

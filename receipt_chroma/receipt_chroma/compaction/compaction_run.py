@@ -8,6 +8,7 @@ go into the snapshot in as few chunked upserts as possible.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -19,7 +20,12 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import numpy as np
 
-from receipt_chroma.compaction.deltas import DeltaLocation, download_delta, read_delta
+from receipt_chroma.compaction.delta_reader import (
+    DeltaReader,
+    DeltaReadRequest,
+    shared_delta_reader,
+)
+from receipt_chroma.compaction.deltas import DeltaLocation, fetch_delta_files
 from receipt_chroma.compaction.models import DeltaRecord, RunMergeResult
 from receipt_chroma.compaction.operations import (
     OperationLogger,
@@ -32,7 +38,7 @@ from receipt_chroma.compaction.operations import (
 )
 from receipt_chroma.constants import DEFAULT_EMBEDDING_DIMENSION
 from receipt_chroma.data.chroma_client import ChromaClient
-from receipt_chroma.exceptions import DeltaError
+from receipt_chroma.exceptions import DeltaError, DeltaFetchError
 from receipt_chroma.ids import VectorKey, line_vector_id, parse_vector_id, word_vector_id
 from receipt_dynamo.constants import ChromaDBCollection
 from receipt_dynamo.entities import CompactionRun
@@ -108,37 +114,63 @@ class _UpsertBatch:
             raise DeltaError(f"{len(missing)} merged records are missing after upsert")
 
 
-def _fetch_records(
-    run: CompactionRun,
-    collection: str,
-    *,
-    bucket: str,
-    s3_client: S3Client,
-    dimension: int,
-    work_dir: Path,
-) -> list[DeltaRecord]:
-    location = DeltaLocation.parse(run.delta_prefix(collection), bucket)
-    destination = work_dir / f"delta-{collection}-{run.run_id}"
-    download_delta(location, destination, run_id=run.run_id, s3_client=s3_client)
-    records = read_delta(destination, collection, run_id=run.run_id, dimension=dimension)
-    for record in records:
-        try:
-            key = parse_vector_id(record.id, collection)
-        except ValueError as error:
-            raise DeltaError(f"run {run.run_id}: {error}") from None
-        if (key.image_id, key.receipt_id) != (run.image_id, run.receipt_id):
-            raise DeltaError(
-                f"run {run.run_id}: {record.id} does not belong to image {run.image_id} "
-                f"receipt {run.receipt_id}"
+class _DeltaFetcher:
+    """Gets each run's records through ``reader``: by a presigned URL of the tarball when
+    the reader downloads for itself, else (or once that has failed in this merge) by
+    downloading through the S3 API here and handing the reader the file."""
+
+    def __init__(
+        self,
+        collection: str,
+        *,
+        bucket: str,
+        s3_client: S3Client,
+        dimension: int,
+        work_dir: Path,
+        reader: DeltaReader,
+    ) -> None:
+        self.collection = collection
+        self.bucket = bucket
+        self.s3 = s3_client
+        self.dimension = dimension
+        self.work_dir = work_dir
+        self.reader = reader
+        self.by_url = reader.fetches_urls
+
+    def __call__(self, run: CompactionRun) -> list[DeltaRecord]:
+        location = DeltaLocation.parse(run.delta_prefix(self.collection), self.bucket)
+        request = DeltaReadRequest(
+            destination=self.work_dir / f"delta-{self.collection}-{run.run_id}",
+            collection=self.collection,
+            run_id=run.run_id,
+            image_id=run.image_id,
+            receipt_id=run.receipt_id,
+            dimension=self.dimension,
+        )
+        if self.by_url:
+            url = self.s3.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": location.bucket, "Key": location.tarball_key},
+                ExpiresIn=URL_EXPIRY_SECONDS,
             )
-    return records
+            try:
+                return self.reader.load(dataclasses.replace(request, url=url))
+            except DeltaFetchError:
+                # No tarball (a tree-layout delta), or the URL is unreachable from the
+                # helper: the S3 API path below handles both.
+                self.by_url = False
+        fetched = fetch_delta_files(
+            location, request.destination, run_id=run.run_id, s3_client=self.s3
+        )
+        return self.reader.load(dataclasses.replace(request, fetched=fetched))
 
 
-FETCH_WORKERS = 2
+URL_EXPIRY_SECONDS = 900
+FETCH_WORKERS = 2  # threads that download or wait on the reader while upserts run
 FETCH_AHEAD = 8  # deltas fetched ahead of the upserts, bounding memory
-# Upsert once this many records wait: few large writes, memory bounded. (Chroma's upsert
-# holds the GIL, so fetching cannot overlap writing; it overlaps other fetches instead.)
-FLUSH_RECORDS = 512
+# Upsert once this many records wait. Larger writes are barely faster, and a small first
+# write starts the snapshot's work early instead of idling until several deltas are read.
+FLUSH_RECORDS = 200
 
 
 def _prefetched(
@@ -173,10 +205,12 @@ def merge_compaction_deltas(
     s3_client: S3Client | None = None,
     dimension: int = DEFAULT_EMBEDDING_DIMENSION,
     work_dir: Path | None = None,
+    reader: DeltaReader | None = None,
 ) -> list[RunMergeResult]:
     """Merge each target run's delta; one result per run (merged count or the error).
 
     A run whose delta is missing, unsafe or malformed fails alone; the others merge.
+    Deltas are read by ``reader`` (default: this process's helper process).
     """
     name = ChromaDBCollection(collection).value
     s3 = s3_client or boto3.client("s3")
@@ -185,12 +219,14 @@ def merge_compaction_deltas(
     batch = _UpsertBatch(client, snapshot)
     stale: list[tuple[RunMergeResult, list[str]]] = []
     with tempfile.TemporaryDirectory(prefix="merge-", dir=work_dir) as tmp:
-
-        def fetch(run: CompactionRun) -> list[DeltaRecord]:
-            return _fetch_records(
-                run, name, bucket=bucket, s3_client=s3, dimension=dimension, work_dir=Path(tmp)
-            )
-
+        fetch = _DeltaFetcher(
+            name,
+            bucket=bucket,
+            s3_client=s3,
+            dimension=dimension,
+            work_dir=Path(tmp),
+            reader=reader or shared_delta_reader(),
+        )
         for target, fetched in _prefetched(targets, fetch):
             run, rows = target.run, target.rows
             result = RunMergeResult(

@@ -52,6 +52,10 @@ class DeltaLocation:
             raise DeltaError(f"delta prefix {prefix!r} is empty")
         return cls(bucket=bucket, prefix=key if key.endswith("/") else f"{key}/")
 
+    @property
+    def tarball_key(self) -> str:
+        return f"{self.prefix}{DELTA_TARBALL}"
+
 
 def delta_prefix(collection: ChromaDBCollection | str, run_id: str) -> str:
     return f"{ChromaDBCollection(collection).value}/delta/{run_id}/"
@@ -121,21 +125,20 @@ def publish_compaction_run(
 # --- fetching ----------------------------------------------------------------------------
 
 
-def download_delta(
+def fetch_delta_files(
     location: DeltaLocation, destination: Path, *, run_id: str, s3_client: S3Client
 ) -> Path:
-    """Fetch a delta into ``destination`` (tarball, else the object tree), checked for safety."""
-    tarball_key = f"{location.prefix}{DELTA_TARBALL}"
+    """Download a delta as stored: its tarball (returned, not yet extracted) or, without
+    one, the object tree written into ``destination`` (returned). Keys are checked for safety.
+    """
     archive = destination.parent / f"{destination.name}.tar.gz"
     try:
-        s3_client.download_file(location.bucket, tarball_key, str(archive))
+        s3_client.download_file(location.bucket, location.tarball_key, str(archive))
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") not in {"404", "NoSuchKey", "NotFound"}:
             raise
     else:
-        extract_tarball(archive, destination)
-        archive.unlink()
-        return destination
+        return archive
     keys = _list_keys(s3_client, location)
     if not keys:
         raise DeltaError(
@@ -148,6 +151,23 @@ def download_delta(
         target.parent.mkdir(parents=True, exist_ok=True)
         s3_client.download_file(location.bucket, key, str(target))
     return destination
+
+
+def unpack_delta(fetched: Path, destination: Path) -> Path:
+    """The delta's directory: a fetched tarball is extracted (checked) and removed."""
+    if fetched.is_dir():
+        return fetched
+    extract_tarball(fetched, destination)
+    fetched.unlink()
+    return destination
+
+
+def download_delta(
+    location: DeltaLocation, destination: Path, *, run_id: str, s3_client: S3Client
+) -> Path:
+    """Fetch a delta into ``destination`` (tarball, else the object tree), checked for safety."""
+    fetched = fetch_delta_files(location, destination, run_id=run_id, s3_client=s3_client)
+    return unpack_delta(fetched, destination)
 
 
 def _list_keys(s3_client: S3Client, location: DeltaLocation) -> list[str]:

@@ -8,6 +8,7 @@ and released before it is copied or archived.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -27,8 +28,15 @@ Mode = Literal["read", "write", "delta"]
 MODES: tuple[Mode, ...] = ("read", "write", "delta")
 
 
-def _settings(*, persistent: bool) -> Settings:
+@functools.cache
+def _settings_template(persistent: bool) -> Settings:
     return Settings(anonymized_telemetry=False, allow_reset=False, is_persistent=persistent)
+
+
+def _settings(*, persistent: bool) -> Settings:
+    # Building Settings reads every environment source (~30 ms); a copy does not. A copy,
+    # because chromadb writes the persist directory into the object it is given.
+    return _settings_template(persistent).model_copy(deep=True)
 
 
 def _rows(embeddings: Any, start: int, end: int) -> Any:

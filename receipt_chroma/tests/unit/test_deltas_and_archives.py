@@ -131,3 +131,17 @@ def test_wrong_collection_and_dimension_are_rejected(s3: object, tmp_path: Path)
         read_delta(folder, "words", run_id="r1", dimension=8)
     with pytest.raises(DeltaError, match="dimension 8, expected 1536"):
         read_delta(folder, "lines", run_id="r1", dimension=1536)
+
+
+def test_a_rejected_archive_leaves_no_directories_behind(tmp_path: Path) -> None:
+    archive = _tar_with(
+        tmp_path / "bad.tar.gz",
+        _file("segment/data_level0.bin"),
+        _file("segment/nested/header.bin"),
+        _link("segment/evil", "/etc/passwd"),
+    )
+    destination = tmp_path / "out"
+    (destination / "kept").mkdir(parents=True)
+    with pytest.raises(UnsafeArchiveError, match="link"):
+        extract_tarball(archive, destination)
+    assert [p.name for p in destination.rglob("*")] == ["kept"]

@@ -1,0 +1,185 @@
+"""The delta reader helper process against a moto server: same records as in-process,
+the same errors, and a fallback when it dies or cannot reach S3."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import logging
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from receipt_chroma import ChromaClient, DeltaFetchError, UnsafeArchiveError
+from receipt_chroma.compaction import (
+    DeltaReaderProcess,
+    DeltaReadRequest,
+    InProcessDeltaReader,
+    MergeTarget,
+    merge_compaction_deltas,
+    publish_compaction_run,
+)
+from receipt_chroma.compaction.deltas import DELTA_TARBALL, write_delta
+from receipt_chroma.testing.synthetic import SyntheticReceipt
+from receipt_dynamo.testing.factories import IMAGE_ID
+from receipt_dynamo.testing.pytest_plugin import TableFixture
+
+BUCKET = "reader-deltas"
+LOGGER = logging.getLogger("test-delta-reader")
+
+
+@pytest.fixture
+def helper() -> Iterator[DeltaReaderProcess]:
+    reader = DeltaReaderProcess()
+    assert reader.wait_ready()
+    yield reader
+    reader.close()
+
+
+@pytest.fixture
+def bucket(aws_endpoint: str) -> str:
+    boto3.client("s3").create_bucket(Bucket=BUCKET)
+    return BUCKET
+
+
+def _request(tmp_path: Path, run_id: str, url: str) -> DeltaReadRequest:
+    return DeltaReadRequest(
+        destination=tmp_path / f"delta-{run_id}",
+        collection="words",
+        run_id=run_id,
+        image_id=IMAGE_ID,
+        receipt_id=1,
+        dimension=8,
+        url=url,
+    )
+
+
+def _url(key: str) -> str:
+    return boto3.client("s3").generate_presigned_url(
+        "get_object", Params={"Bucket": BUCKET, "Key": key}, ExpiresIn=300
+    )
+
+
+def test_helper_reads_a_delta_by_url_exactly_as_in_process(
+    bucket: str, helper: DeltaReaderProcess, tmp_path: Path
+) -> None:
+    receipt = SyntheticReceipt(IMAGE_ID, 1, lines=3, words_per_line=4, dimension=8)
+    prefix = write_delta(receipt.word_records(), "words", bucket=bucket, run_id="r1")
+    url = _url(f"{prefix}{DELTA_TARBALL}")
+
+    by_helper = helper.load(_request(tmp_path / "a", "r1", url))
+    in_process = InProcessDeltaReader().load(_request(tmp_path / "b", "r1", url))
+
+    expected = {r[0]: (r[2], r[3]["text"]) for r in receipt.word_records()}
+    assert {r.id: (r.document, r.metadata["text"]) for r in by_helper} == expected
+    assert sorted((r.id, [round(float(x), 6) for x in r.embedding]) for r in by_helper) == sorted(
+        (r.id, [round(float(x), 6) for x in r.embedding]) for r in in_process
+    )
+
+
+def test_helper_reports_a_hostile_tarball_naming_nothing_outside(
+    bucket: str, helper: DeltaReaderProcess, tmp_path: Path
+) -> None:
+    payload = io.BytesIO()
+    with tarfile.open(fileobj=payload, mode="w:gz") as archive:
+        info = tarfile.TarInfo("../../escaped")
+        info.size = 1
+        archive.addfile(info, io.BytesIO(b"x"))
+    key = "words/delta/hostile/delta.tar.gz"
+    boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=payload.getvalue())
+
+    with pytest.raises(UnsafeArchiveError, match="escapes"):
+        helper.load(_request(tmp_path / "work", "hostile", _url(key)))
+    assert not (tmp_path / "escaped").exists()
+    assert helper.alive  # one bad delta does not cost the helper
+
+
+def test_helper_that_died_is_replaced_by_in_process_reading(
+    bucket: str, helper: DeltaReaderProcess, tmp_path: Path
+) -> None:
+    receipt = SyntheticReceipt(IMAGE_ID, 1, dimension=8)
+    prefix = write_delta(receipt.word_records(), "words", bucket=bucket, run_id="r2")
+    assert helper.pid is not None
+    helper._process.kill()  # type: ignore[union-attr]
+    helper._process.wait()  # type: ignore[union-attr]
+
+    records = helper.load(_request(tmp_path, "r2", _url(f"{prefix}{DELTA_TARBALL}")))
+    assert sorted(r.id for r in records) == sorted(r[0] for r in receipt.word_records())
+    assert not helper.alive
+
+
+def test_an_unreachable_url_is_a_fetch_error_naming_the_run(
+    bucket: str, helper: DeltaReaderProcess, tmp_path: Path
+) -> None:
+    request = _request(tmp_path, "r3", "http://127.0.0.1:9/nothing")  # discard port: refused
+    with pytest.raises(DeltaFetchError, match="run r3: cannot fetch the delta by URL"):
+        helper.load(request)
+
+
+def test_merge_through_the_helper_writes_every_record(
+    server_table: TableFixture, bucket: str, helper: DeltaReaderProcess, tmp_path: Path
+) -> None:
+    receipts = [SyntheticReceipt(IMAGE_ID, n, dimension=8) for n in (1, 2, 3)]
+    targets = []
+    for n, receipt in enumerate(receipts):
+        server_table.client.put_entities(receipt.rows)
+        run = publish_compaction_run(
+            server_table.client,
+            image_id=IMAGE_ID,
+            receipt_id=receipt.receipt_id,
+            run_id=f"run-{n}",
+            lines=[],
+            words=receipt.word_records(),
+            bucket=bucket,
+        )
+        targets.append(MergeTarget(run, server_table.client.get_receipt_rows(IMAGE_ID, n + 1)))
+    # A tree-layout delta has no tarball: the URL fails and the S3 API path takes over.
+    targets.append(_tree_layout_target(server_table, tmp_path))
+
+    with ChromaClient(tmp_path / "snapshot", mode="write") as client:
+        results = merge_compaction_deltas(
+            client,
+            "words",
+            targets,
+            bucket=bucket,
+            logger=LOGGER,
+            dimension=8,
+            work_dir=tmp_path,
+            reader=helper,
+        )
+        assert [r.error for r in results] == [None] * 4
+        stored = client.get_collection("words").get()
+    expected = {r[0] for receipt in receipts for r in receipt.word_records()}
+    expected |= {r[0] for r in SyntheticReceipt(IMAGE_ID, 9, dimension=8).word_records()}
+    assert set(stored["ids"]) == expected
+
+
+def _tree_layout_target(table: TableFixture, tmp_path: Path) -> MergeTarget:
+    receipt = SyntheticReceipt(IMAGE_ID, 9, dimension=8)
+    table.client.put_entities(receipt.rows)
+    with ChromaClient(tmp_path / "tree", mode="delta") as client:
+        client.upsert(
+            client.get_or_create_collection("words"),
+            ids=[r[0] for r in receipt.word_records()],
+            embeddings=[r[1] for r in receipt.word_records()],
+            documents=[r[2] or "" for r in receipt.word_records()],
+            metadatas=[r[3] for r in receipt.word_records()],
+        )
+    s3 = boto3.client("s3")
+    for path in (tmp_path / "tree").rglob("*"):
+        if path.is_file():
+            s3.upload_file(str(path), BUCKET, f"trees/r9/{path.relative_to(tmp_path / 'tree')}")
+    run = publish_compaction_run(
+        table.client,
+        image_id=IMAGE_ID,
+        receipt_id=9,
+        run_id="run-tree",
+        lines=[],
+        words=[],
+        bucket=BUCKET,
+    )
+    run = dataclasses.replace(run, words_delta_prefix=f"s3://{BUCKET}/trees/r9")
+    return MergeTarget(run, table.client.get_receipt_rows(IMAGE_ID, 9))

@@ -54,6 +54,37 @@ class StreamReader:
                 return
             kwargs["ExclusiveStartShardId"] = last
 
+    def read_after(
+        self, positions: Mapping[str, str], *, lambda_shape: bool = True
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Every shard's records after its sequence number in ``positions`` (from the start
+        for a shard not named), with fresh iterators: a checkpointed consumer that may have
+        restarted (or shares its checkpoint with another) reads exactly what is left.
+        """
+        shards: dict[str, list[dict[str, Any]]] = {}
+        for shard_id in self._shards():
+            after = positions.get(shard_id)
+            request: dict[str, Any] = {
+                "StreamArn": self.stream_arn,
+                "ShardId": shard_id,
+                "ShardIteratorType": "AFTER_SEQUENCE_NUMBER" if after else "TRIM_HORIZON",
+            }
+            if after:
+                request["SequenceNumber"] = after
+            iterator: str | None = self.client.get_shard_iterator(**request)["ShardIterator"]
+            records: list[dict[str, Any]] = []
+            while iterator:
+                response = self.client.get_records(ShardIterator=iterator)
+                batch = response.get("Records", [])
+                records.extend(
+                    lambda_record(r, self.stream_arn) if lambda_shape else dict(r) for r in batch
+                )
+                iterator = response.get("NextShardIterator")
+                if not batch:
+                    break
+            shards[shard_id] = records
+        return shards
+
     def read(self, *, lambda_shape: bool = True) -> list[dict[str, Any]]:
         records: list[dict[str, Any]] = []
         for shard_id in self._shards():

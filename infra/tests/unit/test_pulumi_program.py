@@ -9,6 +9,7 @@ from typing import Any
 import pulumi
 import pytest
 
+from receipt_chroma.local.reliability import SCALES, STREAM_BATCH
 from receipt_dynamo.schema import TTL_ATTRIBUTE, table_definition
 
 ACCOUNT = "123456789012"
@@ -319,3 +320,16 @@ def test_alarms_cover_dead_letters_lag_errors_and_compactor_failures(
         assert all(a["namespace"] == "ReceiptCompaction" for a in by_metric[metric])
     topic_arns = {a["alarmActions"][0] for a in alarms}
     assert len(topic_arns) == 1
+
+
+def test_the_reliability_suite_batches_as_the_deployed_mappings_do(
+    program: RecordingMocks,
+) -> None:
+    compactor = program.named(
+        "aws:lambda/eventSourceMapping:EventSourceMapping", "test-compactor-words"
+    )
+    stream = program.named(
+        "aws:lambda/eventSourceMapping:EventSourceMapping", "test-stream-processor-stream"
+    )
+    assert SCALES["full"].queue_batch == compactor["batchSize"]
+    assert stream["batchSize"] == STREAM_BATCH

@@ -1,7 +1,8 @@
 """Drive the two real Lambda handlers as their event source mappings would.
 
 Stream: the table's records in shard order, batches of ``stream_batch``; a response with
-``batchItemFailures`` makes the batch retry from the lowest reported sequence number.
+``batchItemFailures`` makes the batch retry from the lowest reported sequence number; the
+position can be checkpointed to a file so a killed pump resumes (at least once).
 Queues: Lambda-shaped SQS events of up to ``queue_batch`` messages; successes are
 deleted, failures made visible again, so they come back — and reach the DLQ after the
 queue's ``maxReceiveCount``.
@@ -12,10 +13,12 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import random
 from collections import Counter
 from contextlib import redirect_stdout
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -215,7 +218,80 @@ class QueueConsumer:
                 )
 
 
+class StreamPump:
+    """The stream's event source mapping: records in shard order, in batches, retried from
+    the lowest failed sequence number. Its position per shard advances after each delivered
+    batch and, with ``checkpoint``, is kept in that file (replaced atomically), so a pump
+    that was killed resumes where the last delivered batch ended: the batch in flight is
+    delivered again, as Lambda retries it."""
+
+    def __init__(
+        self,
+        stream_arn: str,
+        stats: PumpStats,
+        *,
+        batch: int = 100,
+        checkpoint: Path | None = None,
+    ) -> None:
+        self.stats = stats
+        self.batch = batch
+        self.checkpoint = checkpoint
+        self.context = LocalLambdaContext()
+        self.reader = StreamReader(stream_arn, client=boto3.client("dynamodbstreams"))
+        self.handler = load_handler("stream_processor")
+        self._positions: dict[str, str] = {}
+
+    def _load_positions(self) -> dict[str, str]:
+        if self.checkpoint is None:
+            return self._positions
+        try:
+            positions: dict[str, str] = json.loads(self.checkpoint.read_text())
+        except FileNotFoundError:
+            return {}
+        return positions
+
+    def _save_positions(self, positions: dict[str, str]) -> None:
+        self._positions = positions
+        if self.checkpoint is not None:
+            temporary = self.checkpoint.with_name(f".{self.checkpoint.name}.{os.getpid()}")
+            temporary.write_text(json.dumps(positions))
+            temporary.replace(self.checkpoint)
+
+    def pump(self) -> int:
+        """Deliver every record after the saved positions; returns how many were read."""
+        positions = dict(self._load_positions())
+        total = 0
+        for shard_id, records in self.reader.read_after(positions).items():
+            for start in range(0, len(records), self.batch):
+                batch = records[start : start + self.batch]
+                self.deliver(batch)
+                positions[shard_id] = batch[-1]["dynamodb"]["SequenceNumber"]
+                self._save_positions(positions)
+            total += len(records)
+        return total
+
+    def deliver(self, records: list[Any]) -> None:
+        """Invoke the stream handler on ``records`` as one batch, with the mapping's retries."""
+        self.stats.stream_records += len(records)
+        pending = records
+        for attempt in range(STREAM_RETRIES + 1):
+            self.stats.stream_invocations += 1
+            with redirect_stdout(io.StringIO()):
+                response = self.handler.lambda_handler({"Records": pending}, self.context)
+            failures = response["batchItemFailures"]
+            if not failures:
+                return
+            if attempt == STREAM_RETRIES:
+                self.stats.stream_records_given_up += len(pending)
+                return
+            self.stats.stream_retries += 1
+            lowest = min(int(f["itemIdentifier"]) for f in failures)
+            pending = [r for r in pending if _sequence(r) >= lowest]
+
+
 class LambdaPump:
+    """Both event source mappings in this process: the stream's and the two queues'."""
+
     def __init__(
         self,
         resources: PipelineResources,
@@ -223,43 +299,26 @@ class LambdaPump:
         stream_batch: int = 100,
         queue_batch: int = 100,
         chaos: QueueChaos | None = None,
+        checkpoint: Path | None = None,
     ) -> None:
         self.resources = resources
-        self.stream_batch = stream_batch
         self.stats = PumpStats()
-        self.context = LocalLambdaContext()
         self.sqs = boto3.client("sqs")
-        self.reader = StreamReader(resources.stream_arn, client=boto3.client("dynamodbstreams"))
-        self.stream_handler = load_handler("stream_processor")
+        self.stream = StreamPump(
+            resources.stream_arn, self.stats, batch=stream_batch, checkpoint=checkpoint
+        )
         self.consumer = QueueConsumer(resources.queues, self.stats, batch=queue_batch, chaos=chaos)
 
     # --- stream ---------------------------------------------------------------------------
 
     def pump_stream(self) -> int:
         """Deliver every new stream record; returns how many were read."""
-        records = self.reader.read()
-        self.deliver_records(records)
-        return len(records)
+        return self.stream.pump()
 
     def deliver_records(self, records: list[Any]) -> None:
-        self.stats.stream_records += len(records)
-        for start in range(0, len(records), self.stream_batch):
-            pending = records[start : start + self.stream_batch]
-            for attempt in range(STREAM_RETRIES + 1):
-                self.stats.stream_invocations += 1
-                with redirect_stdout(io.StringIO()):
-                    response = self.stream_handler.lambda_handler(
-                        {"Records": pending}, self.context
-                    )
-                failures = response["batchItemFailures"]
-                if not failures:
-                    break
-                if attempt == STREAM_RETRIES:
-                    self.stats.stream_records_given_up += len(pending)
-                    break
-                self.stats.stream_retries += 1
-                lowest = min(int(f["itemIdentifier"]) for f in failures)
-                pending = [r for r in pending if _sequence(r) >= lowest]
+        """Deliver ``records`` (already read) in batches of the stream mapping's size."""
+        for start in range(0, len(records), self.stream.batch):
+            self.stream.deliver(records[start : start + self.stream.batch])
 
     def drain_queues(self, max_rounds: int = 50) -> None:
         self.consumer.drain(max_rounds)

@@ -45,6 +45,7 @@ DIMENSION = 8
 LEASE_SECONDS = 4
 VISIBILITY_SECONDS = 20  # longer than a cycle; a killed compactor's messages come back
 LABELS = ["TOTAL", "TAX", "DATE"]
+STREAM_BATCH = 100  # the stream mapping's batch size (infra STREAM_BATCH_SIZE)
 STANDARD_QUEUE = QueueChaos(duplicate_rate=0.1, lost_delete_rate=0.1, seed=5)
 
 
@@ -53,11 +54,15 @@ class Scale:
     receipts: int
     changes: int
     crash_trials: int
+    # Messages per compactor invocation. Full scale uses the deployed mappings' batch size
+    # (infra COMPACTOR_BATCH_SIZE); CI scale a smaller one, so a few hundred changes still
+    # span many batches.
+    queue_batch: int
 
 
 SCALES = {
-    "ci": Scale(receipts=12, changes=600, crash_trials=3),
-    "full": Scale(receipts=60, changes=10_000, crash_trials=20),
+    "ci": Scale(receipts=12, changes=600, crash_trials=3, queue_batch=100),
+    "full": Scale(receipts=60, changes=10_000, crash_trials=20, queue_batch=1000),
 }
 
 
@@ -68,6 +73,7 @@ class World:
     root: Path
     chaos: QueueChaos = STANDARD_QUEUE
     seed: int = 1
+    queue_batch: int = 100
     changes: int = 0
     receipts: dict[tuple[str, int], SyntheticReceipt] = field(default_factory=dict)
     excluded: set[tuple[str, int]] = field(default_factory=set)
@@ -87,7 +93,14 @@ class World:
         }
         os.environ.update(self.environment)
         self.dynamo = DynamoClient(self.resources.table)
-        self.pump = LambdaPump(self.resources, stream_batch=100, queue_batch=100, chaos=self.chaos)
+        self.stream_checkpoint = self.root / "stream.checkpoint"
+        self.pump = LambdaPump(
+            self.resources,
+            stream_batch=STREAM_BATCH,
+            queue_batch=self.queue_batch,
+            chaos=self.chaos,
+            checkpoint=self.stream_checkpoint,
+        )
 
     # --- load --------------------------------------------------------------------------
 
@@ -232,13 +245,34 @@ class World:
     def worker(
         self, name: str, *, chaos: QueueChaos | None = None, deadline: float = 300
     ) -> subprocess.Popen[str]:
-        config = {
-            "queues": self.resources.queues,
-            "batch": 40,
-            "chaos": vars(chaos or self.chaos),
-            "deadline_seconds": deadline,
-            "idle_polls": 6,
-        }
+        """A compactor process consuming both queues until they stay empty."""
+        return self._process(
+            name,
+            {
+                "role": "compactor",
+                "queues": self.resources.queues,
+                "batch": 40,
+                "chaos": vars(chaos or self.chaos),
+                "deadline_seconds": deadline,
+                "idle_polls": 6,
+            },
+        )
+
+    def stream_pump(self, name: str, *, deadline: float = 300) -> subprocess.Popen[str]:
+        """A stream pump process, resuming from (and advancing) the world's checkpoint."""
+        return self._process(
+            name,
+            {
+                "role": "stream",
+                "stream_arn": self.resources.stream_arn,
+                "checkpoint": str(self.stream_checkpoint),
+                "batch": STREAM_BATCH,
+                "deadline_seconds": deadline,
+                "idle_polls": 2,
+            },
+        )
+
+    def _process(self, name: str, config: dict[str, Any]) -> subprocess.Popen[str]:
         path = self.root / f"{name}.json"
         path.write_text(json.dumps(config))
         env = {
@@ -254,6 +288,12 @@ class World:
             text=True,
             env=env,
         )
+
+    def checkpoint_text(self) -> str:
+        try:
+            return self.stream_checkpoint.read_text()
+        except FileNotFoundError:
+            return ""
 
     def openable(self) -> bool:
         """Whatever the pointers name downloads, verifies and opens."""
@@ -280,7 +320,7 @@ def publishes_from_logs(output: str) -> list[tuple[str, str | None, str]]:
 
 
 def sustained_load(root: Path, scale: Scale) -> dict[str, Any]:
-    world = World(root / "load")
+    world = World(root / "load", queue_batch=scale.queue_batch)
     world.add_receipts(scale.receipts)
     world.settle()
     world.churn(scale.changes - world.changes)
@@ -299,7 +339,7 @@ def sustained_load(root: Path, scale: Scale) -> dict[str, Any]:
 
 
 def concurrent_compactors(root: Path, scale: Scale) -> dict[str, Any]:
-    world = World(root / "concurrent", seed=2)
+    world = World(root / "concurrent", seed=2, queue_batch=scale.queue_batch)
     world.add_receipts(scale.receipts // 2)
     world.churn(scale.changes // 3)
     world.pump.pump_stream()
@@ -320,23 +360,43 @@ def concurrent_compactors(root: Path, scale: Scale) -> dict[str, Any]:
 
 
 def crashes(root: Path, scale: Scale) -> dict[str, Any]:
-    world = World(root / "crashes", seed=3)
+    """Each trial starts a stream pump and a compactor process and SIGKILLs each at its own
+    random moment; the pump resumes from its checkpoint, the compactor's messages come back
+    after their visibility timeout and its lease expires."""
+    world = World(root / "crashes", seed=3, queue_batch=scale.queue_batch)
     world.add_receipts(scale.receipts // 2)
     rng = random.Random(9)
     broken = 0
+    kills = {"stream_pump": 0, "compactor": 0}
+    pump_advanced_before_kill = 0
     for trial in range(scale.crash_trials):
         world.churn(max(10, scale.changes // (3 * scale.crash_trials)))
-        world.pump.pump_stream()
-        process = world.worker(f"victim-{trial}")
-        time.sleep(rng.uniform(0.3, 2.5))
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+        checkpoint = world.checkpoint_text()
+        pump = world.stream_pump(f"pump-{trial}")
+        compactor = world.worker(f"victim-{trial}")
+        compactor_kill_at = time.monotonic() + rng.uniform(0.3, 2.5)
+        # The pump dies at a random moment of its work: once its first batch is delivered
+        # (so later batches may be in flight), or at a random moment if that takes long.
+        deadline = time.monotonic() + rng.uniform(6.0, 10.0)
+        while time.monotonic() < deadline and world.checkpoint_text() == checkpoint:
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.4))
+        for kind, process in (("stream_pump", pump), ("compactor", compactor)):
+            if kind == "compactor":
+                time.sleep(max(0.0, compactor_kill_at - time.monotonic()))
+            if process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+                kills[kind] += 1
+            process.wait()
+        pump_advanced_before_kill += int(world.checkpoint_text() != checkpoint)
         broken += int(not world.openable())
     time.sleep(LEASE_SECONDS + 1)  # the last victim's lease expires
     world.settle()
     return {
         "changes": world.changes,
-        "kills": scale.crash_trials,
+        "trials": scale.crash_trials,
+        "kills": kills,
+        "trials_where_the_pump_delivered_before_its_kill": pump_advanced_before_kill,
         "broken_latest_after_kill": broken,
         **world.compare(),
     }
@@ -346,7 +406,7 @@ def poison_input(root: Path, scale: Scale) -> dict[str, Any]:
     world = World(root / "poison", seed=4, chaos=QueueChaos(seed=4))
     world.add_receipts(max(3, scale.receipts // 4))
     world.churn(scale.changes // 6)
-    records = world.pump.reader.read()
+    records = world.pump.stream.reader.read()
     poison_records = [
         {"eventName": "MODIFY", "dynamodb": {"Keys": {"PK": {"S": "IMAGE#x"}}}},
         {
@@ -537,7 +597,9 @@ def passed(result: dict[str, Any]) -> bool:
 def run_suite(scale_name: str, root: Path, only: list[str] | None = None) -> dict[str, Any]:
     scale = SCALES[scale_name]
     report: dict[str, Any] = {"scale": scale_name, "scenarios": {}}
-    with LocalAwsServer() as server, environment(server.environment()):
+    # moto in its own process: the emulator's work must not hold this process's GIL while
+    # the handlers run here.
+    with LocalAwsServer(own_process=True) as server, environment(server.environment()):
         for name, scenario in SCENARIOS.items():
             if only and name not in only:
                 continue

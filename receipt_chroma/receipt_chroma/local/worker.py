@@ -1,9 +1,11 @@
-"""A compactor process: consumes the lines and words queues with the real handler, as a
-Standard queue's consumer under injected faults, until the queues stay empty.
+"""A pipeline process for the reliability suite, killable at any moment.
 
-``python -m receipt_chroma.local.worker CONFIG.json`` — the config names the queue URLs,
-the chaos rates and a deadline; the environment carries the endpoint and the compactor's
-settings. Prints a JSON summary when it exits normally.
+``python -m receipt_chroma.local.worker CONFIG.json`` — the config's ``role`` is
+``compactor`` (the default: consumes the lines and words queues with the real handler, as a
+Standard queue's consumer under injected faults, until the queues stay empty) or ``stream``
+(delivers the table's stream to the real stream handler from a checkpoint file, until the
+stream stays quiet). The environment carries the endpoint and the handlers' settings.
+Prints a JSON summary when it exits normally.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ import dataclasses
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from receipt_chroma.local.pump import PumpStats, QueueChaos, QueueConsumer
+from receipt_chroma.local.pump import PumpStats, QueueChaos, QueueConsumer, StreamPump
 
 
 def consume(config: dict[str, Any]) -> dict[str, Any]:
@@ -26,20 +29,45 @@ def consume(config: dict[str, Any]) -> dict[str, Any]:
         batch=config.get("batch", 50),
         chaos=QueueChaos(**config.get("chaos", {})),
     )
+    _until_idle(config, consumer.poll_once)
+    return _summary(stats)
+
+
+def pump(config: dict[str, Any]) -> dict[str, Any]:
+    stats = PumpStats()
+    stream = StreamPump(
+        config["stream_arn"],
+        stats,
+        batch=config.get("batch", 100),
+        checkpoint=Path(config["checkpoint"]),
+    )
+    _until_idle(config, lambda: stream.pump() > 0)
+    return _summary(stats)
+
+
+def _until_idle(config: dict[str, Any], step: Callable[[], bool]) -> None:
+    """Run ``step`` until it finds nothing to do ``idle_polls`` times running."""
     deadline = time.monotonic() + config.get("deadline_seconds", 600)
     idle = 0
     while time.monotonic() < deadline and idle < config.get("idle_polls", 4):
-        if consumer.poll_once():
+        if step():
             idle = 0
         else:
             idle += 1
             time.sleep(config.get("idle_sleep", 0.5))
+
+
+def _summary(stats: PumpStats) -> dict[str, Any]:
     summary = dataclasses.asdict(stats)
     return {k: dict(v) if isinstance(v, dict) else v for k, v in summary.items()}
 
 
+ROLES = {"compactor": consume, "stream": pump}
+
+
 def main() -> None:
-    print(json.dumps(consume(json.loads(Path(sys.argv[1]).read_text()))))
+    config = json.loads(Path(sys.argv[1]).read_text())
+    print(json.dumps(ROLES[config.get("role", "compactor")](config)))
 
 
 if __name__ == "__main__":

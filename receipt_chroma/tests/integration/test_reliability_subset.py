@@ -21,3 +21,6 @@ def test_reliability_subset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
             result,
         )
         assert result["passed"], (name, result)
+    crashes = report["scenarios"]["crashes"]
+    assert crashes["kills"]["stream_pump"] > 0, crashes
+    assert crashes["kills"]["compactor"] > 0, crashes

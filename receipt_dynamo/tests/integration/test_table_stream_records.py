@@ -50,3 +50,24 @@ def test_insert_modify_remove_records_carry_both_images(server_table: TableFixtu
         k: TypeDeserializer().deserialize(v) for k, v in latest["dynamodb"]["NewImage"].items()
     }
     assert (latest["eventName"], image["merchant_name"]) == ("INSERT", "Corner Market")
+
+
+def test_read_after_resumes_behind_a_checkpointed_sequence_number(
+    server_table: TableFixture,
+) -> None:
+    client = server_table.client
+    for word in (1, 2, 3):
+        client.put_receipt_word_label(make_label(IMAGE, 1, 1, word, "TOTAL"))
+
+    reader = server_table.stream_reader()
+    ((shard, records),) = reader.read_after({}).items()
+    assert [r["dynamodb"]["Keys"]["SK"]["S"][-5:] for r in records] == ["TOTAL"] * 3
+    second = records[1]["dynamodb"]["SequenceNumber"]
+
+    # A consumer that checkpointed after the second record (and restarted) gets the third.
+    (rest,) = reader.read_after({shard: second}).values()
+    assert [r["dynamodb"]["SequenceNumber"] for r in rest] == [
+        records[2]["dynamodb"]["SequenceNumber"]
+    ]
+    last = records[2]["dynamodb"]["SequenceNumber"]
+    assert reader.read_after({shard: last}) == {shard: []}

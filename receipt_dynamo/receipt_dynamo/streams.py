@@ -71,18 +71,8 @@ class StreamReader:
             }
             if after:
                 request["SequenceNumber"] = after
-            iterator: str | None = self.client.get_shard_iterator(**request)["ShardIterator"]
-            records: list[dict[str, Any]] = []
-            while iterator:
-                response = self.client.get_records(ShardIterator=iterator)
-                batch = response.get("Records", [])
-                records.extend(
-                    lambda_record(r, self.stream_arn) if lambda_shape else dict(r) for r in batch
-                )
-                iterator = response.get("NextShardIterator")
-                if not batch:
-                    break
-            shards[shard_id] = records
+            iterator = self.client.get_shard_iterator(**request)["ShardIterator"]
+            shards[shard_id], _ = self._drain(iterator, lambda_shape)
         return shards
 
     def read(self, *, lambda_shape: bool = True) -> list[dict[str, Any]]:
@@ -94,15 +84,24 @@ class StreamReader:
                     ShardId=shard_id,
                     ShardIteratorType="TRIM_HORIZON",
                 )["ShardIterator"]
-            iterator = self._iterators[shard_id]
-            while iterator:
-                response = self.client.get_records(ShardIterator=iterator)
-                batch = response.get("Records", [])
-                records.extend(
-                    lambda_record(r, self.stream_arn) if lambda_shape else dict(r) for r in batch
-                )
-                iterator = response.get("NextShardIterator")
-                if not batch:
-                    break
-            self._iterators[shard_id] = iterator
+            shard_records, self._iterators[shard_id] = self._drain(
+                self._iterators[shard_id], lambda_shape
+            )
+            records += shard_records
         return records
+
+    def _drain(
+        self, iterator: str | None, lambda_shape: bool
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """The records from ``iterator`` to the shard's current end, and the iterator there."""
+        records: list[dict[str, Any]] = []
+        while iterator:
+            response = self.client.get_records(ShardIterator=iterator)
+            batch = response.get("Records", [])
+            records.extend(
+                lambda_record(r, self.stream_arn) if lambda_shape else dict(r) for r in batch
+            )
+            iterator = response.get("NextShardIterator")
+            if not batch:
+                break
+        return records, iterator

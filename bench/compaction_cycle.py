@@ -7,10 +7,11 @@ In the same run, the minimum work a perfect compactor must do is timed: one
 ``collection.update`` per receipt carrying that receipt's final metadata.
 
 Targets: apply <= 1.5x that minimum; a warm cycle >= 3x faster than a cold one.
-AWS is moto in-process; Chroma is real. moto's DynamoDB is far slower than the real
-service (a projected query of one receipt takes seconds; a transaction copies the whole
-table), so the time spent inside DynamoDB calls is measured per phase and reported both
-included and excluded. Prints JSON.
+AWS is a moto server in its own process (so the emulator's work never holds this
+process's GIL); Chroma is real. moto's DynamoDB is far slower than the real service (a
+projected query of one receipt takes a quarter of a second; a transaction copies the
+whole table), so the time the cycle spends inside DynamoDB calls is measured per phase and
+reported both included and excluded. Prints JSON.
 """
 
 from __future__ import annotations
@@ -22,22 +23,24 @@ import os
 import random
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import boto3
-from moto import mock_aws
 
 from receipt_chroma import ChromaClient
 from receipt_chroma.compaction import CompactionConfig, CompactionCycle, CycleResult
 from receipt_chroma.compaction.operations import label_metadata_by_record, merchant_metadata
 from receipt_chroma.ids import VectorKey
+from receipt_chroma.local.environment import environment
 from receipt_chroma.snapshots.s3_store import S3SnapshotStore
 from receipt_chroma.snapshots.versions import new_version_id
 from receipt_chroma.testing.synthetic import embedding_for
 from receipt_dynamo import DynamoClient, create_table
+from receipt_dynamo.local_aws import LocalAwsServer
 from receipt_dynamo.testing.factories import make_label, make_metadata, make_receipt, make_word
 from receipt_dynamo.testing.records import stream_record
 from receipt_dynamo_stream import build_messages
@@ -154,21 +157,24 @@ def minimum_work(root: Path, dynamo: DynamoClient) -> float:
 
 @dataclasses.dataclass
 class Clock:
-    """Stage times of a cycle and the intervals spent inside DynamoDB calls."""
+    """Stage times of a cycle and the intervals the cycle's own thread spent inside
+    DynamoDB calls (the lease heartbeat's calls, on their own thread, overlap the work)."""
 
     stages: dict[str, float] = dataclasses.field(default_factory=dict)
     calls: list[tuple[float, float]] = dataclasses.field(default_factory=list)
-    _open: float = 0.0
+    _open: dict[int, float] = dataclasses.field(default_factory=dict)
 
     def install(self, dynamo: DynamoClient) -> None:
         dynamo.client.meta.events.register("before-call.dynamodb", self._before)
         dynamo.client.meta.events.register("after-call.dynamodb", self._after)
 
     def _before(self, **_: Any) -> None:
-        self._open = time.perf_counter()
+        self._open[threading.get_ident()] = time.perf_counter()
 
     def _after(self, **_: Any) -> None:
-        self.calls.append((self._open, time.perf_counter()))
+        started = self._open.pop(threading.get_ident())
+        if threading.current_thread() is threading.main_thread():
+            self.calls.append((started, time.perf_counter()))
 
     def on_stage(self, stage: str) -> None:
         self.stages[stage] = time.perf_counter()
@@ -222,6 +228,17 @@ def _split(result: CycleResult, clock: Clock, started: float, ended: float) -> d
     return report
 
 
+def _total_with_apply(cycle: dict[str, Any], apply_seconds: float) -> float:
+    """A cycle's time excluding DynamoDB, with its apply phase replaced by ``apply_seconds``."""
+    return (
+        sum(
+            cycle[f"{phase}_seconds_excluding_dynamodb"]
+            for phase in ("lease", "working_copy", "publish")
+        )
+        + apply_seconds
+    )
+
+
 def main() -> None:
     for name, value in {
         "AWS_DEFAULT_REGION": "us-east-1",
@@ -230,7 +247,11 @@ def main() -> None:
     }.items():
         os.environ.setdefault(name, value)
     rng = random.Random(11)
-    with tempfile.TemporaryDirectory(prefix="bench-cycle-") as tmp, mock_aws():
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-cycle-") as tmp,
+        LocalAwsServer(own_process=True) as server,
+        environment(server.environment()),
+    ):
         root = Path(tmp)
         dynamo, messages = build_world(root, rng)
         config = CompactionConfig(
@@ -259,6 +280,11 @@ def main() -> None:
         "apply_ratio_to_minimum": round(warm["apply_seconds_excluding_dynamodb"] / minimum, 3),
         "warm_speedup_over_cold": round(
             cold["total_seconds_excluding_dynamodb"] / warm["total_seconds_excluding_dynamodb"], 3
+        ),
+        # The most a warm start could gain here even if both cycles applied in exactly the
+        # perfect compactor's time: only the working copy differs between the two.
+        "warm_speedup_bound_at_minimum_apply": round(
+            _total_with_apply(cold, minimum) / _total_with_apply(warm, minimum), 3
         ),
         "targets": {"apply_ratio_to_minimum_max": 1.5, "warm_speedup_min": 3.0},
     }

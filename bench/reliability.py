@@ -19,9 +19,12 @@ def main() -> int:
     parser.add_argument("--scale", choices=sorted(SCALES), default="full")
     parser.add_argument("--only", nargs="*", choices=sorted(SCENARIOS))
     parser.add_argument("--output", type=Path, default=RESULTS, help="where to write the report")
+    parser.add_argument(
+        "--jobs", type=int, default=2, help="scenarios run at once, each in its own process"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="reliability-") as tmp:
-        report = run_suite(args.scale, Path(tmp), args.only)
+        report = run_suite(args.scale, Path(tmp), args.only, jobs=args.jobs)
     text = json.dumps(report, indent=2)
     print(text)
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -257,17 +257,20 @@ class StreamPump:
             temporary.write_text(json.dumps(positions))
             temporary.replace(self.checkpoint)
 
-    def pump(self) -> int:
-        """Deliver every record after the saved positions; returns how many were read."""
+    def pump(self, limit: int | None = None) -> int:
+        """Deliver the records after the saved positions, in whole batches, up to about
+        ``limit`` records (all without one); returns how many were delivered."""
         positions = dict(self._load_positions())
         total = 0
         for shard_id, records in self.reader.read_after(positions).items():
             for start in range(0, len(records), self.batch):
+                if limit is not None and total >= limit:
+                    return total
                 batch = records[start : start + self.batch]
                 self.deliver(batch)
                 positions[shard_id] = batch[-1]["dynamodb"]["SequenceNumber"]
                 self._save_positions(positions)
-            total += len(records)
+                total += len(batch)
         return total
 
     def deliver(self, records: list[Any]) -> None:
@@ -311,9 +314,9 @@ class LambdaPump:
 
     # --- stream ---------------------------------------------------------------------------
 
-    def pump_stream(self) -> int:
-        """Deliver every new stream record; returns how many were read."""
-        return self.stream.pump()
+    def pump_stream(self, limit: int | None = None) -> int:
+        """Deliver new stream records (up to about ``limit``); returns how many."""
+        return self.stream.pump(limit)
 
     def deliver_records(self, records: list[Any]) -> None:
         """Deliver ``records`` (already read) in batches of the stream mapping's size."""

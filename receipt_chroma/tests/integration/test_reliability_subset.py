@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_reliability_subset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    report = run_suite("ci", tmp_path)
+    report = run_suite("ci", tmp_path, jobs=2)
     assert set(report["scenarios"]) == set(SCENARIOS)
     for name, result in report["scenarios"].items():
         assert (result.get("missing"), result.get("extra"), result.get("stale")) == (0, 0, 0), (

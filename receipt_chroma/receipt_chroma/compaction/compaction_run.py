@@ -168,15 +168,18 @@ class _DeltaFetcher:
 URL_EXPIRY_SECONDS = 900
 FETCH_WORKERS = 2  # threads that download or wait on the reader while upserts run
 FETCH_AHEAD = 8  # deltas fetched ahead of the upserts, bounding memory
-# Upsert once this many records wait. Larger writes are barely faster, and a small first
-# write starts the snapshot's work early instead of idling until several deltas are read.
+# Upsert once this many records wait and the next delta is not read yet: the first write
+# starts early instead of idling until several deltas are read, and while a write runs the
+# reader gets ahead, so later writes absorb every delta ready by then (fewer, larger
+# upserts: each call has a fixed cost, measured ~10 % for 200-record calls).
 FLUSH_RECORDS = 200
 
 
 def _prefetched(
     targets: Sequence[MergeTarget], fetch: Callable[[CompactionRun], list[DeltaRecord]]
-) -> Iterator[tuple[MergeTarget, list[DeltaRecord] | Exception]]:
-    """Each target with its delta's records (or the error), fetched in background threads."""
+) -> Iterator[tuple[MergeTarget, list[DeltaRecord] | Exception, bool]]:
+    """Each target with its delta's records (or the error), fetched in background threads,
+    and whether the next target's delta is already fetched."""
     with ThreadPoolExecutor(max_workers=FETCH_WORKERS, thread_name_prefix="delta") as pool:
         pending: deque[tuple[MergeTarget, Future[list[DeltaRecord]]]] = deque()
         queued = iter(targets)
@@ -190,9 +193,10 @@ def _prefetched(
             if next_target is not None:
                 pending.append((next_target, pool.submit(fetch, next_target.run)))
             try:
-                yield target, future.result()
+                fetched: list[DeltaRecord] | Exception = future.result()
             except Exception as error:
-                yield target, error
+                fetched = error
+            yield target, fetched, bool(pending) and pending[0][1].done()
 
 
 def merge_compaction_deltas(
@@ -227,7 +231,7 @@ def merge_compaction_deltas(
             work_dir=Path(tmp),
             reader=reader or shared_delta_reader(),
         )
-        for target, fetched in _prefetched(targets, fetch):
+        for target, fetched, next_ready in _prefetched(targets, fetch):
             run, rows = target.run, target.rows
             result = RunMergeResult(
                 run.run_id, run.image_id, run.receipt_id, ChromaDBCollection(name)
@@ -254,7 +258,9 @@ def merge_compaction_deltas(
             # The run replaces the receipt's records: drop those its delta does not hold.
             current = receipt_record_ids(snapshot, run.image_id, run.receipt_id)
             stale.append((result, [i for i in current if i not in kept]))
-            if batch.size >= FLUSH_RECORDS:
+            if batch.size >= client.max_batch_size or (
+                batch.size >= FLUSH_RECORDS and not next_ready
+            ):
                 batch.flush()
     batch.flush()
     batch.verify()

@@ -52,7 +52,15 @@ class LocalAwsServer:
     def start(self) -> Self:
         if self._own_process:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self._port)],
+                [
+                    sys.executable,
+                    "-m",
+                    "receipt_dynamo.moto_server",
+                    "-H",
+                    "127.0.0.1",
+                    "-p",
+                    str(self._port),
+                ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )

@@ -227,6 +227,8 @@ def uploaded_runs(mocked_aws: None) -> dict[str, RunSpec]:
     return _upload_runs(DynamoClient("producer"))
 
 
+# ~3 minutes on an idle 2-core machine: room above the suite's 300 s default for a busy one.
+@pytest.mark.timeout(900)
 @settings(
     max_examples=200,
     deadline=None,

@@ -3,9 +3,10 @@
 1. Delta merge: runs whose deltas total N 1536-dimension vectors go through
    ``merge_compaction_deltas`` (S3 download, safe extraction, delta read, row filter,
    upsert, verification), against a raw ``collection.upsert`` of the records the merge
-   leaves in the snapshot (same ids, vectors, documents and metadata) into an empty
-   snapshot; alternating rounds, medians. Deltas are read by the compactor's helper process
-   (started beforehand, as a warm compactor keeps it) and, for comparison, in-process.
+   leaves in the snapshot (same ids, vectors, documents and metadata), both into copies of
+   one snapshot of 10,000 other words; alternating rounds, medians. Deltas are read by
+   the compactor's helper process (started beforehand, as a warm compactor keeps it) and,
+   for comparison, in-process.
    S3 is a moto server in its own process, so downloads cost this process what a remote
    service would. The rows are read beforehand (moto's DynamoDB is far slower than a real
    table; its time is reported separately). Target: merge throughput >= 0.85 of raw.
@@ -24,6 +25,7 @@ import json
 import logging
 import os
 import resource
+import shutil
 import statistics
 import tempfile
 import time
@@ -56,6 +58,9 @@ from receipt_dynamo.testing.factories import make_metadata
 MERGE_DIMENSION = 1536
 MERGE_RUNS = 20
 MERGE_ROUNDS = 3
+# Both sides write into copies of one snapshot already holding this many words, as a merge
+# in production does (HNSW inserts cost more in a larger graph; reading a delta does not).
+MERGE_BASE_WORDS = int(os.environ.get("BENCH_MERGE_BASE_WORDS", "10000"))
 WORDS_PER_RUN = 200  # 20 receipts x 200 words = 4,000 vectors
 SNAPSHOT_DIMENSION = 64  # metadata updates do not touch vectors; keeps set-up short
 BUCKET = "bench"
@@ -111,6 +116,7 @@ def bench_merge(workdir: Path) -> dict[str, Any]:
             for receipt in receipts
             for vector_id, embedding, text, meta in receipt.word_records()
         ]
+        base = _merge_base(workdir / "merge-base")
         started = time.perf_counter()
         helper = DeltaReaderProcess()
         helper.wait_ready()
@@ -119,14 +125,21 @@ def bench_merge(workdir: Path) -> dict[str, Any]:
         cpu: dict[str, list[float]] = {"raw": [], "helper": [], "helper_process": []}
         for n in range(MERGE_ROUNDS):
             own = _cpu_seconds()
-            timings["raw"].append(_raw_upsert(workdir / f"raw-{n}", records))
+            timings["raw"].append(_raw_upsert(_copy(base, workdir / f"raw-{n}"), records))
             cpu["raw"].append(_cpu_seconds() - own)
             own, helper_cpu = _cpu_seconds(), _process_cpu_seconds(helper.pid)
-            timings["helper"].append(_merge(workdir / f"helper-{n}", targets, records, helper))
+            timings["helper"].append(
+                _merge(_copy(base, workdir / f"helper-{n}"), targets, records, helper)
+            )
             cpu["helper"].append(_cpu_seconds() - own)
             cpu["helper_process"].append(_process_cpu_seconds(helper.pid) - helper_cpu)
             timings["in_process"].append(
-                _merge(workdir / f"in-process-{n}", targets, records, InProcessDeltaReader())
+                _merge(
+                    _copy(base, workdir / f"in-process-{n}"),
+                    targets,
+                    records,
+                    InProcessDeltaReader(),
+                )
             )
         helper.close()
     raw, merge, in_process = (
@@ -137,6 +150,7 @@ def bench_merge(workdir: Path) -> dict[str, Any]:
         "runs": MERGE_RUNS,
         "dimension": MERGE_DIMENSION,
         "rounds": MERGE_ROUNDS,
+        "snapshot_words_before_merge": MERGE_BASE_WORDS,
         "raw_upsert_seconds": round(raw, 3),
         "merge_seconds": round(merge, 3),
         "merge_in_process_reader_seconds": round(in_process, 3),
@@ -152,6 +166,31 @@ def bench_merge(workdir: Path) -> dict[str, Any]:
         "throughput_ratio_to_raw": round(raw / merge, 3),
         "throughput_ratio_to_raw_in_process_reader": round(raw / in_process, 3),
     }
+
+
+def _merge_base(path: Path) -> Path:
+    """A closed snapshot of ``MERGE_BASE_WORDS`` words of other receipts."""
+    rng = np.random.default_rng(3)
+    with ChromaClient(path, mode="write") as client:
+        collection = client.get_or_create_collection("words")
+        for start in range(0, MERGE_BASE_WORDS, 2000):
+            keys = [
+                VectorKey(_image(1000 + n // 200), 1, 1 + (n % 200) // 10, 1 + n % 10)
+                for n in range(start, min(start + 2000, MERGE_BASE_WORDS))
+            ]
+            client.upsert(
+                collection,
+                [k.vector_id for k in keys],
+                rng.standard_normal((len(keys), MERGE_DIMENSION), dtype=np.float32),
+                documents=["w"] * len(keys),
+                metadatas=[{**k.base_metadata(), "text": "w"} for k in keys],
+            )
+    return path
+
+
+def _copy(base: Path, path: Path) -> Path:
+    shutil.copytree(base, path)
+    return path
 
 
 def _cpu_seconds() -> float:
@@ -171,9 +210,8 @@ def _process_cpu_seconds(pid: int | None) -> float:
 def _merge(
     path: Path, targets: list[MergeTarget], records: list[Any], reader: DeltaReader
 ) -> float:
-    """Seconds for ``merge_compaction_deltas`` of every target into an empty snapshot."""
+    """Seconds for ``merge_compaction_deltas`` of every target into the snapshot at ``path``."""
     with ChromaClient(path, mode="write") as merge_client:
-        merge_client.get_or_create_collection("words")
         started = time.perf_counter()
         results = merge_compaction_deltas(
             merge_client,
@@ -190,12 +228,13 @@ def _merge(
         merged = merge_client.get_collection("words").get(ids=[records[0][0]])
         assert merged["metadatas"], merged
         assert merged["metadatas"][0] == records[0][3], merged
-        assert merge_client.get_collection("words").count() == len(records)
+        assert merge_client.get_collection("words").count() == MERGE_BASE_WORDS + len(records)
     return seconds
 
 
 def _raw_upsert(path: Path, records: list[Any]) -> float:
-    """Seconds for ``collection.upsert`` of ``records`` (float32 arrays) into an empty snapshot."""
+    """Seconds for ``collection.upsert`` of ``records`` (float32 arrays) into the snapshot
+    at ``path``."""
     with ChromaClient(path, mode="write") as client:
         collection = client.get_or_create_collection("words")
         step = client.max_batch_size

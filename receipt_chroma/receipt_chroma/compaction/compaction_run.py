@@ -9,6 +9,7 @@ go into the snapshot in as few chunked upserts as possible.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import tempfile
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -155,9 +156,10 @@ class _DeltaFetcher:
             )
             try:
                 return self.reader.load(dataclasses.replace(request, url=url))
-            except DeltaFetchError:
+            except DeltaFetchError as error:
                 # No tarball (a tree-layout delta), or the URL is unreachable from the
                 # helper: the S3 API path below handles both.
+                _LOGGER.info("delta URL not fetched, using the S3 API: %s", error)
                 self.by_url = False
         fetched = fetch_delta_files(
             location, request.destination, run_id=run.run_id, s3_client=self.s3
@@ -166,6 +168,7 @@ class _DeltaFetcher:
 
 
 URL_EXPIRY_SECONDS = 900
+_LOGGER = logging.getLogger(__name__)
 FETCH_WORKERS = 2  # threads that download or wait on the reader while upserts run
 FETCH_AHEAD = 8  # deltas fetched ahead of the upserts, bounding memory
 # Upsert once this many records wait and the next delta is not read yet: the first write

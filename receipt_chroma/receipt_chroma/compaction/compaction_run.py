@@ -48,6 +48,8 @@ from receipt_dynamo.models import ReceiptRows
 if TYPE_CHECKING:
     from types_boto3_s3.client import S3Client
 
+_LOGGER = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True, slots=True)
 class MergeTarget:
@@ -168,7 +170,6 @@ class _DeltaFetcher:
 
 
 URL_EXPIRY_SECONDS = 900
-_LOGGER = logging.getLogger(__name__)
 FETCH_WORKERS = 2  # threads that download or wait on the reader while upserts run
 FETCH_AHEAD = 8  # deltas fetched ahead of the upserts, bounding memory
 # Upsert once this many records wait and the next delta is not read yet: the first write

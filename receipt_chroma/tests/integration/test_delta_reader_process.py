@@ -71,6 +71,7 @@ def test_helper_reads_a_delta_by_url_exactly_as_in_process(
     url = _url(f"{prefix}{DELTA_TARBALL}")
 
     by_helper = helper.load(_request(tmp_path / "a", "r1", url))
+    assert helper.alive  # read by the helper, not by the in-process fallback
     in_process = InProcessDeltaReader().load(_request(tmp_path / "b", "r1", url))
 
     expected = {r[0]: (r[2], r[3]["text"]) for r in receipt.word_records()}

@@ -35,6 +35,7 @@ WORKER_MODULE = "receipt_chroma.compaction.delta_worker"
 
 
 URL_TIMEOUT_SECONDS = 60
+COPY_BUFFER_BYTES = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,9 +91,6 @@ def _download(request: DeltaReadRequest) -> Path:
             f"run {request.run_id}: cannot fetch the delta by URL: {error}"
         ) from error
     return target
-
-
-COPY_BUFFER_BYTES = 1 << 20
 
 
 class DeltaReader(Protocol):

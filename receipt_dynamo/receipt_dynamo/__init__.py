@@ -30,7 +30,7 @@ from receipt_dynamo.exceptions import (
     PointerMovedError,
     ReceiptDynamoError,
 )
-from receipt_dynamo.models import ReceiptRows
+from receipt_dynamo.models import InvalidRow, MerchantFields, ReceiptRows
 from receipt_dynamo.schema import create_table, table_definition
 from receipt_dynamo.streams import StreamReader, lambda_record
 
@@ -65,6 +65,8 @@ __all__ = [
     "ReceiptLine",
     "ReceiptMetadata",
     "ReceiptRows",
+    "InvalidRow",
+    "MerchantFields",
     "ReceiptWord",
     "ReceiptWordLabel",
     "SnapshotPointer",

@@ -22,6 +22,16 @@ def parse_iso(value: str) -> datetime:
     return datetime.fromisoformat(value)
 
 
+def instant(value: str) -> datetime:
+    """The moment a row's timestamp names, for comparing (a naive value is taken as UTC).
+
+    Timestamps are compared as instants, never as text: ``08:00-05:00`` is after
+    ``12:00+00:00``. ValueError when ``value`` is not ISO 8601.
+    """
+    moment = datetime.fromisoformat(value)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def validate_timestamp(value: object, field: str) -> str:
     """Return ``value`` if it is an ISO 8601 string ``datetime.fromisoformat`` accepts."""
     if not isinstance(value, str):

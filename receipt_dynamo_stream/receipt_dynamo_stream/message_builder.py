@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Final
+from typing import Any
 
-from receipt_dynamo.constants import ChromaDBCollection, EntityType
+from receipt_dynamo.constants import EntityType
 from receipt_dynamo.timestamps import now_iso
 from receipt_dynamo_stream.change_detection.detector import (
+    CHROMADB_RELEVANT_FIELDS,
     diff_relevant_values,
     relevant_values_from_image,
 )
 from receipt_dynamo_stream.exceptions import UnparseableRecordError
+from receipt_dynamo_stream.message_rules import MESSAGE_RULES
 from receipt_dynamo_stream.models import (
     BuildResult,
     EventName,
@@ -22,21 +24,6 @@ from receipt_dynamo_stream.models import (
 )
 from receipt_dynamo_stream.parsing.compaction_run import parse_compaction_run
 from receipt_dynamo_stream.parsing.parsers import parse_stream_record
-
-LINES, WORDS = ChromaDBCollection.LINES, ChromaDBCollection.WORDS
-
-# Target collections per entity type (SPEC §3.3).
-TARGETS: Final[dict[EntityType, tuple[ChromaDBCollection, ...]]] = {
-    EntityType.RECEIPT_METADATA: (LINES, WORDS),
-    EntityType.RECEIPT_WORD_LABEL: (WORDS,),
-    EntityType.COMPACTION_RUN: (LINES, WORDS),
-    EntityType.RECEIPT: (LINES, WORDS),
-    EntityType.RECEIPT_LINE: (LINES,),
-    EntityType.RECEIPT_WORD: (WORDS,),
-}
-_REMOVE_ONLY: Final = frozenset(
-    {EntityType.RECEIPT, EntityType.RECEIPT_LINE, EntityType.RECEIPT_WORD}
-)
 
 
 def _relevant_values(
@@ -72,6 +59,7 @@ def _changes(parsed: ParsedStreamRecord) -> dict[str, FieldChange] | None:
 def messages_for_record(parsed: ParsedStreamRecord, timestamp: str) -> list[StreamMessage]:
     """The messages one relevant record produces (possibly none)."""
     entity_type, event = parsed.entity_type, parsed.event_name
+    rule = MESSAGE_RULES[entity_type]
     common: dict[str, Any] = {
         "entity_type": entity_type,
         "event_name": event,
@@ -83,7 +71,7 @@ def messages_for_record(parsed: ParsedStreamRecord, timestamp: str) -> list[Stre
         "timestamp": timestamp,
     }
     if entity_type is EntityType.COMPACTION_RUN:
-        if event is not EventName.INSERT:
+        if event not in rule.events:
             return []
         run = parse_compaction_run(parsed)
         return [
@@ -97,11 +85,11 @@ def messages_for_record(parsed: ParsedStreamRecord, timestamp: str) -> list[Stre
                 },
                 **common,
             )
-            for collection in TARGETS[entity_type]
+            for collection in rule.targets
         ]
-    if entity_type in _REMOVE_ONLY:
-        if event is not EventName.REMOVE:
-            return []
+    if event not in rule.events:
+        return []
+    if entity_type not in CHROMADB_RELEVANT_FIELDS:
         changes: dict[str, FieldChange] = {}
     else:
         detected = _changes(parsed)
@@ -111,7 +99,7 @@ def messages_for_record(parsed: ParsedStreamRecord, timestamp: str) -> list[Stre
     entity_data = {"image_id": parsed.image_id, **parsed.ids}
     return [
         StreamMessage(collection=collection, entity_data=entity_data, changes=changes, **common)
-        for collection in TARGETS[entity_type]
+        for collection in rule.targets
     ]
 
 

@@ -14,6 +14,7 @@ from typing import Any, Final, TypeVar
 
 from receipt_dynamo.constants import ChromaDBCollection, EntityType
 from receipt_dynamo_stream.exceptions import MessageValidationError, UnparseableRecordError
+from receipt_dynamo_stream.message_rules import MESSAGE_RULES
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -173,10 +174,14 @@ class StreamMessage:
         timestamp = body.get("timestamp")
         if not isinstance(timestamp, str):
             raise MessageValidationError(f"timestamp must be a string, got {timestamp!r}")
+        entity_type = _enum(EntityType, body, "entity_type")
+        event_name = _enum(EventName, body, "event_name")
+        collection = _enum(ChromaDBCollection, body, "collection")
+        _check_combination(entity_type, event_name, collection, entity_data)
         return cls(
-            entity_type=_enum(EntityType, body, "entity_type"),
-            event_name=_enum(EventName, body, "event_name"),
-            collection=_enum(ChromaDBCollection, body, "collection"),
+            entity_type=entity_type,
+            event_name=event_name,
+            collection=collection,
             source=_enum(MessageSource, body, "source"),
             entity_data=entity_data,
             changes={name: FieldChange(old=c["old"], new=c["new"]) for name, c in changes.items()},
@@ -187,6 +192,28 @@ class StreamMessage:
             stream_record_id=_optional_str(body, "stream_record_id"),
             aws_region=_optional_str(body, "aws_region"),
         )
+
+
+def _check_combination(
+    entity_type: EntityType,
+    event_name: EventName,
+    collection: ChromaDBCollection,
+    entity_data: dict[str, Any],
+) -> None:
+    """Only messages the stream side produces are valid (the message rules table)."""
+    rule = MESSAGE_RULES.get(entity_type)
+    if rule is None or not rule.produces(event_name, collection):
+        raise MessageValidationError(
+            f"no {entity_type.value} {event_name.value} message goes to the "
+            f"{collection.value} collection"
+        )
+    for key, kind in rule.entity_data:
+        value = entity_data.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool) or value == "":
+            raise MessageValidationError(
+                f"entity_data.{key} of a {entity_type.value} message must be a non-empty "
+                f"{kind.__name__}, got {value!r}"
+            )
 
 
 def _enum(enum: type[E], body: dict[str, Any], name: str) -> E:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from receipt_dynamo.constants import EntityType
+from receipt_dynamo.constants import ChromaDBCollection, EntityType
 from receipt_dynamo.data.base import DynamoBase
 from receipt_dynamo.entities import (
     CompactionRun,
@@ -12,7 +12,7 @@ from receipt_dynamo.entities import (
     ReceiptWord,
     ReceiptWordLabel,
 )
-from receipt_dynamo.entities.compaction_run import PER_COLLECTION_SUFFIXES
+from receipt_dynamo.entities.base import Item, deserialize
 from receipt_dynamo.keys import (
     SK_PATTERNS,
     image_pk,
@@ -23,7 +23,7 @@ from receipt_dynamo.keys import (
     receipt_sk,
     word_sk,
 )
-from receipt_dynamo.models import ReceiptRows
+from receipt_dynamo.models import InvalidRow, MerchantFields, ReceiptRows
 
 _ROW_TYPES = {
     EntityType.RECEIPT.value,
@@ -33,15 +33,14 @@ _ROW_TYPES = {
     EntityType.RECEIPT_METADATA.value,
     EntityType.COMPACTION_RUN.value,
 }
-# Lines and words are read for their keys alone; the rest whole.
+# Only what the compactor uses is read (and so validated): keys for receipts, lines and
+# words; status, proposer and time of labels; the merchant fields; a run's ordering,
+# delta prefixes and states.
 _ROW_ATTRIBUTES = sorted(
-    {"PK", "SK", "TYPE"}
-    | {
-        name
-        for entity in (ReceiptMetadata, ReceiptWordLabel, CompactionRun)
-        for name in entity.__dataclass_fields__
-    }
-    | {f"{c}_{suffix}" for c in ("lines", "words") for suffix in PER_COLLECTION_SUFFIXES}
+    {"PK", "SK", "TYPE", "timestamp_added", "validation_status", "label_proposed_by"}
+    | set(MerchantFields.__dataclass_fields__)
+    | {"created_at"}
+    | {f"{c.value}_{suffix}" for c in ChromaDBCollection for suffix in ("delta_prefix", "state")}
 )
 
 
@@ -51,18 +50,15 @@ class ReceiptOperations(DynamoBase):
     def get_receipt_rows(
         self, image_id: str, receipt_id: int, *, page_size: int | None = None
     ) -> ReceiptRows:
-        """The receipt's existence, line and word ids, metadata, labels and runs.
+        """The receipt's existence, line and word ids, merchant fields, labels and runs.
 
         One strongly consistent query of the base table (``begins_with(SK, "RECEIPT#rrrrr")``
         covers the receipt row itself; ids are fixed-width so no other receipt matches),
-        projected to the attributes the compactor reads.
+        projected to the attributes the compactor reads. Existence depends on keys alone;
+        a label, metadata or run row whose used attributes fail validation goes to
+        ``invalid_rows`` and not into the aggregate, so one bad row spoils nothing else.
         """
-        exists = False
-        metadata: ReceiptMetadata | None = None
-        line_ids: set[int] = set()
-        word_ids: set[tuple[int, int]] = set()
-        labels: list[ReceiptWordLabel] = []
-        runs: list[CompactionRun] = []
+        reader = _RowCollector(image_id, receipt_id)
         items = self._query_prefix(
             image_pk(image_id),
             receipt_sk(receipt_id),
@@ -71,30 +67,8 @@ class ReceiptOperations(DynamoBase):
             attributes=_ROW_ATTRIBUTES,
         )
         for item in items:
-            kind, sk = item["TYPE"]["S"], item["SK"]["S"]
-            if kind == EntityType.RECEIPT:
-                exists = True
-            elif kind == EntityType.RECEIPT_LINE:
-                line_ids.add(_ids(sk, EntityType.RECEIPT_LINE)[1])
-            elif kind == EntityType.RECEIPT_WORD:
-                _, line_id, word_id = _ids(sk, EntityType.RECEIPT_WORD)
-                word_ids.add((line_id, word_id))
-            elif kind == EntityType.RECEIPT_WORD_LABEL:
-                labels.append(ReceiptWordLabel.from_item(item))
-            elif kind == EntityType.RECEIPT_METADATA:
-                metadata = ReceiptMetadata.from_item(item)
-            else:
-                runs.append(CompactionRun.from_item(item))
-        return ReceiptRows(
-            image_id=image_id,
-            receipt_id=receipt_id,
-            exists=exists,
-            metadata=metadata,
-            line_ids=frozenset(line_ids),
-            word_ids=frozenset(word_ids),
-            labels=labels,
-            runs=runs,
-        )
+            reader.add(item)
+        return reader.rows()
 
     # --- Receipt --------------------------------------------------------------------------
 
@@ -239,8 +213,60 @@ class ReceiptOperations(DynamoBase):
         self._delete_key(image_pk(image_id), metadata_sk(receipt_id))
 
 
+class _RowCollector:
+    """Sorts the items of one receipt query into a ReceiptRows."""
+
+    def __init__(self, image_id: str, receipt_id: int) -> None:
+        self.image_id, self.receipt_id = image_id, receipt_id
+        self.exists = False
+        self.metadata: MerchantFields | None = None
+        self.line_ids: set[int] = set()
+        self.word_ids: set[tuple[int, int]] = set()
+        self.labels: list[ReceiptWordLabel] = []
+        self.runs: list[CompactionRun] = []
+        self.invalid: list[InvalidRow] = []
+
+    def add(self, item: Item) -> None:
+        kind, sk = item["TYPE"]["S"], item["SK"]["S"]
+        try:
+            self._add(kind, sk, item)
+        except ValueError as error:
+            self.invalid.append(InvalidRow(item["PK"]["S"], sk, kind, str(error)))
+
+    def _add(self, kind: str, sk: str, item: Item) -> None:
+        if kind == EntityType.RECEIPT:
+            self.exists = True
+        elif kind == EntityType.RECEIPT_LINE:
+            self.line_ids.add(_ids(sk, EntityType.RECEIPT_LINE)[1])
+        elif kind == EntityType.RECEIPT_WORD:
+            _, line_id, word_id = _ids(sk, EntityType.RECEIPT_WORD)
+            self.word_ids.add((line_id, word_id))
+        elif kind == EntityType.RECEIPT_WORD_LABEL:
+            self.labels.append(ReceiptWordLabel.from_item(item))
+        elif kind == EntityType.RECEIPT_METADATA:
+            self.metadata = MerchantFields.from_attributes(deserialize(item))
+        else:
+            self.runs.append(CompactionRun.from_item(item))
+
+    def rows(self) -> ReceiptRows:
+        return ReceiptRows(
+            image_id=self.image_id,
+            receipt_id=self.receipt_id,
+            exists=self.exists,
+            metadata=self.metadata,
+            line_ids=frozenset(self.line_ids),
+            word_ids=frozenset(self.word_ids),
+            labels=self.labels,
+            runs=self.runs,
+            invalid_rows=self.invalid,
+        )
+
+
 def _ids(sk: str, entity_type: EntityType) -> tuple[int, ...]:
     match = SK_PATTERNS[entity_type].fullmatch(sk)
     if match is None:
         raise ValueError(f"SK does not match {entity_type.value}: {sk!r}")
-    return tuple(int(group) for group in match.groups())
+    ids = tuple(int(group) for group in match.groups())
+    if 0 in ids:
+        raise ValueError(f"SK has an id of 00000: {sk!r}")
+    return ids

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, ClassVar, Self
 
 from receipt_dynamo.constants import ChromaDBCollection, CompactionState, EntityType
@@ -20,6 +21,7 @@ from receipt_dynamo.entities.base import (
 )
 from receipt_dynamo.entities.key_parsing import parse_key
 from receipt_dynamo.keys import SK_PATTERNS, compaction_run_sk, image_pk, parse_id
+from receipt_dynamo.timestamps import instant
 
 # Per-collection attribute names, e.g. ``lines_state``; one set for each collection.
 PER_COLLECTION_SUFFIXES = (
@@ -90,9 +92,9 @@ class CompactionRun(DynamoEntity):
         return CompactionState(getattr(self, f"{ChromaDBCollection(collection).value}_state"))
 
     @property
-    def order_key(self) -> tuple[str, str]:
-        """Runs of one receipt are ordered by (created_at, run_id) (SPEC §5.4)."""
-        return (self.created_at, self.run_id)
+    def order_key(self) -> tuple[datetime, str]:
+        """Runs of one receipt are ordered by (created_at as an instant, run_id)."""
+        return (instant(self.created_at), self.run_id)
 
     def attributes(self) -> dict[str, Any]:
         per_collection = {

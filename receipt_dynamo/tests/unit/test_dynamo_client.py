@@ -15,6 +15,7 @@ from receipt_dynamo import (
     LeaseLostError,
     PointerMovedError,
 )
+from receipt_dynamo.models import MerchantFields
 from receipt_dynamo.testing.factories import (
     make_compaction_run,
     make_label,
@@ -69,12 +70,60 @@ def test_receipt_rows_come_from_one_query_of_the_receipt_only(
     )
     rows = client.get_receipt_rows(IMAGE, 1, page_size=2)
     assert rows.exists
-    assert rows.metadata == make_metadata(IMAGE, 1)
+    assert rows.metadata == MerchantFields(
+        merchant_name="Corner Market",
+        place_id="ChIJ-test-place",
+        timestamp="2026-11-28T10:15:00.000000+00:00",
+        merchant_category="grocery",
+        address="1 Main St",
+        phone_number="555-0100",
+    )
     assert rows.line_ids == {1}
     assert rows.word_ids == {(1, 1), (1, 2)}
     assert [label.label for label in rows.labels] == ["TOTAL"]
     assert [run.run_id for run in rows.runs] == ["run-1"]
     assert not client.get_receipt_rows(IMAGE, 2).exists
+
+
+def test_receipt_rows_leave_out_rows_whose_used_attributes_are_invalid(
+    mocked_table: TableFixture,
+) -> None:
+    """Only what the compactor uses is validated; a bad row is reported, not raised."""
+    client = mocked_table.client
+    client.put_entities(
+        [make_receipt(IMAGE, 1), make_line(IMAGE, 1, 1), make_label(IMAGE, 1, 1, 1, "TOTAL")]
+    )
+    put = client.client.put_item
+    pk = {"S": f"IMAGE#{IMAGE}"}
+    bad_time = {
+        "PK": pk,
+        "SK": {"S": "RECEIPT#00001#LINE#00001#WORD#00001#LABEL#TAX"},
+        "TYPE": {"S": "RECEIPT_WORD_LABEL"},
+        "timestamp_added": {"S": "not-a-time"},
+        "validation_status": {"S": "VALID"},
+    }
+    odd_unused = {  # reasoning is not used: a number there spoils nothing
+        "PK": pk,
+        "SK": {"S": "RECEIPT#00001#METADATA"},
+        "TYPE": {"S": "RECEIPT_METADATA"},
+        "merchant_name": {"S": "Shop"},
+        "place_id": {"S": "p1"},
+        "timestamp": {"S": "2026-11-28T10:15:00-05:00"},
+        "reasoning": {"N": "5"},
+    }
+    for item in (bad_time, odd_unused):
+        put(TableName=mocked_table.name, Item=item)
+    rows = client.get_receipt_rows(IMAGE, 1)
+    assert rows.exists
+    assert rows.line_ids == {1}
+    assert [label.label for label in rows.labels] == ["TOTAL"]
+    assert rows.metadata == MerchantFields(
+        merchant_name="Shop", place_id="p1", timestamp="2026-11-28T10:15:00-05:00"
+    )
+    assert [(row.sk, row.entity_type) for row in rows.invalid_rows] == [
+        ("RECEIPT#00001#LINE#00001#WORD#00001#LABEL#TAX", "RECEIPT_WORD_LABEL")
+    ]
+    assert "timestamp_added" in rows.invalid_rows[0].reason
 
 
 def test_get_put_delete_and_not_found(mocked_table: TableFixture) -> None:

@@ -28,5 +28,9 @@ LABEL_KEYS: Final = (
     "labels_updated_at",
 )
 
+# The CompactionRun whose delta supplied a record's vector, document and text: its run_id
+# and created_at. Only merges write them; a merge never replaces a newer run's vector.
+PROVENANCE_KEYS: Final = ("embedding_run_id", "embedding_created_at")
+
 # Writes are chunked well below Chroma's maximum batch size (5461 here).
 WRITE_CHUNK: Final = 1000

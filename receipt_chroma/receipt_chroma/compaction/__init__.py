@@ -29,17 +29,15 @@ from receipt_chroma.compaction.models import (
     RunMergeResult,
 )
 from receipt_chroma.compaction.operations import (
+    KeyUpdate,
+    apply_receipt_keys,
     delete_embeddings,
-    delete_line_embeddings,
-    delete_receipt_embeddings,
-    delete_word_embeddings,
     merchant_metadata,
     reconstruct_label_metadata,
     remove_receipt_metadata,
     remove_word_labels,
     update_receipt_metadata,
     update_word_labels,
-    write_receipt_state,
 )
 from receipt_chroma.compaction.processor import process_collection_updates, record_run_outcomes
 
@@ -60,10 +58,9 @@ __all__ = [
     "MergeTarget",
     "MessageFailure",
     "RunMergeResult",
+    "KeyUpdate",
+    "apply_receipt_keys",
     "delete_embeddings",
-    "delete_line_embeddings",
-    "delete_receipt_embeddings",
-    "delete_word_embeddings",
     "get_efs_snapshot_manager",
     "load_delta",
     "merchant_metadata",
@@ -79,5 +76,4 @@ __all__ = [
     "update_receipt_metadata",
     "update_word_labels",
     "write_delta",
-    "write_receipt_state",
 ]

@@ -1,9 +1,13 @@
 """Delta merging: a CompactionRun's embeddings into the snapshot collection (SPEC §5.3).
 
-A run's delta holds the receipt's complete set of embeddings for one collection, so
-merging it makes the receipt's records exactly the delta's (only ids whose rows exist),
-each carrying the receipt's current merchant and label keys. All merged runs of a batch
-go into the snapshot in as few chunked upserts as possible.
+A delta may hold any part of a receipt. Merging run R upserts each delta record whose
+line/word row exists, unless the record already holds a vector of a newer run — every
+record names the run that supplied its vector (``embedding_run_id``,
+``embedding_created_at``), runs ordered by (created_at as an instant, run_id), and a
+record without them is older than every run. So merges commute: any order, with
+repeats, leaves each record with the newest run's vector. A merge never deletes.
+Upserted records carry the receipt's current merchant and label keys. All runs of a
+batch go into the snapshot in as few chunked upserts as possible.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,20 +35,20 @@ from receipt_chroma.compaction.deltas import DeltaLocation, fetch_delta_files
 from receipt_chroma.compaction.models import DeltaRecord, RunMergeResult
 from receipt_chroma.compaction.operations import (
     OperationLogger,
-    delete_embeddings,
     existing_ids,
     label_metadata_by_record,
     merchant_metadata,
-    receipt_record_ids,
+    metadatas_of,
     reconstruct_label_metadata,
 )
 from receipt_chroma.constants import DEFAULT_EMBEDDING_DIMENSION
-from receipt_chroma.data.chroma_client import ChromaClient
+from receipt_chroma.data.chroma_client import ChromaClient, ClientCollection
 from receipt_chroma.exceptions import DeltaError, DeltaFetchError
 from receipt_chroma.ids import VectorKey, line_vector_id, parse_vector_id, word_vector_id
 from receipt_dynamo.constants import ChromaDBCollection
 from receipt_dynamo.entities import CompactionRun
 from receipt_dynamo.models import ReceiptRows
+from receipt_dynamo.timestamps import instant
 
 if TYPE_CHECKING:
     from types_boto3_s3.client import S3Client
@@ -71,11 +76,38 @@ def live_record_ids(rows: ReceiptRows, collection: ChromaDBCollection | str) -> 
     return {line_vector_id(rows.image_id, rows.receipt_id, line_id) for line_id in rows.line_ids}
 
 
+RunOrder = tuple[datetime, str]
+"""(created_at as an instant, run_id): the order of runs (SPEC §5.4)."""
+
+
+def held_run_order(metadata: dict[str, Any] | None) -> RunOrder | None:
+    """The order of the run whose vector a record holds; None (older than every run)
+    for a record written before provenance existed."""
+    run_id = (metadata or {}).get("embedding_run_id")
+    created_at = (metadata or {}).get("embedding_created_at")
+    if not isinstance(run_id, str) or not isinstance(created_at, str):
+        return None
+    try:
+        return (instant(created_at), run_id)
+    except ValueError:
+        return None
+
+
 def record_metadata(
-    key: VectorKey, text: str, rows: ReceiptRows, labels: dict[str, dict[str, Any]] | None
+    key: VectorKey,
+    text: str,
+    rows: ReceiptRows,
+    labels: dict[str, dict[str, Any]] | None,
+    run: CompactionRun,
 ) -> dict[str, Any]:
-    """The complete metadata of a record: ids, text, merchant keys and label keys."""
-    metadata: dict[str, Any] = {**key.base_metadata(), "text": text}
+    """The complete metadata of a merged record: ids, text, provenance, merchant keys and
+    label keys (absent ones as None, since Chroma merges the metadata of an upsert)."""
+    metadata: dict[str, Any] = {
+        **key.base_metadata(),
+        "text": text,
+        "embedding_run_id": run.run_id,
+        "embedding_created_at": run.created_at,
+    }
     metadata.update(merchant_metadata(rows.metadata))
     if labels is not None:
         metadata.update(labels.get(key.vector_id) or reconstruct_label_metadata([]))
@@ -83,38 +115,60 @@ def record_metadata(
 
 
 class _UpsertBatch:
-    """Records waiting to be upserted; every id written is verified at the end."""
+    """Records waiting to be upserted, one per id (a newer run's record replaces an older
+    one's in the same batch); every id written is verified at the end."""
 
-    def __init__(self, client: ChromaClient, snapshot: Any) -> None:
+    def __init__(self, client: ChromaClient, snapshot: ClientCollection) -> None:
         self.client = client
         self.snapshot = snapshot
-        self.ids: list[str] = []
-        self.embeddings: list[Any] = []
-        self.documents: list[str] = []
-        self.metadatas: list[dict[str, Any]] = []
-        self.written: list[str] = []
+        self.pending: dict[str, tuple[Any, str, dict[str, Any]]] = {}
+        self.written: set[str] = set()
 
     @property
     def size(self) -> int:
-        return len(self.ids)
+        return len(self.pending)
 
     def add(self, record: DeltaRecord, text: str, metadata: dict[str, Any]) -> None:
-        self.ids.append(record.id)
-        self.embeddings.append(record.embedding)
-        self.documents.append(record.document or text)
-        self.metadatas.append(metadata)
+        self.pending[record.id] = (record.embedding, record.document or text, metadata)
 
     def flush(self) -> None:
-        if self.ids:
-            embeddings = np.asarray(self.embeddings, dtype=np.float32)
-            self.client.upsert(self.snapshot, self.ids, embeddings, self.documents, self.metadatas)
-            self.written += self.ids
-            self.ids, self.embeddings, self.documents, self.metadatas = [], [], [], []
+        if self.pending:
+            ids = list(self.pending)
+            embeddings = np.asarray([self.pending[i][0] for i in ids], dtype=np.float32)
+            documents = [self.pending[i][1] for i in ids]
+            metadatas = [self.pending[i][2] for i in ids]
+            self.client.upsert(self.snapshot, ids, embeddings, documents, metadatas)
+            self.written.update(ids)
+            self.pending = {}
 
     def verify(self) -> None:
-        missing = set(self.written) - set(existing_ids(self.snapshot, self.written))
+        missing = self.written - set(existing_ids(self.snapshot, self.written))
         if missing:
             raise DeltaError(f"{len(missing)} merged records are missing after upsert")
+
+
+class _HeldRuns:
+    """Which run's vector each record holds: read from the snapshot once per id, then
+    kept up to date with what this merge adds."""
+
+    def __init__(self, snapshot: ClientCollection) -> None:
+        self.snapshot = snapshot
+        self.orders: dict[str, RunOrder | None] = {}
+
+    def load(self, ids: list[str]) -> None:
+        unknown = [i for i in ids if i not in self.orders]
+        if unknown:
+            found = metadatas_of(self.snapshot, unknown)
+            for record_id in unknown:
+                self.orders[record_id] = held_run_order(found.get(record_id))
+
+    def accepts(self, record_id: str, order: RunOrder) -> bool:
+        """Whether a run of ``order`` may write the record (equal: an idempotent re-merge)."""
+        held = self.orders[record_id]
+        return held is None or held <= order
+
+    def take(self, record_id: str, order: RunOrder) -> None:
+        self.orders[record_id] = order
 
 
 class _DeltaFetcher:
@@ -225,7 +279,7 @@ def merge_compaction_deltas(
     snapshot = client.get_or_create_collection(name)
     results: list[RunMergeResult] = []
     batch = _UpsertBatch(client, snapshot)
-    stale: list[tuple[RunMergeResult, list[str]]] = []
+    held = _HeldRuns(snapshot)
     with tempfile.TemporaryDirectory(prefix="merge-", dir=work_dir) as tmp:
         fetch = _DeltaFetcher(
             name,
@@ -236,7 +290,7 @@ def merge_compaction_deltas(
             reader=reader or shared_delta_reader(),
         )
         for target, fetched, next_ready in _prefetched(targets, fetch):
-            run, rows = target.run, target.rows
+            run = target.run
             result = RunMergeResult(
                 run.run_id, run.image_id, run.receipt_id, ChromaDBCollection(name)
             )
@@ -246,43 +300,52 @@ def merge_compaction_deltas(
                 result.error = detail if run.run_id in detail else f"run {run.run_id}: {detail}"
                 logger.info("delta rejected", extra={"run_id": run.run_id, "error": result.error})
                 continue
-            live = live_record_ids(rows, name)
-            labels = label_metadata_by_record(rows.labels) if name == "words" else None
-            kept: set[str] = set()
-            for record in fetched:
-                if record.id not in live:
-                    result.dropped_vectors += 1
-                    continue
-                key = parse_vector_id(record.id, name)
-                text = record.metadata.get("text")
-                text = text if isinstance(text, str) else (record.document or "")
-                batch.add(record, text, record_metadata(key, text, rows, labels))
-                kept.add(record.id)
-            result.merged_vectors = len(kept)
-            # The run replaces the receipt's records: drop those its delta does not hold.
-            current = receipt_record_ids(snapshot, run.image_id, run.receipt_id)
-            stale.append((result, [i for i in current if i not in kept]))
+            _add_run(batch, held, result, target, fetched)
             if batch.size >= client.max_batch_size or (
                 batch.size >= FLUSH_RECORDS and not next_ready
             ):
                 batch.flush()
     batch.flush()
     batch.verify()
-    for result, stale_ids in stale:
-        if stale_ids:
-            delete_embeddings(
-                snapshot, stale_ids, logger, image_id=result.image_id, receipt_id=result.receipt_id
+    for result in results:
+        if result.error is None:
+            logger.info(
+                "delta merged",
+                extra={
+                    "run_id": result.run_id,
+                    "image_id": result.image_id,
+                    "receipt_id": result.receipt_id,
+                    "collection": name,
+                    "merged_vectors": result.merged_vectors,
+                    "dropped_vectors": result.dropped_vectors,
+                    "held_by_newer_runs": result.held_by_newer,
+                },
             )
-        logger.info(
-            "delta merged",
-            extra={
-                "run_id": result.run_id,
-                "image_id": result.image_id,
-                "receipt_id": result.receipt_id,
-                "collection": name,
-                "merged_vectors": result.merged_vectors,
-                "dropped_vectors": result.dropped_vectors,
-                "replaced_records": len(stale_ids),
-            },
-        )
     return results
+
+
+def _add_run(
+    batch: _UpsertBatch,
+    held: _HeldRuns,
+    result: RunMergeResult,
+    target: MergeTarget,
+    records: list[DeltaRecord],
+) -> None:
+    """Queue the run's records whose rows exist and that no newer run's vector holds."""
+    run, rows, collection = target.run, target.rows, result.collection.value
+    live = live_record_ids(rows, collection)
+    wanted = [record for record in records if record.id in live]
+    result.dropped_vectors = len(records) - len(wanted)
+    held.load([record.id for record in wanted])
+    labels = label_metadata_by_record(rows.labels) if collection == "words" else None
+    order = run.order_key
+    for record in wanted:
+        if not held.accepts(record.id, order):
+            result.held_by_newer += 1
+            continue
+        key = parse_vector_id(record.id, collection)
+        text = record.metadata.get("text")
+        text = text if isinstance(text, str) else (record.document or "")
+        batch.add(record, text, record_metadata(key, text, rows, labels, run))
+        held.take(record.id, order)
+        result.merged_vectors += 1

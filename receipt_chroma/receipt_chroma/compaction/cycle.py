@@ -135,6 +135,8 @@ class CompactionCycle:
             self._stage("working_copy_ready")
 
             started = time.perf_counter()
+            # Unlabelled before the first write, so a crash mid-apply never leaves
+            # unpublished writes under the published version's label.
             self.working.mark_dirty()
             copy_changed = True
             with ChromaClient(self.working.path, mode="write") as client:
@@ -153,8 +155,9 @@ class CompactionCycle:
             result.timings_ms["apply"] = (time.perf_counter() - started) * 1000
             self._stage("applied")
 
-            if pointer is not None and not update.changed:
-                self.working.relabel(pointer.version)  # unchanged: still that version
+            if pointer is not None and not client.wrote:
+                # No write call reached the copy: it still is that version.
+                self.working.relabel(pointer.version)
                 published = pointer
             else:
                 started = time.perf_counter()

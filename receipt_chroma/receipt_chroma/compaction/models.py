@@ -30,24 +30,17 @@ class RunMergeResult:
     receipt_id: int
     collection: ChromaDBCollection
     merged_vectors: int = 0
-    dropped_vectors: int = 0
+    dropped_vectors: int = 0  # delta records whose line/word row is absent
+    held_by_newer: int = 0  # delta records whose record holds a newer run's vector
     skipped_reason: str | None = None
-    superseded_by: str | None = None
     error: str | None = None
 
     @property
-    def succeeded(self) -> bool:
-        return self.error is None
-
-    @property
     def merged(self) -> bool:
-        """The delta was merged in this batch (not skipped, not failed)."""
+        """The delta was merged in this batch (not skipped, not failed); the run is marked
+        COMPLETED once the batch's version is published (or, when the merge needed no
+        write, at the end of the cycle)."""
         return self.error is None and self.skipped_reason is None
-
-    @property
-    def completes(self) -> bool:
-        """Whether the run is marked COMPLETED once the batch is published."""
-        return self.merged or self.superseded_by is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +61,7 @@ class CollectionUpdateResult:
     label_updates: int = 0
     records_updated: int = 0
     records_deleted: int = 0
+    invalid_rows: int = 0
 
     @property
     def failed_message_ids(self) -> set[str]:
@@ -76,8 +70,3 @@ class CollectionUpdateResult:
     @property
     def vectors_merged(self) -> int:
         return sum(r.merged_vectors for r in self.runs)
-
-    @property
-    def changed(self) -> bool:
-        """Whether the collection was written to at all."""
-        return bool(self.vectors_merged or self.records_updated or self.records_deleted)

@@ -1,21 +1,26 @@
 """Operations on one collection: merchant metadata, word labels and deletions (SPEC §4, §5.5).
 
-Each function touches only the collection it is given, writes in batched calls (one
-update per receipt, chunked), counts what exists (a ``get`` of ids, never the return
-value of ``update``/``delete``) and raises on failure — it never returns 0 for an error.
+Each function touches only the collection it is given and raises on failure — it never
+returns 0 for an error. Key writes have one path, ``apply_receipt_keys``: it reads the
+records' current metadata, writes only the keys whose values differ (one batched update
+per receipt, chunked) and counts what actually changed; ``update_receipt_metadata`` and
+``update_word_labels`` are thin wrappers of it. Counts come from what exists (a ``get``),
+never from the return value of ``update``/``delete``.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from receipt_chroma.constants import LABEL_KEYS, MERCHANT_KEYS, WRITE_CHUNK
 from receipt_chroma.exceptions import OperationError
-from receipt_chroma.ids import line_vector_id, word_vector_id
+from receipt_chroma.ids import word_vector_id
 from receipt_dynamo.constants import ValidationStatus
-from receipt_dynamo.entities import ReceiptMetadata, ReceiptWordLabel
+from receipt_dynamo.entities import ReceiptWordLabel
+from receipt_dynamo.timestamps import instant
 
 MetadataValue = str | int | float | bool | list[str] | None
 T = TypeVar("T")
@@ -27,8 +32,23 @@ class OperationLogger(Protocol):
     def info(self, msg: object, *args: Any, **kwargs: Any) -> None: ...
 
 
-def receipt_where(image_id: str, receipt_id: int) -> dict[str, Any]:
-    return {"$and": [{"image_id": image_id}, {"receipt_id": receipt_id}]}
+class MerchantIdentity(Protocol):
+    """A receipt's merchant fields: a ReceiptMetadata row, or what was read of one."""
+
+    @property
+    def merchant_name(self) -> str: ...
+    @property
+    def canonical_merchant_name(self) -> str | None: ...
+    @property
+    def merchant_category(self) -> str | None: ...
+    @property
+    def address(self) -> str | None: ...
+    @property
+    def phone_number(self) -> str | None: ...
+    @property
+    def place_id(self) -> str: ...
+    @property
+    def timestamp(self) -> str: ...
 
 
 def _chunks(items: Sequence[T], size: int = WRITE_CHUNK) -> Iterable[Sequence[T]]:
@@ -71,8 +91,8 @@ def _log(
     )
 
 
-def receipt_record_ids(collection: Any, image_id: str, receipt_id: int) -> list[str]:
-    """Ids of every record of the receipt in ``collection`` (found by a metadata query).
+def receipt_metadatas(collection: Any, image_id: str, receipt_id: int) -> dict[str, Any]:
+    """Every record of the receipt with its metadata (found by a metadata query).
 
     The query filters on ``image_id`` alone and checks ``receipt_id`` here: an image has
     a handful of receipts, while ``receipt_id = 1`` matches most of a snapshot, and
@@ -80,13 +100,25 @@ def receipt_record_ids(collection: Any, image_id: str, receipt_id: int) -> list[
     """
     result = collection.get(where={"image_id": image_id}, include=["metadatas"])
     metadatas = result["metadatas"] or []
-    return sorted(
-        {
-            record_id
-            for record_id, metadata in zip(result["ids"], metadatas, strict=False)
-            if metadata and metadata.get("receipt_id") == receipt_id
-        }
-    )
+    return {
+        record_id: metadata
+        for record_id, metadata in zip(result["ids"], metadatas, strict=False)
+        if metadata and metadata.get("receipt_id") == receipt_id
+    }
+
+
+def receipt_record_ids(collection: Any, image_id: str, receipt_id: int) -> list[str]:
+    """Ids of every record of the receipt in ``collection``."""
+    return sorted(receipt_metadatas(collection, image_id, receipt_id))
+
+
+def metadatas_of(collection: Any, ids: Iterable[str]) -> dict[str, Any]:
+    """The metadata of each of ``ids`` that exists in ``collection``."""
+    found: dict[str, Any] = {}
+    for chunk in _chunks(sorted(set(ids))):
+        result = collection.get(ids=list(chunk), include=["metadatas"])
+        found.update(zip(result["ids"], result["metadatas"] or [], strict=False))
+    return found
 
 
 def existing_ids(collection: Any, ids: Iterable[str]) -> list[str]:
@@ -108,10 +140,10 @@ def update_metadatas(
     return len(ids)
 
 
-# --- merchant metadata -------------------------------------------------------------------
+# --- the keys of a receipt's records -------------------------------------------------------
 
 
-def merchant_metadata(metadata: ReceiptMetadata | None) -> dict[str, MetadataValue]:
+def merchant_metadata(metadata: MerchantIdentity | None) -> dict[str, MetadataValue]:
     """The merchant keys for a receipt's records; every key None without metadata."""
     if metadata is None:
         return dict.fromkeys(MERCHANT_KEYS)
@@ -128,55 +160,9 @@ def merchant_metadata(metadata: ReceiptMetadata | None) -> dict[str, MetadataVal
     return {key: values[key] or None for key in MERCHANT_KEYS}
 
 
-def _update_receipt_records(
-    collection: Any,
-    image_id: str,
-    receipt_id: int,
-    logger: OperationLogger,
-    *,
-    action: str,
-    metadata_for: Callable[[str], Mapping[str, MetadataValue]],
-) -> int:
-    """One batched update of every record of the receipt (found by a metadata query)."""
-
-    def work() -> int:
-        ids = receipt_record_ids(collection, image_id, receipt_id)
-        update_metadatas(collection, {i: metadata_for(i) for i in ids})
-        return len(ids)
-
-    updated = _guard(action, image_id, receipt_id, work)
-    _log(logger, action, collection, image_id=image_id, receipt_id=receipt_id, records=updated)
-    return updated
-
-
-def update_receipt_metadata(
-    collection: Any,
-    image_id: str,
-    receipt_id: int,
-    changes: Mapping[str, MetadataValue],
-    logger: OperationLogger,
-) -> int:
-    """Write ``changes`` (field → value; None deletes) onto every record of the receipt."""
-    return _update_receipt_records(
-        collection,
-        image_id,
-        receipt_id,
-        logger,
-        action="metadata update",
-        metadata_for=lambda _: changes,
-    )
-
-
-def remove_receipt_metadata(
-    collection: Any, image_id: str, receipt_id: int, logger: OperationLogger
-) -> int:
-    """Delete every merchant key from the receipt's records."""
-    return update_receipt_metadata(
-        collection, image_id, receipt_id, dict.fromkeys(MERCHANT_KEYS), logger
-    )
-
-
-# --- word labels -------------------------------------------------------------------------
+def _latest(timestamps: Iterable[str]) -> str | None:
+    """The timestamp of the greatest instant (ties: the greater string), or None."""
+    return max(timestamps, key=lambda value: (instant(value), value), default=None)
 
 
 def reconstruct_label_metadata(labels: Iterable[ReceiptWordLabel]) -> dict[str, MetadataValue]:
@@ -200,11 +186,12 @@ def reconstruct_label_metadata(labels: Iterable[ReceiptWordLabel]) -> dict[str, 
         r for r in rows if r.validation_status is ValidationStatus.PENDING and r.label_proposed_by
     ]
     if proposals:
-        latest = max(proposals, key=lambda r: (r.timestamp_added, r.label))
+        latest = max(proposals, key=lambda r: (instant(r.timestamp_added), r.label))
         result["label_proposed_by"] = latest.label_proposed_by
-    validated = [r.timestamp_added for r in rows if r.validation_status is ValidationStatus.VALID]
-    result["label_validated_at"] = max(validated) if validated else None
-    result["labels_updated_at"] = max(r.timestamp_added for r in rows)
+    result["label_validated_at"] = _latest(
+        r.timestamp_added for r in rows if r.validation_status is ValidationStatus.VALID
+    )
+    result["labels_updated_at"] = _latest(r.timestamp_added for r in rows)
     return result
 
 
@@ -218,6 +205,108 @@ def label_metadata_by_record(
     return {vector_id: reconstruct_label_metadata(rows) for vector_id, rows in grouped.items()}
 
 
+@dataclass(frozen=True, slots=True)
+class KeyUpdate:
+    """What ``apply_receipt_keys`` did: records it covered, and how many of them had
+    merchant / label key values that actually changed."""
+
+    records: int
+    merchant_changed: int = 0
+    labels_changed: int = 0
+
+
+def _differing(stored: Mapping[str, Any], wanted: Mapping[str, MetadataValue]) -> dict[str, Any]:
+    return {key: value for key, value in wanted.items() if stored.get(key) != value}
+
+
+def apply_receipt_keys(
+    collection: Any,
+    image_id: str,
+    receipt_id: int,
+    *,
+    merchant: Mapping[str, MetadataValue] | None,
+    labels: Iterable[ReceiptWordLabel] | None,
+    logger: OperationLogger,
+    record_ids: Iterable[str] | None = None,
+) -> KeyUpdate:
+    """Write merchant keys (a flat ``field → value`` mapping; None deletes) and, with
+    ``labels`` (all current label rows of the receipt), the label keys onto the receipt's
+    records — those of ``record_ids`` that exist, else every record of the receipt.
+
+    One batched update carrying only the keys whose values differ; a record already
+    holding every value is not written at all.
+    """
+
+    def work() -> KeyUpdate:
+        current = (
+            receipt_metadatas(collection, image_id, receipt_id)
+            if record_ids is None
+            else metadatas_of(collection, record_ids)
+        )
+        by_record = label_metadata_by_record(labels) if labels is not None else None
+        no_labels = reconstruct_label_metadata([])
+        writes: dict[str, dict[str, Any]] = {}
+        merchant_changed = labels_changed = 0
+        for record_id, metadata in current.items():
+            stored = metadata or {}
+            merchant_diff = _differing(stored, merchant or {})
+            label_diff = (
+                {} if by_record is None else _differing(stored, by_record.get(record_id, no_labels))
+            )
+            merchant_changed += bool(merchant_diff)
+            labels_changed += bool(label_diff)
+            if merchant_diff or label_diff:
+                writes[record_id] = {**merchant_diff, **label_diff}
+        update_metadatas(collection, writes)
+        return KeyUpdate(len(current), merchant_changed, labels_changed)
+
+    done = _guard("metadata update", image_id, receipt_id, work)
+    if merchant is not None:
+        _log(
+            logger,
+            "metadata update",
+            collection,
+            image_id=image_id,
+            receipt_id=receipt_id,
+            records=done.records,
+            changed=done.merchant_changed,
+        )
+    if labels is not None:
+        _log(
+            logger,
+            "label update",
+            collection,
+            image_id=image_id,
+            receipt_id=receipt_id,
+            records=done.records,
+            changed=done.labels_changed,
+        )
+    return done
+
+
+def update_receipt_metadata(
+    collection: Any,
+    image_id: str,
+    receipt_id: int,
+    changes: Mapping[str, MetadataValue],
+    logger: OperationLogger,
+) -> int:
+    """Write ``changes`` (field → value; None deletes) onto every record of the receipt;
+    returns how many records the receipt has (each now holds the values)."""
+    return apply_receipt_keys(
+        collection, image_id, receipt_id, merchant=changes, labels=None, logger=logger
+    ).records
+
+
+def remove_receipt_metadata(
+    collection: Any, image_id: str, receipt_id: int, logger: OperationLogger
+) -> int:
+    """Delete every merchant key from the receipt's records."""
+    return update_receipt_metadata(
+        collection, image_id, receipt_id, dict.fromkeys(MERCHANT_KEYS), logger
+    )
+
+
 def update_word_labels(
     collection: Any,
     image_id: str,
@@ -228,18 +317,11 @@ def update_word_labels(
     """Recompute the label keys of every word of the receipt from its label rows.
 
     ``labels`` are all current label rows of the receipt; a word without rows loses
-    its label keys. One batched update for the receipt.
+    its label keys. Returns how many records the receipt has.
     """
-    by_record = label_metadata_by_record(labels)
-    empty = reconstruct_label_metadata([])
-    return _update_receipt_records(
-        collection,
-        image_id,
-        receipt_id,
-        logger,
-        action="label update",
-        metadata_for=lambda record_id: by_record.get(record_id, empty),
-    )
+    return apply_receipt_keys(
+        collection, image_id, receipt_id, merchant=None, labels=labels, logger=logger
+    ).records
 
 
 def remove_word_labels(
@@ -249,65 +331,13 @@ def remove_word_labels(
     return update_word_labels(collection, image_id, receipt_id, [], logger)
 
 
-# --- combined state write (what the compactor uses: one update per receipt) -------------
-
-
-def write_receipt_state(
-    collection: Any,
-    image_id: str,
-    receipt_id: int,
-    record_ids: Sequence[str],
-    *,
-    metadata: ReceiptMetadata | None,
-    labels: Iterable[ReceiptWordLabel] | None,
-    logger: OperationLogger,
-) -> int:
-    """Merchant keys (and, with ``labels``, label keys) onto ``record_ids`` in one update.
-
-    Equivalent to ``update_receipt_metadata`` followed by ``update_word_labels`` with the
-    full current field set, but with a single write per receipt.
-    """
-    merchant = merchant_metadata(metadata)
-    by_record = label_metadata_by_record(labels) if labels is not None else None
-    empty = reconstruct_label_metadata([])
-    metadatas = {
-        record_id: merchant
-        if by_record is None
-        else {**merchant, **by_record.get(record_id, empty)}
-        for record_id in record_ids
-    }
-    updated = _guard(
-        "metadata update", image_id, receipt_id, lambda: update_metadatas(collection, metadatas)
-    )
-    _log(
-        logger,
-        "metadata update",
-        collection,
-        image_id=image_id,
-        receipt_id=receipt_id,
-        records=updated,
-        has_metadata=metadata is not None,
-    )
-    if by_record is not None:
-        _log(
-            logger,
-            "label update",
-            collection,
-            image_id=image_id,
-            receipt_id=receipt_id,
-            records=updated,
-            labelled_words=len(by_record),
-        )
-    return updated
-
-
 # --- deletions ---------------------------------------------------------------------------
 
 
 def delete_embeddings(
     collection: Any, ids: Iterable[str], logger: OperationLogger, *, image_id: str, receipt_id: int
 ) -> int:
-    """Delete the given records; returns how many existed."""
+    """Delete those of the given records that exist; returns how many existed."""
 
     def work() -> int:
         present = existing_ids(collection, ids)
@@ -325,40 +355,3 @@ def delete_embeddings(
         records=deleted,
     )
     return deleted
-
-
-def delete_receipt_embeddings(
-    collection: Any, image_id: str, receipt_id: int, logger: OperationLogger
-) -> int:
-    """Delete every record of the receipt (found by a metadata query)."""
-    ids = _guard(
-        "deletion",
-        image_id,
-        receipt_id,
-        lambda: receipt_record_ids(collection, image_id, receipt_id),
-    )
-    return delete_embeddings(collection, ids, logger, image_id=image_id, receipt_id=receipt_id)
-
-
-def delete_line_embeddings(
-    collection: Any,
-    image_id: str,
-    receipt_id: int,
-    line_ids: Iterable[int],
-    logger: OperationLogger,
-) -> int:
-    """Delete the records of the given lines (lines collection)."""
-    ids = [line_vector_id(image_id, receipt_id, line_id) for line_id in line_ids]
-    return delete_embeddings(collection, ids, logger, image_id=image_id, receipt_id=receipt_id)
-
-
-def delete_word_embeddings(
-    collection: Any,
-    image_id: str,
-    receipt_id: int,
-    word_keys: Iterable[tuple[int, int]],
-    logger: OperationLogger,
-) -> int:
-    """Delete the records of the given (line_id, word_id) words (words collection)."""
-    ids = [word_vector_id(image_id, receipt_id, line, word) for line, word in word_keys]
-    return delete_embeddings(collection, ids, logger, image_id=image_id, receipt_id=receipt_id)

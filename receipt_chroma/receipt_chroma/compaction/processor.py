@@ -1,20 +1,21 @@
 """Applying one batch of messages to one collection (SPEC §5.2 step 3 and §5.4).
 
 Messages are only triggers. For every receipt they name, the current rows are read with
-one strongly consistent query, and the receipt's records are brought to the state those
-rows define: merge the newest eligible run's delta, write merchant and label keys, delete
-records whose rows are gone. Any permutation of the messages, with duplicates, therefore
-gives the same collection. An error for one receipt fails that receipt's messages only.
+one strongly consistent query, and the records the messages name are brought to the
+state those rows define: merge each named run's delta (provenance decides which vector
+a record keeps), write the merchant and label keys, delete records whose rows are gone.
+Any permutation of the messages, with duplicates, therefore gives the same collection.
+An error for one receipt fails that receipt's messages only; a failed merge fails that
+run's messages only.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from receipt_chroma.compaction.compaction_run import (
     MergeTarget,
@@ -29,17 +30,17 @@ from receipt_chroma.compaction.models import (
 )
 from receipt_chroma.compaction.operations import (
     OperationLogger,
+    apply_receipt_keys,
     delete_embeddings,
-    existing_ids,
+    merchant_metadata,
     receipt_record_ids,
-    write_receipt_state,
 )
 from receipt_chroma.constants import DEFAULT_EMBEDDING_DIMENSION
-from receipt_chroma.data.chroma_client import ChromaClient
+from receipt_chroma.data.chroma_client import ChromaClient, ClientCollection
 from receipt_chroma.ids import line_vector_id, word_vector_id
 from receipt_dynamo.constants import ChromaDBCollection, CompactionState, EntityType
 from receipt_dynamo.data.dynamo_client import DynamoClient
-from receipt_dynamo.entities import CompactionRun
+from receipt_dynamo.keys import compaction_run_sk
 from receipt_dynamo.models import ReceiptRows
 from receipt_dynamo_stream.models import MessageSource, StreamMessage
 
@@ -52,12 +53,17 @@ _STATE_TYPES = {EntityType.RECEIPT_METADATA, EntityType.RECEIPT_WORD_LABEL}
 
 @dataclass
 class _ReceiptWork:
+    """What the batch asks of one receipt."""
+
     key: ReceiptKey
     message_ids: list[str] = field(default_factory=list)
-    runs: dict[str, list[tuple[str, StreamMessage]]] = field(default_factory=dict)
+    runs: dict[str, list[StreamMessage]] = field(default_factory=dict)
+    run_message_ids: dict[str, list[str]] = field(default_factory=dict)
     writes_state: bool = False
+    receipt_removed: bool = False
     removed_ids: set[str] = field(default_factory=set)
     rows: ReceiptRows | None = None
+    error: str | None = None
 
 
 def _receipt_key(message: StreamMessage) -> ReceiptKey:
@@ -84,45 +90,148 @@ def _removed_record_id(message: StreamMessage, kind: ChromaDBCollection) -> str 
     return None
 
 
-def plan_runs(
-    work: _ReceiptWork, rows: ReceiptRows, collection: ChromaDBCollection
-) -> tuple[MergeTarget | None, list[RunMergeResult]]:
-    """Choose the run to merge for one receipt; the others are skipped with a reason.
+def _group(
+    messages: Sequence[tuple[str, StreamMessage]],
+    kind: ChromaDBCollection,
+    result: CollectionUpdateResult,
+) -> dict[ReceiptKey, _ReceiptWork]:
+    """The batch per receipt; messages that cannot be read fail here."""
+    works: dict[ReceiptKey, _ReceiptWork] = {}
+    for message_id, message in messages:
+        if message.collection is not kind:
+            reason = f"message for {message.collection.value} sent to {kind.value}"
+            result.failures.append(MessageFailure(message_id, reason))
+            continue
+        run_id = message.entity_data.get("run_id")
+        try:
+            key = _receipt_key(message)
+            removed = _removed_record_id(message, kind)
+            if message.entity_type is EntityType.COMPACTION_RUN and (
+                not isinstance(run_id, str) or not run_id
+            ):
+                raise ValueError("COMPACTION_RUN without run_id")
+        except (KeyError, TypeError, ValueError) as error:
+            result.failures.append(MessageFailure(message_id, f"invalid entity_data: {error}"))
+            continue
+        work = works.setdefault(key, _ReceiptWork(key))
+        work.message_ids.append(message_id)
+        if message.entity_type is EntityType.COMPACTION_RUN:
+            assert isinstance(run_id, str)
+            work.runs.setdefault(run_id, []).append(message)
+            work.run_message_ids.setdefault(run_id, []).append(message_id)
+        work.writes_state |= message.entity_type in _STATE_TYPES
+        work.receipt_removed |= message.entity_type is EntityType.RECEIPT
+        if removed is not None:
+            work.removed_ids.add(removed)
+    return works
 
-    A run superseded by a newer COMPLETED run (or by a newer run merged now) is completed
-    without merging; a COMPLETED run is merged again only for a backfill message.
+
+def _read_rows(
+    works: dict[ReceiptKey, _ReceiptWork],
+    dynamo_client: DynamoClient,
+    result: CollectionUpdateResult,
+    logger: OperationLogger,
+) -> None:
+    """One strongly consistent read per receipt; invalid rows are logged and counted."""
+    for key, work in sorted(works.items()):
+        try:
+            work.rows = dynamo_client.get_receipt_rows(*key)
+        except Exception as error:
+            work.error = f"reading rows failed: {type(error).__name__}: {error}"
+            continue
+        for row in work.rows.invalid_rows:
+            logger.info(
+                "invalid table row",
+                extra={"pk": row.pk, "sk": row.sk, "type": row.entity_type, "reason": row.reason},
+            )
+        result.invalid_rows += len(work.rows.invalid_rows)
+
+
+def _fail_run(result: CollectionUpdateResult, work: _ReceiptWork, run_id: str, why: str) -> None:
+    result.failures += [
+        MessageFailure(m, f"run {run_id}: {why}") for m in work.run_message_ids[run_id]
+    ]
+
+
+def _plan_runs(
+    work: _ReceiptWork,
+    kind: ChromaDBCollection,
+    result: CollectionUpdateResult,
+    dynamo_client: DynamoClient,
+) -> list[MergeTarget]:
+    """The runs of one receipt to merge now, each marked PROCESSING.
+
+    Every named run is merged on its own merits — none is skipped on account of another —
+    except one whose row is gone (nothing to merge) and one already COMPLETED in a
+    published version (merged again only for a backfill message).
     """
+    rows = work.rows
+    assert rows is not None
     by_id = {run.run_id: run for run in rows.runs}
-    completed = [r for r in rows.runs if r.state(collection) is CompactionState.COMPLETED]
-    newest_completed = max(completed, key=lambda r: r.order_key, default=None)
-    skipped: list[RunMergeResult] = []
-    eligible: list[CompactionRun] = []
+    invalid = {row.sk: row.reason for row in rows.invalid_rows}
+    targets: list[MergeTarget] = []
     for run_id, messages in work.runs.items():
         run = by_id.get(run_id)
-        result = RunMergeResult(run_id, work.key[0], work.key[1], collection)
+        skipped = RunMergeResult(run_id, work.key[0], work.key[1], kind)
         if run is None:
-            result.skipped_reason = "run row no longer exists"
-        elif newest_completed is not None and newest_completed.order_key > run.order_key:
-            result.superseded_by = newest_completed.run_id
-            result.skipped_reason = f"superseded by completed run {newest_completed.run_id}"
-        elif run.state(collection) is CompactionState.COMPLETED and not any(
-            m.source is MessageSource.BACKFILL for _, m in messages
-        ):
-            result.skipped_reason = "already completed"
+            reason = invalid.get(compaction_run_sk(work.key[1], run_id))
+            if reason is not None:
+                _fail_run(result, work, run_id, f"invalid run row: {reason}")
+                continue
+            skipped.skipped_reason = "run row no longer exists"
+        elif run.state(kind) is CompactionState.COMPLETED:
+            if any(m.source is MessageSource.BACKFILL for m in messages):
+                targets.append(MergeTarget(run, rows))
+                continue
+            skipped.skipped_reason = "already completed"
         else:
-            eligible.append(run)
+            try:
+                dynamo_client.mark_compaction_run_started(*work.key, run_id, kind)
+            except Exception as error:
+                _fail_run(result, work, run_id, f"marking PROCESSING failed: {error}")
+                continue
+            targets.append(MergeTarget(run, rows))
             continue
-        skipped.append(result)
-    if not eligible:
-        return None, skipped
-    newest = max(eligible, key=lambda r: r.order_key)
-    for run in eligible:
-        if run is not newest:
-            result = RunMergeResult(run.run_id, work.key[0], work.key[1], collection)
-            result.superseded_by = newest.run_id
-            result.skipped_reason = f"superseded by run {newest.run_id} merged in this batch"
-            skipped.append(result)
-    return MergeTarget(newest, rows), skipped
+        result.runs.append(skipped)
+    return targets
+
+
+def _reconcile(
+    snapshot: ClientCollection,
+    work: _ReceiptWork,
+    result: CollectionUpdateResult,
+    logger: OperationLogger,
+) -> None:
+    """Write the receipt's keys onto its live records; delete what REMOVEs name whose rows
+    are gone — never a record whose rows exist."""
+    rows = work.rows
+    assert rows is not None
+    image_id, receipt_id = work.key
+    kind = result.collection
+    live = live_record_ids(rows, kind)
+    if work.writes_state and live:
+        done = apply_receipt_keys(
+            snapshot,
+            image_id,
+            receipt_id,
+            merchant=merchant_metadata(rows.metadata),
+            labels=rows.labels if kind is ChromaDBCollection.WORDS else None,
+            logger=logger,
+            record_ids=live,
+        )
+        result.metadata_updates += done.merchant_changed
+        result.label_updates += done.labels_changed
+        result.records_updated += done.records
+    named = (
+        set(receipt_record_ids(snapshot, image_id, receipt_id))
+        if work.receipt_removed
+        else work.removed_ids
+    )
+    gone = sorted(named - live)
+    if gone:
+        result.records_deleted += delete_embeddings(
+            snapshot, gone, logger, image_id=image_id, receipt_id=receipt_id
+        )
 
 
 def process_collection_updates(
@@ -142,52 +251,10 @@ def process_collection_updates(
     kind = ChromaDBCollection(collection)
     result = CollectionUpdateResult(collection=kind)
     snapshot = client.get_or_create_collection(kind.value)
-    works: dict[ReceiptKey, _ReceiptWork] = {}
-    for message_id, message in messages:
-        if message.collection is not kind:
-            result.failures.append(
-                MessageFailure(
-                    message_id, f"message for {message.collection.value} sent to {kind.value}"
-                )
-            )
-            continue
-        try:
-            key = _receipt_key(message)
-            removed = _removed_record_id(message, kind)
-        except (KeyError, TypeError, ValueError) as error:
-            result.failures.append(MessageFailure(message_id, f"invalid entity_data: {error}"))
-            continue
-        work = works.setdefault(key, _ReceiptWork(key))
-        work.message_ids.append(message_id)
-        if message.entity_type is EntityType.COMPACTION_RUN:
-            run_id = message.entity_data.get("run_id")
-            if not isinstance(run_id, str) or not run_id:
-                work.message_ids.pop()
-                result.failures.append(MessageFailure(message_id, "COMPACTION_RUN without run_id"))
-                continue
-            work.runs.setdefault(run_id, []).append((message_id, message))
-        if message.entity_type in _STATE_TYPES:
-            work.writes_state = True
-        if removed is not None:
-            work.removed_ids.add(removed)
-
-    failed_receipts: dict[ReceiptKey, str] = {}
-    targets: list[MergeTarget] = []
-    run_messages: dict[str, list[str]] = defaultdict(list)
-    for key, work in sorted(works.items()):
-        try:
-            work.rows = dynamo_client.get_receipt_rows(*key)
-        except Exception as error:
-            failed_receipts[key] = f"reading rows failed: {type(error).__name__}: {error}"
-            continue
-        for run_id, pairs in work.runs.items():
-            run_messages[run_id] += [message_id for message_id, _ in pairs]
-        if work.runs:
-            target, skipped = plan_runs(work, work.rows, kind)
-            result.runs += skipped
-            if target is not None:
-                targets.append(target)
-
+    works = _group(messages, kind, result)
+    _read_rows(works, dynamo_client, result, logger)
+    ready = [work for _, work in sorted(works.items()) if work.error is None]
+    targets = [t for work in ready for t in _plan_runs(work, kind, result, dynamo_client)]
     if targets:
         if bucket is None:
             raise ValueError("bucket is required to merge deltas")
@@ -211,82 +278,30 @@ def process_collection_updates(
         result.runs += merged
         for run_result in merged:
             if run_result.error is not None:
-                result.failures += [
-                    MessageFailure(m, f"run {run_result.run_id}: {run_result.error}")
-                    for m in run_messages[run_result.run_id]
-                ]
-
-    for key, work in sorted(works.items()):
-        if key in failed_receipts or work.rows is None:
-            continue
+                work = works[(run_result.image_id, run_result.receipt_id)]
+                _fail_run(result, work, run_result.run_id, run_result.error)
+    for work in ready:
         try:
-            _reconcile(
-                snapshot,
-                work,
-                work.rows,
-                result=result,
-                logger=logger,
-            )
+            _reconcile(snapshot, work, result, logger)
         except Exception as error:
-            failed_receipts[key] = f"{type(error).__name__}: {error}"
-    for key, reason in failed_receipts.items():
-        result.failures += [MessageFailure(m, reason) for m in works[key].message_ids]
+            work.error = f"{type(error).__name__}: {error}"
+    for work in works.values():
+        if work.error is not None:
+            result.failures += [MessageFailure(m, work.error) for m in work.message_ids]
     result.receipts = len(works)
     return result
 
 
-def _reconcile(
-    snapshot: Any,
-    work: _ReceiptWork,
-    rows: ReceiptRows,
-    *,
-    result: CollectionUpdateResult,
-    logger: OperationLogger,
-) -> None:
-    """Delete records whose rows are gone; write the receipt's keys onto the rest.
-
-    Without the receipt row every record of the receipt goes (found by a metadata query).
-    Otherwise only ids are looked up: the live ones and those named by removals, so the
-    cost does not grow with the snapshot.
-    """
-    image_id, receipt_id = work.key
-    kind = result.collection
-    live = live_record_ids(rows, kind)
-    if rows.exists:
-        current = existing_ids(snapshot, live | work.removed_ids)
-    else:
-        current = receipt_record_ids(snapshot, image_id, receipt_id)
-    gone = [i for i in current if i not in live]
-    kept = [i for i in current if i in live]
-    if work.writes_state and kept:
-        labels = rows.labels if kind is ChromaDBCollection.WORDS else None
-        written = write_receipt_state(
-            snapshot,
-            image_id,
-            receipt_id,
-            kept,
-            metadata=rows.metadata,
-            labels=labels,
-            logger=logger,
-        )
-        result.records_updated += written
-        result.metadata_updates += written
-        if labels is not None:
-            result.label_updates += written
-    if gone:
-        result.records_deleted += delete_embeddings(
-            snapshot, gone, logger, image_id=image_id, receipt_id=receipt_id
-        )
-
-
 def record_run_outcomes(dynamo_client: DynamoClient, result: CollectionUpdateResult) -> None:
-    """Mark merged and superseded runs COMPLETED and failed runs FAILED (after publishing)."""
+    """Mark merged runs COMPLETED and failed runs FAILED — only once the batch's effect
+    is published (or, for a cycle that wrote nothing, is already in the published
+    version)."""
     for run in result.runs:
         if run.error is not None:
             dynamo_client.mark_compaction_run_failed(
                 run.image_id, run.receipt_id, run.run_id, run.collection, run.error
             )
-        elif run.completes:
+        elif run.merged:
             dynamo_client.mark_compaction_run_completed(
                 run.image_id, run.receipt_id, run.run_id, run.collection, run.merged_vectors
             )

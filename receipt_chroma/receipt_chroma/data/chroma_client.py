@@ -4,6 +4,10 @@ Telemetry is off and no embedding function is ever attached (records always carr
 embeddings, so nothing may try to download a model). ``close()`` closes the client and
 then clears chromadb's shared system cache, in that order, so the directory is flushed
 and released before it is copied or archived.
+
+Every collection it hands out is a ``ClientCollection``: all writes pass through it, so
+the client knows whether a write call was ever issued (``wrote``) — the one fact that
+decides whether a working copy still matches the version it was made from.
 """
 
 from __future__ import annotations
@@ -46,6 +50,56 @@ def _rows(embeddings: Any, start: int, end: int) -> Any:
     return [list(row) for row in embeddings[start:end]]
 
 
+class ClientCollection:
+    """A collection of a ``ChromaClient``. Reads go straight to chromadb; each write call
+    (upsert, update, delete, modify) first tells the client — whether it then succeeds,
+    fails or raises — and is refused on a read-only client."""
+
+    def __init__(self, collection: Collection, owner: ChromaClient) -> None:
+        self.collection = collection
+        self._owner = owner
+
+    @property
+    def name(self) -> str:
+        return self.collection.name
+
+    @property
+    def configuration(self) -> Any:
+        return self.collection.configuration
+
+    @property
+    def metadata(self) -> Any:
+        return self.collection.metadata
+
+    def count(self) -> int:
+        return self.collection.count()
+
+    def get(self, **kwargs: Any) -> Any:
+        return self.collection.get(**kwargs)
+
+    def peek(self, limit: int = 10) -> Any:
+        return self.collection.peek(limit)
+
+    def query(self, **kwargs: Any) -> Any:
+        return self.collection.query(**kwargs)
+
+    def upsert(self, **kwargs: Any) -> None:
+        self._owner.before_write()
+        self.collection.upsert(**kwargs)
+
+    def update(self, **kwargs: Any) -> None:
+        self._owner.before_write()
+        self.collection.update(**kwargs)
+
+    def delete(self, **kwargs: Any) -> None:
+        self._owner.before_write()
+        self.collection.delete(**kwargs)
+
+    def modify(self, **kwargs: Any) -> None:
+        self._owner.before_write()
+        self.collection.modify(**kwargs)
+
+
 class ChromaClient:
     """``ChromaClient(persist_directory=None, mode="read"|"write"|"delta", http_host=None,
     http_port=None)``.
@@ -69,6 +123,7 @@ class ChromaClient:
         self.mode: Mode = mode
         self.persist_directory = Path(persist_directory) if persist_directory else None
         self._closed = False
+        self.wrote = False
         if http_host is not None:
             if self.persist_directory is not None:
                 raise ChromaClientError("give either persist_directory or http_host, not both")
@@ -105,19 +160,20 @@ class ChromaClient:
     def max_batch_size(self) -> int:
         return int(self.client.get_max_batch_size())
 
-    def get_collection(self, name: str) -> Collection:
-        return self.client.get_collection(name, embedding_function=None)
+    def get_collection(self, name: str) -> ClientCollection:
+        return ClientCollection(self.client.get_collection(name, embedding_function=None), self)
 
     def get_or_create_collection(
         self, name: str, metadata: Mapping[str, Any] | None = None
-    ) -> Collection:
+    ) -> ClientCollection:
         self._check_writable()
-        return self.client.get_or_create_collection(
+        collection = self.client.get_or_create_collection(
             name,
             configuration=COLLECTION_CONFIGURATION,  # type: ignore[arg-type]
             metadata=dict(metadata) if metadata else None,
             embedding_function=None,
         )
+        return ClientCollection(collection, self)
 
     def list_collection_names(self) -> list[str]:
         return [c.name for c in self.client.list_collections()]
@@ -126,7 +182,7 @@ class ChromaClient:
 
     def upsert(
         self,
-        collection: Collection | str,
+        collection: ClientCollection | str,
         ids: Sequence[str],
         embeddings: Sequence[Sequence[float]] | Any,
         documents: Sequence[str] | None = None,
@@ -153,6 +209,11 @@ class ChromaClient:
     def _check_open(self) -> None:
         if self._closed:
             raise ChromaClientError("the client is closed")
+
+    def before_write(self) -> None:
+        """Called before every write call: refuses on a read client, records the write."""
+        self._check_writable()
+        self.wrote = True
 
     def _check_writable(self) -> None:
         self._check_open()

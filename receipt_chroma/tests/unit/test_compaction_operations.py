@@ -14,9 +14,8 @@ import pytest
 
 from receipt_chroma import ChromaClient
 from receipt_chroma.compaction import (
-    delete_line_embeddings,
-    delete_receipt_embeddings,
-    delete_word_embeddings,
+    apply_receipt_keys,
+    delete_embeddings,
     reconstruct_label_metadata,
     remove_receipt_metadata,
     remove_word_labels,
@@ -235,17 +234,82 @@ def test_deletions_count_what_existed(chroma: ChromaClient, test_logger: logging
     words = chroma.get_or_create_collection("words")
     ids = seed_words(words, IMAGE, 1)
     other = seed_words(words, OTHER_IMAGE, 1)
-    assert delete_word_embeddings(words, IMAGE, 1, [(1, 1), (9, 9)], test_logger) == 1
-    assert delete_word_embeddings(words, IMAGE, 1, [(1, 1)], test_logger) == 0
-    assert delete_receipt_embeddings(words, IMAGE, 1, test_logger) == 3
+    absent = VectorKey(IMAGE, 1, 9, 9).vector_id
+    assert (
+        delete_embeddings(words, [ids[0], absent], test_logger, image_id=IMAGE, receipt_id=1) == 1
+    )
+    assert delete_embeddings(words, [ids[0]], test_logger, image_id=IMAGE, receipt_id=1) == 0
+    assert delete_embeddings(words, ids, test_logger, image_id=IMAGE, receipt_id=1) == 3
     assert words.get(ids=ids, include=[])["ids"] == []
     assert sorted(words.get(ids=other, include=[])["ids"]) == sorted(other)
 
-    lines = chroma.get_or_create_collection("lines")
-    line_id = VectorKey(IMAGE, 1, 1).vector_id
-    lines.upsert(
-        ids=[line_id],
-        embeddings=[embedding_for(line_id, 4)],
-        metadatas=[VectorKey(IMAGE, 1, 1).base_metadata()],
-    )
-    assert delete_line_embeddings(lines, IMAGE, 1, [1, 2], test_logger) == 1
+
+def test_label_times_compare_as_instants() -> None:
+    """08:00-05:00 (13:00 UTC) is later than 12:00+00:00; a naive time is UTC."""
+    labels = [
+        make_label(
+            IMAGE,
+            1,
+            1,
+            1,
+            "TOTAL",
+            validation_status="VALID",
+            timestamp_added="2026-11-28T12:00:00+00:00",
+        ),
+        make_label(
+            IMAGE,
+            1,
+            1,
+            1,
+            "TAX",
+            validation_status="VALID",
+            timestamp_added="2026-11-28T08:00:00-05:00",
+        ),
+        make_label(
+            IMAGE,
+            1,
+            1,
+            1,
+            "DATE",
+            validation_status="PENDING",
+            label_proposed_by="late",
+            timestamp_added="2026-11-28T12:30:00",
+        ),
+        make_label(
+            IMAGE,
+            1,
+            1,
+            1,
+            "ZIP",
+            validation_status="PENDING",
+            label_proposed_by="early",
+            timestamp_added="2026-11-28T13:00:00+02:00",
+        ),
+    ]
+    keys = reconstruct_label_metadata(labels)
+    assert keys["label_validated_at"] == "2026-11-28T08:00:00-05:00"
+    assert keys["labels_updated_at"] == "2026-11-28T08:00:00-05:00"
+    assert keys["label_proposed_by"] == "late"
+
+
+def test_key_writes_skip_records_that_already_hold_the_values(
+    tmp_path: Any, test_logger: logging.Logger
+) -> None:
+    """Unchanged keys are not written: no write call reaches the collection."""
+    with ChromaClient(tmp_path / "s", mode="write") as client:
+        words = client.get_or_create_collection("words")
+        seed_words(words, IMAGE, 1)
+    with ChromaClient(tmp_path / "s", mode="write") as client:
+        words = client.get_or_create_collection("words")
+        first = apply_receipt_keys(
+            words, IMAGE, 1, merchant={"merchant_name": "A"}, labels=None, logger=test_logger
+        )
+        assert (first.records, first.merchant_changed) == (4, 4)
+        assert client.wrote
+    with ChromaClient(tmp_path / "s", mode="write") as client:
+        words = client.get_or_create_collection("words")
+        again = apply_receipt_keys(
+            words, IMAGE, 1, merchant={"merchant_name": "A"}, labels=[], logger=test_logger
+        )
+        assert (again.records, again.merchant_changed, again.labels_changed) == (4, 0, 0)
+        assert not client.wrote

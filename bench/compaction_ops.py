@@ -10,9 +10,9 @@
    S3 is a moto server in its own process, so downloads cost this process what a remote
    service would. The rows are read beforehand (moto's DynamoDB is far slower than a real
    table; its time is reported separately). Target: merge throughput >= 0.85 of raw.
-2. Merchant change on a 100-word receipt: the compactor's Chroma work (an id lookup of
-   the receipt's rows, then ``write_receipt_state``: one update carrying every merchant
-   key) against a raw ``collection.update`` of the same keys onto those ids, in a
+2. Merchant change on a 100-word receipt: the compactor's Chroma work
+   (``apply_receipt_keys`` on the receipt's live ids: one read of their metadata, then
+   one update carrying the merchant keys that differ) against a raw ``collection.update`` of the same keys onto those ids, in a
    20,000-word and a 2,000-word snapshot.
    Targets: <= 2x raw; the 20,000-word cost <= 1.5x the 2,000-word cost.
 
@@ -44,10 +44,10 @@ from receipt_chroma.compaction import (
     DeltaReaderProcess,
     InProcessDeltaReader,
     MergeTarget,
+    apply_receipt_keys,
     merge_compaction_deltas,
-    write_receipt_state,
 )
-from receipt_chroma.compaction.operations import existing_ids, merchant_metadata
+from receipt_chroma.compaction.operations import merchant_metadata
 from receipt_chroma.ids import VectorKey, parse_vector_id
 from receipt_chroma.local.environment import environment
 from receipt_chroma.testing.synthetic import SyntheticReceipt, embedding_for
@@ -289,12 +289,17 @@ def bench_merchant_change(workdir: Path, words: int, rounds: int = 15) -> dict[s
         collection.update(ids=ids, metadatas=[keys] * len(ids))
 
     def ours(n: int) -> None:
-        # The compactor's Chroma work for a merchant change: which of the receipt's rows
-        # have records (ids from the table), then one update with the receipt's keys.
-        present = existing_ids(collection, ids)
+        # The compactor's Chroma work for a merchant change: the live ids (from the
+        # table) read with their metadata, then one update of the keys that differ.
         metadata = make_metadata(image_id, 1, merchant_name=f"Ours {n}")
-        write_receipt_state(
-            collection, image_id, 1, present, metadata=metadata, labels=None, logger=LOGGER
+        apply_receipt_keys(
+            collection,
+            image_id,
+            1,
+            merchant=merchant_metadata(metadata),
+            labels=None,
+            logger=LOGGER,
+            record_ids=ids,
         )
 
     raw_seconds = _median_time(rounds, raw)

@@ -81,7 +81,7 @@ def messages_for_record(parsed: ParsedStreamRecord, timestamp: str) -> list[Stre
                     "run_id": run.run_id,
                     "image_id": run.image_id,
                     "receipt_id": run.receipt_id,
-                    "delta_s3_prefix": run.delta_prefix(collection),
+                    "delta_s3_prefix": run.delta_prefixes[collection],
                 },
                 **common,
             )

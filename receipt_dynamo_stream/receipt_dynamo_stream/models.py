@@ -64,6 +64,17 @@ class ParsedStreamRecord:
     aws_region: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class RunDeltas:
+    """What a CompactionRun record contributes to messages: its ids and, per collection,
+    the S3 prefix of its delta."""
+
+    run_id: str
+    image_id: str
+    receipt_id: int
+    delta_prefixes: dict[ChromaDBCollection, str]
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)

@@ -15,7 +15,7 @@ import pytest
 
 from receipt_chroma import ChromaClient
 from receipt_chroma.compaction import (
-    delete_receipt_embeddings,
+    delete_embeddings,
     update_receipt_metadata,
     update_word_labels,
 )
@@ -85,5 +85,6 @@ def test_operations_run_against_a_chroma_server(chroma_server: int) -> None:
         assert found["merchant_name"] == "Corner"
         assert found["valid_labels_array"] == ["TOTAL"]
 
-        assert delete_receipt_embeddings(words, IMAGE_ID, 1, LOGGER) == 3
+        ids = [k.vector_id for k in keys]
+        assert delete_embeddings(words, ids, LOGGER, image_id=IMAGE_ID, receipt_id=1) == 3
         assert words.count() == 0

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any
 
-from receipt_dynamo.constants import EntityType
-from receipt_dynamo.entities import CompactionRun
+from receipt_dynamo.constants import ChromaDBCollection, EntityType
 from receipt_dynamo_stream.exceptions import UnparseableRecordError
-from receipt_dynamo_stream.models import EventName, ParsedStreamRecord
-from receipt_dynamo_stream.parsing.parsers import parse_entity, parse_stream_record
+from receipt_dynamo_stream.models import EventName, ParsedStreamRecord, RunDeltas
+from receipt_dynamo_stream.parsing.parsers import parse_stream_record
 
 
 def is_compaction_run(record: Mapping[str, Any] | ParsedStreamRecord) -> bool:
@@ -18,8 +17,13 @@ def is_compaction_run(record: Mapping[str, Any] | ParsedStreamRecord) -> bool:
     return parsed is not None and parsed.entity_type is EntityType.COMPACTION_RUN
 
 
-def parse_compaction_run(record: Mapping[str, Any] | ParsedStreamRecord) -> CompactionRun:
-    """The CompactionRun of an INSERT record, decoded and validated."""
+def parse_compaction_run(record: Mapping[str, Any] | ParsedStreamRecord) -> RunDeltas:
+    """The run a CompactionRun record names and its delta prefixes.
+
+    Only what the messages are built from is validated: the ids (from the key) and each
+    collection's ``<collection>_delta_prefix`` (a non-empty string). Other attributes of
+    the row are the compactor's business.
+    """
     parsed = record if isinstance(record, ParsedStreamRecord) else parse_stream_record(record)
     if parsed is None or parsed.entity_type is not EntityType.COMPACTION_RUN:
         raise UnparseableRecordError("record is not a CompactionRun record")
@@ -28,6 +32,20 @@ def parse_compaction_run(record: Mapping[str, Any] | ParsedStreamRecord) -> Comp
         raise UnparseableRecordError(
             f"CompactionRun {parsed.event_name.value} record lacks its image ({parsed.sk})"
         )
-    return cast(
-        CompactionRun, parse_entity(image, EntityType.COMPACTION_RUN, pk=parsed.pk, sk=parsed.sk)
+    prefixes: dict[ChromaDBCollection, str] = {}
+    for collection in ChromaDBCollection:
+        name = f"{collection.value}_delta_prefix"
+        value = image.get(name)
+        text = value.get("S") if isinstance(value, Mapping) else None
+        if not isinstance(text, str) or not text:
+            raise UnparseableRecordError(
+                f"CompactionRun {parsed.pk} / {parsed.sk}: {name} must be a non-empty "
+                f"string, got {value!r}"
+            )
+        prefixes[collection] = text
+    return RunDeltas(
+        run_id=str(parsed.ids["run_id"]),
+        image_id=parsed.image_id,
+        receipt_id=int(parsed.ids["receipt_id"]),
+        delta_prefixes=prefixes,
     )

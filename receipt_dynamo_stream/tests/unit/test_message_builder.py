@@ -242,3 +242,33 @@ def test_unknown_collection_is_rejected() -> None:
     body["collection"] = "images"
     with pytest.raises(MessageValidationError, match=r"collection must be one of lines\|words"):
         StreamMessage.from_json(json.dumps(body))
+
+
+# --- SPEC §3.5 rev 2: only what a message is built from is validated ----------------------
+
+
+def test_attributes_no_message_uses_are_not_validated() -> None:
+    label = make_label(IMAGE, 1, 1, 1, "TOTAL").to_item()
+    label["timestamp_added"] = {"S": "not-a-time"}
+    run = make_compaction_run(IMAGE, 1, RUN).to_item()
+    run["created_at"] = {"S": "yesterday"}
+    run["updated_at"] = {"N": "7"}
+
+    result = build_messages([stream_record("INSERT", new=label), stream_record("INSERT", new=run)])
+
+    assert result.unparseable == []
+    runs = [m for _, m in result.messages if m.entity_type.value == "COMPACTION_RUN"]
+    assert {m.collection.value: m.entity_data["delta_s3_prefix"] for m in runs} == {
+        "lines": run["lines_delta_prefix"]["S"],
+        "words": run["words_delta_prefix"]["S"],
+    }
+    labels = [m for _, m in result.messages if m.entity_type.value == "RECEIPT_WORD_LABEL"]
+    assert [m.entity_data["label"] for m in labels] == ["TOTAL"]
+
+
+def test_a_run_without_a_delta_prefix_is_unparseable() -> None:
+    run = make_compaction_run(IMAGE, 1, RUN).to_item()
+    del run["words_delta_prefix"]
+    result = build_messages([stream_record("INSERT", new=run)])
+    assert result.messages == []
+    assert "words_delta_prefix" in str(result.unparseable[0][1])

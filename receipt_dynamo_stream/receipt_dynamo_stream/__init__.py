@@ -8,6 +8,7 @@ from receipt_dynamo_stream.change_detection.detector import (
     CHROMADB_RELEVANT_FIELDS,
     get_chromadb_relevant_changes,
 )
+from receipt_dynamo_stream.change_rules import CHANGE_RULES, ChangeRule
 from receipt_dynamo_stream.exceptions import (
     ConfigurationError,
     MessageValidationError,
@@ -35,7 +36,9 @@ from receipt_dynamo_stream.parsing.parsers import (
 from receipt_dynamo_stream.publisher import publish_messages
 
 __all__ = [
+    "CHANGE_RULES",
     "CHROMADB_RELEVANT_FIELDS",
+    "ChangeRule",
     "BuildResult",
     "ConfigurationError",
     "EventName",

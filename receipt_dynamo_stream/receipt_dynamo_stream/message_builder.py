@@ -8,12 +8,11 @@ from typing import Any
 from receipt_dynamo.constants import EntityType
 from receipt_dynamo.timestamps import now_iso
 from receipt_dynamo_stream.change_detection.detector import (
-    CHROMADB_RELEVANT_FIELDS,
     diff_relevant_values,
     relevant_values_from_image,
 )
+from receipt_dynamo_stream.change_rules import CHANGE_RULES
 from receipt_dynamo_stream.exceptions import UnparseableRecordError
-from receipt_dynamo_stream.message_rules import MESSAGE_RULES
 from receipt_dynamo_stream.models import (
     BuildResult,
     EventName,
@@ -59,7 +58,7 @@ def _changes(parsed: ParsedStreamRecord) -> dict[str, FieldChange] | None:
 def messages_for_record(parsed: ParsedStreamRecord, timestamp: str) -> list[StreamMessage]:
     """The messages one relevant record produces (possibly none)."""
     entity_type, event = parsed.entity_type, parsed.event_name
-    rule = MESSAGE_RULES[entity_type]
+    rule = CHANGE_RULES[entity_type]
     common: dict[str, Any] = {
         "entity_type": entity_type,
         "event_name": event,
@@ -89,7 +88,7 @@ def messages_for_record(parsed: ParsedStreamRecord, timestamp: str) -> list[Stre
         ]
     if event not in rule.events:
         return []
-    if entity_type not in CHROMADB_RELEVANT_FIELDS:
+    if not rule.relevant_fields:
         changes: dict[str, FieldChange] = {}
     else:
         detected = _changes(parsed)

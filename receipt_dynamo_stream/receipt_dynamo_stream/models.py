@@ -13,8 +13,8 @@ from enum import StrEnum
 from typing import Any, Final, TypeVar
 
 from receipt_dynamo.constants import ChromaDBCollection, EntityType
+from receipt_dynamo_stream.change_rules import CHANGE_RULES
 from receipt_dynamo_stream.exceptions import MessageValidationError, UnparseableRecordError
-from receipt_dynamo_stream.message_rules import MESSAGE_RULES
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -211,8 +211,8 @@ def _check_combination(
     collection: ChromaDBCollection,
     entity_data: dict[str, Any],
 ) -> None:
-    """Only messages the stream side produces are valid (the message rules table)."""
-    rule = MESSAGE_RULES.get(entity_type)
+    """Only messages the stream side produces are valid (the change rule table)."""
+    rule = CHANGE_RULES.get(entity_type)
     if rule is None or not rule.produces(event_name, collection):
         raise MessageValidationError(
             f"no {entity_type.value} {event_name.value} message goes to the "

@@ -42,13 +42,13 @@ from receipt_dynamo.constants import ChromaDBCollection, CompactionState, Entity
 from receipt_dynamo.data.dynamo_client import DynamoClient
 from receipt_dynamo.keys import compaction_run_sk
 from receipt_dynamo.models import ReceiptRows
+from receipt_dynamo_stream.change_rules import STATE_TYPES
 from receipt_dynamo_stream.models import MessageSource, StreamMessage
 
 if TYPE_CHECKING:
     from types_boto3_s3.client import S3Client
 
 _LOGGER = logging.getLogger(__name__)
-_STATE_TYPES = {EntityType.RECEIPT_METADATA, EntityType.RECEIPT_WORD_LABEL}
 
 
 @dataclass
@@ -119,7 +119,7 @@ def _group(
             assert isinstance(run_id, str)
             work.runs.setdefault(run_id, []).append(message)
             work.run_message_ids.setdefault(run_id, []).append(message_id)
-        work.writes_state |= message.entity_type in _STATE_TYPES
+        work.writes_state |= message.entity_type in STATE_TYPES
         work.receipt_removed |= message.entity_type is EntityType.RECEIPT
         if removed is not None:
             work.removed_ids.add(removed)

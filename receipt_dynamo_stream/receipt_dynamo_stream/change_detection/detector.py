@@ -9,25 +9,14 @@ from boto3.dynamodb.types import TypeDeserializer
 
 from receipt_dynamo.constants import EntityType, ValidationStatus
 from receipt_dynamo.entities import DynamoEntity
+from receipt_dynamo_stream.change_rules import CHANGE_RULES
 from receipt_dynamo_stream.exceptions import UnparseableRecordError
 from receipt_dynamo_stream.models import FieldChange
 
 CHROMADB_RELEVANT_FIELDS: Final[dict[EntityType, tuple[str, ...]]] = {
-    EntityType.RECEIPT_METADATA: (
-        "canonical_merchant_name",
-        "merchant_name",
-        "merchant_category",
-        "address",
-        "phone_number",
-        "place_id",
-    ),
-    EntityType.RECEIPT_WORD_LABEL: (
-        "label",
-        "reasoning",
-        "validation_status",
-        "label_proposed_by",
-        "label_consolidated_from",
-    ),
+    entity_type: rule.relevant_fields
+    for entity_type, rule in CHANGE_RULES.items()
+    if rule.relevant_fields
 }
 
 _DESERIALIZER: Final = TypeDeserializer()

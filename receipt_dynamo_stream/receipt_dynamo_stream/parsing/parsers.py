@@ -7,38 +7,16 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from receipt_dynamo.constants import EntityType
-from receipt_dynamo.entities import (
-    CompactionRun,
-    DynamoEntity,
-    Receipt,
-    ReceiptLine,
-    ReceiptMetadata,
-    ReceiptWord,
-    ReceiptWordLabel,
-)
-from receipt_dynamo.keys import IMAGE_PK_RE, SK_PATTERNS, validate_id, validate_label
+from receipt_dynamo.entities import DynamoEntity
+from receipt_dynamo.keys import IMAGE_PK_RE, validate_id, validate_label
+from receipt_dynamo_stream.change_rules import CHANGE_RULES
 from receipt_dynamo_stream.exceptions import UnparseableRecordError
 from receipt_dynamo_stream.models import EventName, ParsedStreamRecord
 
 ENTITY_CLASSES: Final[dict[EntityType, type[DynamoEntity]]] = {
-    EntityType.RECEIPT: Receipt,
-    EntityType.RECEIPT_LINE: ReceiptLine,
-    EntityType.RECEIPT_WORD: ReceiptWord,
-    EntityType.RECEIPT_WORD_LABEL: ReceiptWordLabel,
-    EntityType.RECEIPT_METADATA: ReceiptMetadata,
-    EntityType.COMPACTION_RUN: CompactionRun,
+    entity_type: rule.entity_class for entity_type, rule in CHANGE_RULES.items()
 }
-
 _EVENT_NAMES: Final = {e.value: e for e in EventName}
-# Id names of the SK groups, per entity type, in pattern order.
-_ID_GROUPS: Final[dict[EntityType, tuple[str, ...]]] = {
-    EntityType.RECEIPT: ("receipt_id",),
-    EntityType.RECEIPT_LINE: ("receipt_id", "line_id"),
-    EntityType.RECEIPT_WORD: ("receipt_id", "line_id", "word_id"),
-    EntityType.RECEIPT_WORD_LABEL: ("receipt_id", "line_id", "word_id", "label"),
-    EntityType.RECEIPT_METADATA: ("receipt_id",),
-    EntityType.COMPACTION_RUN: ("receipt_id", "run_id"),
-}
 
 
 def detect_entity_type(pk: str, sk: str) -> tuple[EntityType, dict[str, Any]] | None:
@@ -50,13 +28,13 @@ def detect_entity_type(pk: str, sk: str) -> tuple[EntityType, dict[str, Any]] | 
     pk_match = IMAGE_PK_RE.fullmatch(pk)
     if pk_match is None or not sk.startswith("RECEIPT#"):
         return None
-    for entity_type, pattern in SK_PATTERNS.items():
-        match = pattern.fullmatch(sk)
+    for entity_type, rule in CHANGE_RULES.items():
+        match = rule.sk_pattern.fullmatch(sk)
         if match is None:
             continue
         ids: dict[str, Any] = {"image_id": pk_match.group(1)}
         try:
-            for name, text in zip(_ID_GROUPS[entity_type], match.groups(), strict=True):
+            for name, text in zip(rule.id_names, match.groups(), strict=True):
                 if name == "label":
                     ids[name] = validate_label(text)
                 elif name == "run_id":

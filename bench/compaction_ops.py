@@ -12,8 +12,9 @@
    table; its time is reported separately). Target: merge throughput >= 0.85 of raw.
 2. Merchant change on a 100-word receipt: the compactor's Chroma work
    (``apply_receipt_keys`` on the receipt's live ids: one read of their metadata, then
-   one update carrying the merchant keys that differ) against a raw ``collection.update`` of the same keys onto those ids, in a
-   20,000-word and a 2,000-word snapshot.
+   one update carrying the merchant keys that differ) against a raw
+   ``collection.update`` of the same keys onto those ids, in a 20,000-word and a
+   2,000-word snapshot.
    Targets: <= 2x raw; the 20,000-word cost <= 1.5x the 2,000-word cost.
 
 Part 2 uses moto in-process; Chroma is real, on temporary directories. Prints JSON.

@@ -11,6 +11,9 @@ Document = dict[str, Any]
 SQS_CONSUME = [
     "sqs:ReceiveMessage",
     "sqs:DeleteMessage",
+    # Also authorises ChangeMessageVisibilityBatch: the compactor shortens the visibility
+    # of messages failed by lease contention (SPEC §7). The queue URL is built from the
+    # event's ARN, so no sqs:GetQueueUrl.
     "sqs:ChangeMessageVisibility",
     "sqs:GetQueueAttributes",
 ]

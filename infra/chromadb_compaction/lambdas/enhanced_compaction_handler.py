@@ -4,12 +4,18 @@ Thin on purpose: the cycle (lease, working copy, merge/apply, publish) lives in
 ``receipt_chroma.compaction``. The response names exactly the messages of this event
 whose effect was not published; invalid bodies are failures too, so they reach the
 queue's DLQ through its redrive policy instead of being acknowledged silently.
+
+Messages failed because the lease was held or the pointer moved are given a short jittered
+visibility timeout (``RETRY_VISIBILITY_SECONDS``) before they are reported, so they come
+back within minutes instead of after the queue's visibility timeout (SPEC §7).
 """
 
 from __future__ import annotations
 
 import os
+import random
 from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -29,6 +35,8 @@ from receipt_dynamo_stream import MessageValidationError, StreamMessage
 
 if TYPE_CHECKING:
     from types_boto3_s3.client import S3Client
+    from types_boto3_sqs.client import SQSClient
+    from types_boto3_sqs.type_defs import ChangeMessageVisibilityBatchRequestEntryTypeDef
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "receipt-compactor")
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "ReceiptCompaction")
@@ -38,6 +46,8 @@ metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 
 # One cycle per collection per container: it keeps the warm working copy between calls.
 _cycles: dict[ChromaDBCollection, CompactionCycle] = {}
+# One SQS client per region per container, created on first use (visibility resets only).
+_sqs_clients: dict[str, SQSClient] = {}
 # The delta reader process imports chromadb while the container initialises, so the first
 # batch with deltas finds it ready; it lives as long as the container.
 shared_delta_reader()
@@ -49,6 +59,10 @@ CAUSE_METRICS = {
     FailureCause.PUBLISH_FAILED: "SnapshotPublishFailures",
     FailureCause.SNAPSHOT_UNAVAILABLE: "SnapshotUnavailable",
 }
+# Failures that only need the other holder to finish: retried soon, not after the queue's
+# visibility timeout (6 x the function timeout).
+RETRY_CAUSES = frozenset({FailureCause.LEASE_ACQUISITION, FailureCause.POINTER_MOVED})
+SQS_BATCH_LIMIT = 10  # entries per ChangeMessageVisibilityBatch call
 TIMING_METRICS = {
     "lease_wait": "LeaseWaitTime",
     "lease_hold": "LeaseHoldTime",
@@ -72,6 +86,112 @@ def cycle_for(collection: ChromaDBCollection) -> CompactionCycle:
     return _cycles[collection]
 
 
+def sqs_client(region: str) -> SQSClient:
+    """This container's SQS client for ``region``."""
+    if region not in _sqs_clients:
+        _sqs_clients[region] = boto3.client("sqs", region_name=region)
+    return _sqs_clients[region]
+
+
+def queue_of(event_source_arn: str) -> tuple[SQSClient, str]:
+    """The client and URL of the queue ``arn:<partition>:sqs:<region>:<account>:<name>``.
+
+    The URL is ``<the regional client's endpoint>/<account>/<name>`` — the form SQS itself
+    returns — so no ``GetQueueUrl`` call (and no permission for one) is needed.
+    """
+    parts = event_source_arn.split(":")
+    if len(parts) != 6 or parts[0] != "arn" or parts[2] != "sqs" or not all(parts[3:]):
+        raise ValueError(f"not an SQS queue ARN: {event_source_arn!r}")
+    region, account, name = parts[3:]
+    client = sqs_client(region)
+    return client, f"{client.meta.endpoint_url.rstrip('/')}/{account}/{name}"
+
+
+class VisibilityReset:
+    """The outcome of shortening the visibility of one cycle's failed messages.
+
+    (A plain class: a dataclass needs its module in ``sys.modules``, which the local
+    handler loader does not arrange.)
+    """
+
+    def __init__(self, timeout_seconds: int) -> None:
+        self.timeout_seconds = timeout_seconds
+        self.reset = 0  # messages whose visibility was changed
+        self.failed = 0  # messages whose visibility could not be changed
+
+
+def reset_visibility(
+    records: Sequence[Mapping[str, Any]], window: tuple[int, int]
+) -> VisibilityReset:
+    """Make the messages of ``records`` visible again after a jittered ``window`` (§7).
+
+    One timeout for the whole batch: its messages come back together and are batched
+    together again, while the jitter keeps competing invocations apart. Nothing here raises:
+    a message whose visibility could not be changed is logged and counted, and is still
+    reported failed (it then returns after the queue's visibility timeout).
+    """
+    outcome = VisibilityReset(timeout_seconds=random.randint(*window))
+    by_queue: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for record in records:
+        message_id = str(record.get("messageId"))
+        handle = record.get("receiptHandle")
+        arn = record.get("eventSourceARN")
+        if not isinstance(handle, str) or not handle or not isinstance(arn, str):
+            logger.error(
+                "visibility not reset",
+                message_id=message_id,
+                error="record has no receiptHandle or eventSourceARN",
+            )
+            outcome.failed += 1
+            continue
+        by_queue[arn].append((message_id, handle))
+    for arn, pending in by_queue.items():
+        try:
+            client, url = queue_of(arn)
+        except Exception as error:  # a malformed ARN, or no client for its region
+            logger.error(
+                "visibility not reset",
+                message_ids=[m for m, _ in pending],
+                error=f"{type(error).__name__}: {error}",
+            )
+            outcome.failed += len(pending)
+            continue
+        for start in range(0, len(pending), SQS_BATCH_LIMIT):
+            chunk = dict(enumerate(pending[start : start + SQS_BATCH_LIMIT]))
+            entries: list[ChangeMessageVisibilityBatchRequestEntryTypeDef] = [
+                {
+                    "Id": str(index),
+                    "ReceiptHandle": handle,
+                    "VisibilityTimeout": outcome.timeout_seconds,
+                }
+                for index, (_, handle) in chunk.items()
+            ]
+            try:
+                response = client.change_message_visibility_batch(QueueUrl=url, Entries=entries)
+            except Exception as error:
+                logger.error(
+                    "visibility not reset",
+                    queue_url=url,
+                    message_ids=[m for m, _ in chunk.values()],
+                    error=f"{type(error).__name__}: {error}",
+                )
+                outcome.failed += len(chunk)
+                continue
+            ids = {str(index): message_id for index, (message_id, _) in chunk.items()}
+            for failure in response.get("Failed", []):
+                logger.error(
+                    "visibility not reset",
+                    queue_url=url,
+                    message_id=ids.get(failure.get("Id", "")),
+                    code=failure.get("Code"),
+                    sender_fault=failure.get("SenderFault"),
+                    error=failure.get("Message"),
+                )
+            outcome.failed += len(response.get("Failed", []))
+            outcome.reset += len(response.get("Successful", []))
+    return outcome
+
+
 def parse_record(record: dict[str, Any]) -> StreamMessage:
     """The message of one SQS record; MessageValidationError when it is not a valid one."""
     body = record.get("body")
@@ -86,7 +206,10 @@ def parse_record(record: dict[str, Any]) -> StreamMessage:
     return message
 
 
-def emit_cycle_metrics(result: CycleResult, messages: list[StreamMessage]) -> None:
+def emit_cycle_metrics(
+    result: CycleResult, messages: list[StreamMessage], reset: VisibilityReset | None = None
+) -> None:
+    """The cycle's metrics, with its collection as a dimension (one EMF document)."""
     sink = EphemeralMetrics(namespace=NAMESPACE, service=SERVICE)
     sink.add_dimension(name="collection", value=result.collection.value)
     for entity_type, count in Counter(m.entity_type.value for m in messages).items():
@@ -116,6 +239,9 @@ def emit_cycle_metrics(result: CycleResult, messages: list[StreamMessage]) -> No
         sink.add_metric(
             name="RecordsDeleted", unit=MetricUnit.Count, value=result.update.records_deleted
         )
+        sink.add_metric(
+            name="InvalidTableRows", unit=MetricUnit.Count, value=result.update.invalid_rows
+        )
     if result.published_version is not None:
         sink.add_metric(name="SnapshotPublished", unit=MetricUnit.Count, value=1)
     if result.cause is not None:
@@ -128,22 +254,20 @@ def emit_cycle_metrics(result: CycleResult, messages: list[StreamMessage]) -> No
         if key in result.timings_ms:
             sink.add_metric(name=name, unit=MetricUnit.Milliseconds, value=result.timings_ms[key])
     sink.add_metric(name="MessageFailures", unit=MetricUnit.Count, value=len(result.failures))
-    sink.add_metric(
-        name="CompactionLambdaError" if result.failures else "CompactionLambdaSuccess",
-        unit=MetricUnit.Count,
-        value=1,
-    )
+    if reset is not None:
+        sink.add_metric(name="VisibilityResets", unit=MetricUnit.Count, value=reset.reset)
+        sink.add_metric(name="VisibilityResetFailures", unit=MetricUnit.Count, value=reset.failed)
     sink.flush_metrics()
 
 
-@logger.inject_lambda_context
-@metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    records = event.get("Records") or []
+def process_records(records: list[dict[str, Any]]) -> list[str]:
+    """Run one cycle per collection; the ids of the messages to report failed."""
     failed: list[str] = []
+    by_id: dict[str, dict[str, Any]] = {}
     grouped: dict[ChromaDBCollection, list[tuple[str, StreamMessage]]] = defaultdict(list)
     for record in records:
         message_id = record["messageId"]  # always present in SQS events
+        by_id[message_id] = record
         try:
             message = parse_record(record)
         except MessageValidationError as error:
@@ -154,7 +278,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     metrics.add_metric(name="InvalidMessages", unit=MetricUnit.Count, value=len(failed))
 
     for collection, pairs in grouped.items():
-        result = cycle_for(collection).run(pairs)
+        cycle = cycle_for(collection)
+        result = cycle.run(pairs)
         for failure in result.failures:
             logger.warning(
                 "message not applied",
@@ -174,6 +299,39 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             timings_ms={k: round(v, 1) for k, v in result.timings_ms.items()},
             derived_cache_errors=result.derived_cache_errors,
         )
-        emit_cycle_metrics(result, [message for _, message in pairs])
-        failed += sorted(result.failed_message_ids)
+        failed_ids = sorted(result.failed_message_ids)
+        reset = None
+        if result.cause in RETRY_CAUSES and failed_ids:
+            reset = reset_visibility(
+                [by_id[m] for m in failed_ids if m in by_id],
+                cycle.config.retry_visibility_seconds,
+            )
+            logger.info(
+                "failed messages scheduled for early retry",
+                collection=collection.value,
+                cause=result.cause.value if result.cause else None,
+                visibility_timeout_seconds=reset.timeout_seconds,
+                reset=reset.reset,
+                failed=reset.failed,
+            )
+        emit_cycle_metrics(result, [message for _, message in pairs], reset)
+        failed += failed_ids
+    return failed
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # Success / Error count invocations (SPEC §9): Error when any message of the event,
+    # invalid ones included, is reported failed — or when the invocation itself fails.
+    try:
+        failed = process_records(event.get("Records") or [])
+    except Exception:
+        metrics.add_metric(name="CompactionLambdaError", unit=MetricUnit.Count, value=1)
+        raise
+    metrics.add_metric(
+        name="CompactionLambdaError" if failed else "CompactionLambdaSuccess",
+        unit=MetricUnit.Count,
+        value=1,
+    )
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}

@@ -16,6 +16,7 @@ from receipt_chroma.testing.synthetic import SyntheticReceipt
 from receipt_chroma.testing.world import CompactionWorld
 from receipt_dynamo.testing.factories import IMAGE_ID, make_metadata
 from receipt_dynamo_stream import StreamMessage, publish_messages
+from receipt_dynamo_stream.exceptions import ConfigurationError
 
 pytestmark = pytest.mark.integration
 
@@ -68,6 +69,16 @@ def _emf(output: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in output.splitlines() if line.startswith('{"_aws"')]
 
 
+def _invocation(metrics: list[dict[str, Any]]) -> dict[str, Any]:
+    """The one EMF document of the invocation's own metrics (no collection dimension)."""
+    (invocation,) = [
+        m for m in metrics if "CompactionLambdaSuccess" in m or "CompactionLambdaError" in m
+    ]
+    assert "collection" not in invocation
+    assert invocation["service"] == "receipt-compactor"
+    return invocation
+
+
 def test_handler_publishes_and_reports_only_invalid_messages(
     world: CompactionWorld,
     compaction_handler: ModuleType,
@@ -115,9 +126,22 @@ def test_handler_publishes_and_reports_only_invalid_messages(
         "VectorsMerged",
         "DeltasMerged",
         "CompactionMetadataUpdates",
-        "CompactionLambdaSuccess",
+        "CompactionLabelUpdates",
+        "InvalidTableRows",
+        "MessageFailures",
     } <= names
+    assert not {"CompactionLambdaSuccess", "CompactionLambdaError"} & names
     assert per_collection[0]["VectorsMerged"] == [6.0]
+    assert per_collection[0]["MessageFailures"] == [0.0]
+    assert per_collection[0]["InvalidTableRows"] == [0.0]
+    assert "VisibilityResetFailures" not in names  # nothing to retry early
+    # Per invocation (SPEC §9): the cycle published everything, but invalid messages of the
+    # event were reported failed, so the invocation is an error.
+    invocation = _invocation(metrics)
+    assert invocation["CompactionLambdaError"] == [1.0]
+    assert "CompactionLambdaSuccess" not in invocation
+    assert invocation["InvalidMessages"] == [3.0]
+    assert ["service"] in invocation["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
     assert per_collection[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "ReceiptCompaction"
     assert ["collection", "service"] in per_collection[0]["_aws"]["CloudWatchMetrics"][0][
         "Dimensions"
@@ -148,7 +172,48 @@ def test_second_invocation_reuses_the_warm_copy(
     assert response == {"batchItemFailures": []}
     metrics = _emf(capsys.readouterr().out)
     assert any("CacheTierWarm" in m for m in metrics)
+    invocation = _invocation(metrics)
+    assert invocation["CompactionLambdaSuccess"] == [1.0]
+    assert "CompactionLambdaError" not in invocation
     assert (
         world.snapshot_from_s3("words")[word_vector_id(IMAGE_ID, 1, 1, 1)][0]["merchant_name"]
         == "Warm"
     )
+
+
+def test_an_event_of_only_invalid_messages_is_one_failed_invocation(
+    world: CompactionWorld,
+    compaction_handler: ModuleType,
+    lambda_context: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    event = {"Records": [{"messageId": "not-json", "body": "{oops", "messageAttributes": {}}]}
+
+    response = compaction_handler.lambda_handler(event, lambda_context)
+
+    assert response == {"batchItemFailures": [{"itemIdentifier": "not-json"}]}
+    metrics = _emf(capsys.readouterr().out)
+    assert not [m for m in metrics if "collection" in m]  # no cycle ran
+    invocation = _invocation(metrics)
+    assert invocation["CompactionLambdaError"] == [1.0]
+    assert invocation["InvalidMessages"] == [1.0]
+
+
+def test_an_invocation_that_raises_counts_as_a_failed_invocation(
+    world: CompactionWorld,
+    compaction_handler: ModuleType,
+    lambda_context: Any,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    world.add_receipt(SyntheticReceipt(IMAGE_ID, 1, dimension=world.dimension))
+    event = _sqs_event(world.pump()["words"], [])
+    monkeypatch.setenv("RETRY_VISIBILITY_SECONDS", "soon")
+
+    # A misconfigured container fails the whole invocation (Lambda retries the batch),
+    # naming the variable; the invocation still counts as an error.
+    with pytest.raises(ConfigurationError, match="RETRY_VISIBILITY_SECONDS"):
+        compaction_handler.lambda_handler(event, lambda_context)
+
+    invocation = _invocation(_emf(capsys.readouterr().out))
+    assert invocation["CompactionLambdaError"] == [1.0]

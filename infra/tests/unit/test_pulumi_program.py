@@ -9,6 +9,7 @@ from typing import Any
 import pulumi
 import pytest
 
+from receipt_chroma.compaction.config import CompactionConfig
 from receipt_chroma.local.reliability import SCALES, STREAM_BATCH
 from receipt_dynamo.schema import TTL_ATTRIBUTE, table_definition
 
@@ -162,6 +163,31 @@ def test_compactor_role_is_scoped_and_cannot_read_the_stream(program: RecordingM
     )
 
 
+def test_compactor_may_shorten_visibility_on_exactly_its_two_queues(
+    program: RecordingMocks,
+) -> None:
+    """SPEC §7 fast retry: ChangeMessageVisibilityBatch is authorised by
+    sqs:ChangeMessageVisibility, granted on the lines and words queues and nothing else
+    (not the DLQs); the queue URL comes from the event's ARN, so no sqs:GetQueueUrl."""
+    statements = _statements(program, "test-compactor")
+    granting = [s for s in statements if "sqs:ChangeMessageVisibility" in s["Action"]]
+    assert all(s["Effect"] == "Allow" and "Condition" not in s for s in granting)
+    assert sorted(r for s in granting for r in s["Resource"]) == [
+        f"arn:aws:sqs:us-east-1:{ACCOUNT}:test-lines",
+        f"arn:aws:sqs:us-east-1:{ACCOUNT}:test-words",
+    ]
+    actions = {a for s in statements for a in s["Action"]}
+    assert "sqs:GetQueueUrl" not in actions
+    for collection in ("lines", "words"):
+        policy = _policy(
+            program.named("aws:sqs/queuePolicy:QueuePolicy", f"test-{collection}-policy")
+        )
+        consumer = {s["Sid"]: s for s in policy["Statement"]}["Consumer"]
+        assert consumer["Principal"]["AWS"].endswith(":test-compactor-role")
+        assert "sqs:ChangeMessageVisibility" in consumer["Action"]
+        assert consumer["Resource"] == f"arn:aws:sqs:us-east-1:{ACCOUNT}:test-{collection}"
+
+
 def test_stream_mapping_reports_failures_and_is_bounded(program: RecordingMocks) -> None:
     mapping = program.named(
         "aws:lambda/eventSourceMapping:EventSourceMapping", "test-stream-processor-stream"
@@ -289,11 +315,18 @@ def test_lambda_environments_follow_the_spec(program: RecordingMocks) -> None:
         "HEARTBEAT_INTERVAL_SECONDS",
         "HEARTBEAT_MAX_FAILURES",
         "LOCK_WAIT_SECONDS",
+        "RETRY_VISIBILITY_SECONDS",
         "LOG_LEVEL",
         "POWERTOOLS_SERVICE_NAME",
         "POWERTOOLS_METRICS_NAMESPACE",
     }
     assert compactor_env["CHROMA_ROOT"] == "/mnt/chroma"
+    # The fast-retry window parses and stays far below the queues' own visibility timeout.
+    low, high = CompactionConfig.from_env(compactor_env).retry_visibility_seconds
+    assert (low, high) == (30, 90)
+    for collection in ("lines", "words"):
+        queue = program.named("aws:sqs/queue:Queue", f"test-{collection}")
+        assert high < queue["visibilityTimeoutSeconds"]
     assert compactor_env["POWERTOOLS_SERVICE_NAME"] == "receipt-compactor"
     assert stream["environment"]["variables"]["POWERTOOLS_SERVICE_NAME"] == "receipt-stream"
     assert (stream["runtime"], stream["architectures"]) == ("python3.12", ["arm64"])

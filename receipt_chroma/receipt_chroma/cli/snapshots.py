@@ -80,7 +80,9 @@ def download(bucket: str, collection: str, version: str, destination: Path) -> d
 
 
 def rollback(dynamo: DynamoClient, bucket: str, collection: str, version: str) -> dict[str, Any]:
-    """Move the pointer to a retained version under the lease (SPEC §6)."""
+    """Move the pointer to a retained version under the lease (SPEC §6), then refresh
+    ``latest-pointer.txt`` from the pointer item's current value: a cycle may publish
+    right after the lease is released, and the file must never go back behind it."""
     pointer = dynamo.get_snapshot_pointer(collection)
     if pointer is None or version not in pointer.history:
         retained = list(pointer.history) if pointer else []
@@ -90,16 +92,31 @@ def rollback(dynamo: DynamoClient, bucket: str, collection: str, version: str) -
         raise SnapshotError(f"{collection} {version} has no tarball hash in S3")
     with LockManager(dynamo, collection) as lease:
         base = dynamo.get_snapshot_pointer(collection)
+        if base is None or version not in base.history:  # retention ran meanwhile
+            retained = list(base.history) if base else []
+            raise SnapshotError(
+                f"{version} is no longer a retained {collection} version: {retained}"
+            )
         moved = dynamo.publish_snapshot_pointer(
             collection, version, base=base, owner=lease.owner, fencing_token=lease.token
         )
-    store.sync_pointer_file(lambda: moved.version)
-    return {
+
+    def current_version() -> str | None:  # re-read on every attempt: never the stale `moved`
+        current = dynamo.get_snapshot_pointer(collection)
+        return None if current is None else current.version
+
+    outcome: dict[str, Any] = {
         "collection": collection,
         "version": moved.version,
         "previous_version": moved.previous_version,
         "history": list(moved.history),
     }
+    try:
+        outcome["pointer_file"] = store.sync_pointer_file(current_version)
+    except Exception as error:  # derived cache: the pointer moved; the next cycle repairs it
+        outcome["pointer_file"] = None
+        outcome["pointer_file_error"] = f"{type(error).__name__}: {error}"
+    return outcome
 
 
 BACKFILL_TYPES = (

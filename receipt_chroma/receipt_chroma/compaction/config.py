@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,32 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+MAX_VISIBILITY_SECONDS = 43200  # SQS's limit on a message's visibility timeout (12 h)
+_SECONDS_RANGE = re.compile(r"\s*([0-9]+)\s*(?:-\s*([0-9]+)\s*)?")
+
+
+def _seconds_range(env: Mapping[str, str], name: str, default: tuple[int, int]) -> tuple[int, int]:
+    """``"30-90"`` → (30, 90); ``"45"`` → (45, 45); whole seconds within SQS's limit."""
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    match = _SECONDS_RANGE.fullmatch(text)
+    if match is None:
+        raise ConfigurationError(
+            f"{name} must be whole seconds or a range of them such as 30-90, got {text!r}"
+        )
+    low = int(match.group(1))
+    high = low if match.group(2) is None else int(match.group(2))
+    if low > high:
+        raise ConfigurationError(f"{name} range must not be descending, got {text!r}")
+    if high > MAX_VISIBILITY_SECONDS:
+        raise ConfigurationError(
+            f"{name} must not exceed {MAX_VISIBILITY_SECONDS} seconds (SQS's maximum "
+            f"visibility timeout), got {text!r}"
+        )
+    return low, high
+
+
 @dataclass(frozen=True)
 class CompactionConfig:
     table_name: str
@@ -43,6 +70,8 @@ class CompactionConfig:
     heartbeat_max_failures: int = 3
     lock_wait_seconds: float = 60
     lock_backoff_seconds: tuple[float, float] = (1.0, 5.0)
+    # Visibility given to messages failed by lease contention or a moved pointer (§7).
+    retry_visibility_seconds: tuple[int, int] = (30, 90)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> CompactionConfig:
@@ -57,4 +86,5 @@ class CompactionConfig:
             heartbeat_interval_seconds=_number(values, "HEARTBEAT_INTERVAL_SECONDS", 30),
             heartbeat_max_failures=int(_number(values, "HEARTBEAT_MAX_FAILURES", 3)),
             lock_wait_seconds=_number(values, "LOCK_WAIT_SECONDS", 60),
+            retry_visibility_seconds=_seconds_range(values, "RETRY_VISIBILITY_SECONDS", (30, 90)),
         )

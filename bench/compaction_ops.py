@@ -112,9 +112,14 @@ def bench_merge(workdir: Path) -> dict[str, Any]:
                 vector_id,
                 embedding,
                 text,
-                {**parse_vector_id(vector_id, "words").base_metadata(), **meta},
+                {
+                    **parse_vector_id(vector_id, "words").base_metadata(),
+                    **meta,
+                    "embedding_run_id": run.run_id,
+                    "embedding_created_at": run.created_at,
+                },
             )
-            for receipt in receipts
+            for receipt, run in zip(receipts, runs, strict=True)
             for vector_id, embedding, text, meta in receipt.word_records()
         ]
         base = _merge_base(workdir / "merge-base")

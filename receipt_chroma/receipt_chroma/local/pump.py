@@ -61,6 +61,12 @@ class PumpStats:
     redeliveries_injected: int = 0
 
 
+def queue_arn(queue_url: str) -> str:
+    """The ARN Lambda puts in ``eventSourceARN`` for a queue URL (``…/<account>/<name>``)."""
+    account, name = queue_url.rstrip("/").split("/")[-2:]
+    return f"arn:aws:sqs:{os.environ.get('AWS_DEFAULT_REGION', 'us-east-1')}:{account}:{name}"
+
+
 def _sequence(record: dict[str, Any]) -> int:
     return int(record["dynamodb"]["SequenceNumber"])
 
@@ -82,6 +88,19 @@ def cycles_from_metrics(output: str) -> list[dict[str, Any]]:
                 "published": "SnapshotPublished" in metrics,
                 "vectors_merged": int(sum(metrics.get("VectorsMerged", [0]))),
                 "failures": int(sum(metrics.get("MessageFailures", [0]))),
+                # Messages failed for lease contention (or a moved pointer) that the
+                # handler did not hand back early: on AWS they would wait for the
+                # queue's visibility timeout.
+                "contended": "LeaseAcquisitionFailures" in metrics,
+                "waited_for_visibility_timeout": (
+                    max(
+                        0,
+                        int(sum(metrics.get("MessageFailures", [0])))
+                        - int(sum(metrics.get("VisibilityResets", [0]))),
+                    )
+                    if "LeaseAcquisitionFailures" in metrics
+                    else 0
+                ),
             }
         )
     return cycles
@@ -143,7 +162,7 @@ class QueueConsumer:
                         for name, v in m.get("MessageAttributes", {}).items()
                     },
                     "eventSource": "aws:sqs",
-                    "eventSourceARN": f"arn:aws:sqs:us-east-1:123456789012:{collection}",
+                    "eventSourceARN": queue_arn(self.queues[collection]),
                     "awsRegion": "us-east-1",
                 }
                 for m in messages

@@ -385,11 +385,15 @@ def concurrent_compactors(root: Path, scale: Scale) -> dict[str, Any]:
     world.settle()
     publishes = [p for out in outputs for p in publishes_from_logs(out)]
     bases = [(collection, base) for collection, base, _ in publishes]
+    # Each worker's last line is its summary, with the cycles read from the handler's EMF.
+    cycles = [c for out in outputs for c in json.loads(out.strip().splitlines()[-1])["cycles"]]
     return {
         "changes": world.changes,
         "compactors": 3,
         "publishes": len(publishes),
         "same_base_publishes": len(bases) - len(set(bases)),
+        "lease_contention_failures": sum(c["failures"] for c in cycles if c["contended"]),
+        "waited_for_visibility_timeout": sum(c["waited_for_visibility_timeout"] for c in cycles),
         **world.compare(),
     }
 

@@ -15,7 +15,8 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=25.1"
 
 # Everything in one pip command so the resolver sees every constraint at once
-# (installing chromadb and boto3 separately can break python-dateutil; PITFALLS.md).
+# (installed separately, chromadb's kubernetes pin can conflict with botocore's
+# python-dateutil).
 # "compat" editable installs put each package folder on sys.path, so running from the
 # repository root never picks the outer folder up as a namespace package.
 $(STAMP): $(BIN)/python $(PYPROJECTS)

@@ -12,7 +12,7 @@ SQS_CONSUME = [
     "sqs:ReceiveMessage",
     "sqs:DeleteMessage",
     # Also authorises ChangeMessageVisibilityBatch: the compactor shortens the visibility
-    # of messages failed by lease contention (SPEC §7). The queue URL is built from the
+    # of messages failed by lease contention (contract §7). The queue URL is built from the
     # event's ARN, so no sqs:GetQueueUrl.
     "sqs:ChangeMessageVisibility",
     "sqs:GetQueueAttributes",

@@ -33,7 +33,7 @@ HEARTBEAT_INTERVAL_SECONDS: Final = 30
 HEARTBEAT_MAX_FAILURES: Final = 3
 LOCK_WAIT_SECONDS: Final = 60
 # Visibility (s, jittered in the range) of messages failed by lease contention or a moved
-# pointer: retried within minutes instead of after VISIBILITY_TIMEOUT_SECONDS (SPEC §7).
+# pointer: retried within minutes instead of after VISIBILITY_TIMEOUT_SECONDS (contract §7).
 RETRY_VISIBILITY_SECONDS: Final = "30-90"
 
 # Queues: a message must outlive its receives (maxReceiveCount x visibility < retention).

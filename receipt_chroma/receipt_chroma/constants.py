@@ -1,4 +1,4 @@
-"""Names and defaults of the vector store contract (SPEC §4)."""
+"""Names and defaults of the vector store contract (contract §4)."""
 
 from __future__ import annotations
 

@@ -37,7 +37,7 @@ class SnapshotCorruptError(SnapshotError):
 
 
 class SnapshotUnavailableError(SnapshotError):
-    """The pointer names a version that cannot be had, or the stores disagree (SPEC §6).
+    """The pointer names a version that cannot be had, or the stores disagree (contract §6).
 
     The cycle fails its messages rather than bootstrapping over data.
     """

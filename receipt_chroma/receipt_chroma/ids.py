@@ -1,4 +1,4 @@
-"""Chroma record ids (SPEC §4) and the metadata derived from them."""
+"""Chroma record ids (contract §4) and the metadata derived from them."""
 
 from __future__ import annotations
 

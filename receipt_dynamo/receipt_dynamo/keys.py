@@ -1,4 +1,4 @@
-"""Key formats of the single-table design (SPEC §2) and the patterns that recognise them.
+"""Key formats of the single-table design (contract §2) and the patterns that recognise them.
 
 Every module that builds or parses a key uses these helpers, so there is exactly one
 definition of each format.
@@ -20,7 +20,7 @@ _LABEL_RE: Final = re.compile(LABEL_PATTERN, re.ASCII)
 
 IMAGE_PK_RE: Final = re.compile(rf"IMAGE#({IMAGE_ID_PATTERN})", re.ASCII)
 
-# SK shapes of the entities the pipeline follows (SPEC §3.1). Groups capture the ids;
+# SK shapes of the entities the pipeline follows (contract §3.1). Groups capture the ids;
 # a match with invalid parts (id 00000, a bad label) is a parse failure, not "irrelevant".
 SK_PATTERNS: Final[dict[EntityType, re.Pattern[str]]] = {
     EntityType.RECEIPT: re.compile(r"RECEIPT#(\d{5})", re.ASCII),
@@ -93,7 +93,7 @@ def lock_pk(collection: str, lock_id: str) -> str:
 
 
 def compaction_lock_id(collection: str) -> str:
-    """The lock id of a collection's compaction lease (SPEC §2)."""
+    """The lock id of a collection's compaction lease (contract §2)."""
     return f"chroma-{collection}-compaction"
 
 

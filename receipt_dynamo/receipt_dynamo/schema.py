@@ -1,4 +1,4 @@
-"""The table's schema (SPEC §2), as CreateTable arguments and a helper that creates it.
+"""The table's schema (contract §2), as CreateTable arguments and a helper that creates it.
 
 The Pulumi program is tested against ``table_definition`` so both stay identical.
 """

@@ -1,4 +1,4 @@
-"""The one timestamp format the pipeline writes (SPEC §2)."""
+"""The one timestamp format the pipeline writes (contract §2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Backfill: messages for rows that already exist (SPEC §3.4 ``source: backfill``).
+"""Backfill: messages for rows that already exist (contract §3.4 ``source: backfill``).
 
 Used to bring a new, rolled-back or repaired snapshot up to date: each existing metadata,
 label and compaction-run row yields the messages its INSERT would have, marked as a

@@ -1,4 +1,4 @@
-"""The change rule (SPEC §3) as one table: for each entity type of the table, the
+"""The change rule (contract §3) as one table: for each entity type of the table, the
 names of its SK's id groups, its entity class, its ChromaDB-relevant fields, the events
 that produce messages, the collections those go to, and what their ``entity_data`` holds.
 

@@ -8,11 +8,11 @@ class StreamProcessingError(Exception):
 
 
 class UnparseableRecordError(StreamProcessingError):
-    """A stream record that cannot be turned into messages (SPEC §3.5): parked, not retried."""
+    """A stream record that cannot be turned into messages (contract §3.5): parked, not retried."""
 
 
 class MessageValidationError(StreamProcessingError, ValueError):
-    """A queue message body that is not a valid message of the SPEC §3.4 schema."""
+    """A queue message body that is not a valid message of the contract §3.4 schema."""
 
 
 class ConfigurationError(StreamProcessingError):

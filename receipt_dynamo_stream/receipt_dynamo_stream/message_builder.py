@@ -1,4 +1,4 @@
-"""Stream records → queue messages (SPEC §3.3 and §3.4)."""
+"""Stream records → queue messages (contract §3.3 and §3.4)."""
 
 from __future__ import annotations
 

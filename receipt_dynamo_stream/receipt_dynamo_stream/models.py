@@ -1,6 +1,6 @@
 """Data types of the stream side: parsed records, field changes and queue messages.
 
-``StreamMessage`` owns the JSON form of SPEC §3.4 in both directions; the compactor parses
+``StreamMessage`` owns the JSON form of contract §3.4 in both directions; the compactor parses
 queue bodies with ``StreamMessage.from_json``.
 """
 

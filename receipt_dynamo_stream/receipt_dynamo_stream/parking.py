@@ -1,4 +1,4 @@
-"""Parking unparseable stream records on the stream DLQ (SPEC §3.5)."""
+"""Parking unparseable stream records on the stream DLQ (contract §3.5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Publishing messages to the lines/words queues with SQS batches (SPEC §3.5).
+"""Publishing messages to the lines/words queues with SQS batches (contract §3.5).
 
 Batches hold at most 10 entries and 256 KiB. Entries SQS reports as ``Failed`` are
 retried, batches refused as a whole are split and retried, both with backoff; whatever

@@ -7,7 +7,7 @@ queue's DLQ through its redrive policy instead of being acknowledged silently.
 
 Messages failed because the lease was held or the pointer moved are given a short jittered
 visibility timeout (``RETRY_VISIBILITY_SECONDS``) before they are reported, so they come
-back within minutes instead of after the queue's visibility timeout (SPEC §7).
+back within minutes instead of after the queue's visibility timeout (contract §7).
 """
 
 from __future__ import annotations
@@ -322,7 +322,7 @@ def process_records(records: list[dict[str, Any]]) -> list[str]:
 @logger.inject_lambda_context
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    # Success / Error count invocations (SPEC §9): Error when any message of the event,
+    # Success / Error count invocations (contract §9): Error when any message of the event,
     # invalid ones included, is reported failed — or when the invocation itself fails.
     try:
         failed = process_records(event.get("Records") or [])

@@ -1,4 +1,4 @@
-"""SPEC §7 (rev 2): messages failed by lease contention or a moved pointer are given a short
+"""contract §7 (rev 2): messages failed by lease contention or a moved pointer are given a short
 jittered visibility (``RETRY_VISIBILITY_SECONDS``) with ``ChangeMessageVisibilityBatch``
 before the handler reports them, so they return within seconds here instead of after the
 queue's long visibility timeout. Real messages on a real moto SQS queue throughout; faults

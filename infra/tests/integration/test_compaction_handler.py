@@ -135,7 +135,7 @@ def test_handler_publishes_and_reports_only_invalid_messages(
     assert per_collection[0]["MessageFailures"] == [0.0]
     assert per_collection[0]["InvalidTableRows"] == [0.0]
     assert "VisibilityResetFailures" not in names  # nothing to retry early
-    # Per invocation (SPEC §9): the cycle published everything, but invalid messages of the
+    # Per invocation (contract §9): the cycle published everything, but invalid messages of the
     # event were reported failed, so the invocation is an error.
     invocation = _invocation(metrics)
     assert invocation["CompactionLambdaError"] == [1.0]

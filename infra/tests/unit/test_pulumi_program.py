@@ -166,7 +166,7 @@ def test_compactor_role_is_scoped_and_cannot_read_the_stream(program: RecordingM
 def test_compactor_may_shorten_visibility_on_exactly_its_two_queues(
     program: RecordingMocks,
 ) -> None:
-    """SPEC §7 fast retry: ChangeMessageVisibilityBatch is authorised by
+    """contract §7 fast retry: ChangeMessageVisibilityBatch is authorised by
     sqs:ChangeMessageVisibility, granted on the lines and words queues and nothing else
     (not the DLQs); the queue URL comes from the event's ARN, so no sqs:GetQueueUrl."""
     statements = _statements(program, "test-compactor")

@@ -1,4 +1,4 @@
-"""``RETRY_VISIBILITY_SECONDS`` (SPEC §7, §8 rev 2) as the compactor reads it."""
+"""``RETRY_VISIBILITY_SECONDS`` (contract §7, §8 rev 2) as the compactor reads it."""
 
 from __future__ import annotations
 

@@ -80,7 +80,7 @@ def download(bucket: str, collection: str, version: str, destination: Path) -> d
 
 
 def rollback(dynamo: DynamoClient, bucket: str, collection: str, version: str) -> dict[str, Any]:
-    """Move the pointer to a retained version under the lease (SPEC §6), then refresh
+    """Move the pointer to a retained version under the lease (contract §6), then refresh
     ``latest-pointer.txt`` from the pointer item's current value: a cycle may publish
     right after the lease is released, and the file must never go back behind it."""
     pointer = dynamo.get_snapshot_pointer(collection)

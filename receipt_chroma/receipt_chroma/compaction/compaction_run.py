@@ -1,4 +1,4 @@
-"""Delta merging: a CompactionRun's embeddings into the snapshot collection (SPEC §5.3).
+"""Delta merging: a CompactionRun's embeddings into the snapshot collection (contract §5.3).
 
 A delta may hold any part of a receipt. Merging run R upserts each delta record whose
 line/word row exists, unless the record already holds a vector of a newer run — every
@@ -77,7 +77,7 @@ def live_record_ids(rows: ReceiptRows, collection: ChromaDBCollection | str) -> 
 
 
 RunOrder = tuple[datetime, str]
-"""(created_at as an instant, run_id): the order of runs (SPEC §5.4)."""
+"""(created_at as an instant, run_id): the order of runs (contract §5.4)."""
 
 
 def held_run_order(metadata: dict[str, Any] | None) -> RunOrder | None:

@@ -1,4 +1,4 @@
-"""Compactor settings from the environment (SPEC §8)."""
+"""Compactor settings from the environment (contract §8)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""One compaction cycle for one collection (SPEC §5.2 and §6).
+"""One compaction cycle for one collection (contract §5.2 and §6).
 
 lease → pointer → working copy from the cheapest tier → apply the batch → verify →
 upload → compare-and-swap of the pointer under the lease → derived pointers and EFS →

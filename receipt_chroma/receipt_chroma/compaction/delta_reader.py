@@ -54,7 +54,7 @@ class DeltaReadRequest:
 
 
 def load_delta(request: DeltaReadRequest) -> list[DeltaRecord]:
-    """Fetch (if a URL), unpack and read a delta; every id must be a SPEC §4 id of the run's
+    """Fetch (if a URL), unpack and read a delta; every id must be a contract §4 id of the run's
     receipt."""
     fetched = request.fetched or _download(request)
     directory = unpack_delta(fetched, request.destination)

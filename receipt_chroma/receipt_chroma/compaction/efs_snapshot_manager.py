@@ -1,4 +1,4 @@
-"""Snapshot versions on EFS (SPEC §6): a shared cache of S3 versions, never opened in place.
+"""Snapshot versions on EFS (contract §6): a shared cache of S3 versions, never opened in place.
 
 ``<root>/snapshots/<collection>/<version>/`` holds a closed persist directory and a copy
 of ``.snapshot_hash``. A version directory is built under ``.tmp-<version>-<hex>/`` and

@@ -1,4 +1,4 @@
-"""LockManager: the collection lease of SPEC §7, kept alive by a heartbeat thread.
+"""LockManager: the collection lease of contract §7, kept alive by a heartbeat thread.
 
 The holder treats the lease as lost when a heartbeat is refused, after
 ``max_failures`` heartbeat errors in a row, or once local time passes the last confirmed
@@ -24,7 +24,7 @@ from receipt_dynamo.exceptions import LeaseHeldError, LeaseLostError
 from receipt_dynamo.timestamps import parse_iso
 
 _LOGGER = logging.getLogger(__name__)
-SAFETY_MARGIN = timedelta(seconds=10)  # SPEC §7; shortened for leases under 40 s
+SAFETY_MARGIN = timedelta(seconds=10)  # contract §7; shortened for leases under 40 s
 
 
 class LockManager:

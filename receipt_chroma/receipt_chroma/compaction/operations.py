@@ -1,4 +1,4 @@
-"""Operations on one collection: merchant metadata, word labels and deletions (SPEC §4, §5.5).
+"""Operations on one collection: merchant metadata, word labels and deletions (contract §4, §5.5).
 
 Each function touches only the collection it is given and raises on failure — it never
 returns 0 for an error. Key writes have one path, ``apply_receipt_keys``: it reads the
@@ -166,7 +166,7 @@ def _latest(timestamps: Iterable[str]) -> str | None:
 
 
 def reconstruct_label_metadata(labels: Iterable[ReceiptWordLabel]) -> dict[str, MetadataValue]:
-    """The label keys of one word from all of its label rows (SPEC §4); absent → None."""
+    """The label keys of one word from all of its label rows (contract §4); absent → None."""
     rows = list(labels)
     result: dict[str, MetadataValue] = dict.fromkeys(LABEL_KEYS)
     if not rows:

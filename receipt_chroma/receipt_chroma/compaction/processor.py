@@ -1,4 +1,4 @@
-"""Applying one batch of messages to one collection (SPEC §5.2 step 3 and §5.4).
+"""Applying one batch of messages to one collection (contract §5.2 step 3 and §5.4).
 
 Messages are only triggers. For every receipt they name, the current rows are read with
 one strongly consistent query, and the records the messages name are brought to the

@@ -30,7 +30,7 @@ class PipelineResources:
         return {"lines": self.lines_queue_url, "words": self.words_queue_url}
 
     def environment(self, chroma_root: Path, work_dir: Path, dimension: int) -> dict[str, str]:
-        """What the two functions' environments hold in AWS (SPEC §8)."""
+        """What the two functions' environments hold in AWS (contract §8)."""
         return {
             "LINES_QUEUE_URL": self.lines_queue_url,
             "WORDS_QUEUE_URL": self.words_queue_url,

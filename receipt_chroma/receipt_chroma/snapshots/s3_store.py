@@ -1,4 +1,4 @@
-"""Snapshots on S3 (SPEC §6): immutable versions, their hashes and the pointer file.
+"""Snapshots on S3 (contract §6): immutable versions, their hashes and the pointer file.
 
 ``<collection>/snapshot/timestamped/<version>/snapshot.tar.gz`` and ``.snapshot_hash``
 (``sha256:<hex of the tarball>``); ``<collection>/snapshot/latest-pointer.txt`` holds the

@@ -1,7 +1,8 @@
-"""Regression tests, one per defect found before SPEC revision 2 (issue "Convergence you
+"""Regression tests, one per defect found before contract revision 2 (issue "Convergence you
 can prove"), each named after it. Real cycles: moto server, real Chroma.
 
-Expected values are written out from the SPEC here, never computed by product code.
+Expected values are written out from the contract (docs/contract.md) here, never
+computed by product code.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``snapshot rollback`` and ``latest-pointer.txt`` (SPEC §6): after moving the pointer the
+"""``snapshot rollback`` and ``latest-pointer.txt`` (contract §6): after moving the pointer the
 rollback refreshes the file from the pointer item's *current* value, so a cycle that
 publishes between the move and the refresh is never overwritten by the older version."""
 

@@ -1,4 +1,4 @@
-"""The compaction lease of SPEC §7: conditional writes on the collection's lock row."""
+"""The compaction lease of contract §7: conditional writes on the collection's lock row."""
 
 from __future__ import annotations
 

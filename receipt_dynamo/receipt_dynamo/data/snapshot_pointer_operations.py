@@ -1,4 +1,4 @@
-"""The snapshot pointer: reads, the publish transaction of SPEC §6, and adoption."""
+"""The snapshot pointer: reads, the publish transaction of contract §6, and adoption."""
 
 from __future__ import annotations
 
@@ -104,7 +104,7 @@ class SnapshotPointerOperations(DynamoBase):
     ) -> SnapshotPointer:
         """Create the pointer for an existing snapshot version (fencing token 0).
 
-        Used when S3 holds a verified snapshot but the pointer item is absent (SPEC §6).
+        Used when S3 holds a verified snapshot but the pointer item is absent (contract §6).
         """
         pointer = SnapshotPointer(
             collection=ChromaDBCollection(collection),

@@ -1,4 +1,4 @@
-"""Typed entities of the single-table design (SPEC §2)."""
+"""Typed entities of the single-table design (contract §2)."""
 
 from receipt_dynamo.entities.base import DynamoEntity, Item, deserialize, serialize
 from receipt_dynamo.entities.compaction_lock import CompactionLock

@@ -1,4 +1,4 @@
-"""CompactionLock: the lease row of one collection (SPEC §7)."""
+"""CompactionLock: the lease row of one collection (contract §7)."""
 
 from __future__ import annotations
 

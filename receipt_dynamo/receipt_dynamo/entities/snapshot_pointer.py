@@ -1,4 +1,4 @@
-"""SnapshotPointer: the single source of truth for a collection's latest snapshot (SPEC §6)."""
+"""SnapshotPointer: the single source of truth for a collection's latest snapshot (contract §6)."""
 
 from __future__ import annotations
 

@@ -38,7 +38,8 @@ def aws_test_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
-    # mock_aws cannot serve DynamoDB streams with account-id endpoints (PITFALLS.md).
+    # mock_aws cannot serve DynamoDB streams with account-id endpoints (moto 5.2 with this
+    # botocore answers 404 "Not yet implemented"); disabling the mode works around it.
     monkeypatch.setenv("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
 
 

@@ -1,4 +1,4 @@
-"""create_table builds exactly the schema of SPEC §2."""
+"""create_table builds exactly the schema of contract §2."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Which ChromaDB-relevant fields changed between two versions of a row (SPEC §3.2)."""
+"""Which ChromaDB-relevant fields changed between two versions of a row (contract §3.2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every cell of the SPEC §3.3 table, message content (§3.4) and change detection (§3.2)."""
+"""Every cell of the contract §3.3 table, message content (§3.4) and change detection (§3.2)."""
 
 from __future__ import annotations
 
@@ -244,7 +244,7 @@ def test_unknown_collection_is_rejected() -> None:
         StreamMessage.from_json(json.dumps(body))
 
 
-# --- SPEC §3.5 rev 2: only what a message is built from is validated ----------------------
+# --- contract §3.5 rev 2: only what a message is built from is validated ----------------------
 
 
 def test_attributes_no_message_uses_are_not_validated() -> None:

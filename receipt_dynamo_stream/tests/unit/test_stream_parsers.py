@@ -1,4 +1,4 @@
-"""Entity detection from keys (SPEC §3.1) and record-level parse failures (§3.5)."""
+"""Entity detection from keys (contract §3.1) and record-level parse failures (§3.5)."""
 
 from __future__ import annotations
 

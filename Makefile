@@ -3,9 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The three deployed packages, the tools around them (CLI, local pipeline, fixtures) and the
+# infra package (Pulumi program and the two Lambda entry points).
 PACKAGES := receipt_dynamo receipt_dynamo_stream receipt_chroma
-PYPROJECTS := pyproject.toml $(addsuffix /pyproject.toml,$(PACKAGES))
-TEST_PATHS := $(wildcard $(addsuffix /tests,$(PACKAGES)) infra/tests)
+INSTALLED := $(PACKAGES) receipt_compaction_tools infra
+PYPROJECTS := pyproject.toml $(addsuffix /pyproject.toml,$(INSTALLED))
+TEST_PATHS := $(wildcard $(addsuffix /tests,$(PACKAGES) receipt_compaction_tools) infra/tests)
 PYTEST_ARGS ?=
 
 .PHONY: install test test-unit test-integration lint format typecheck clean package-stream bench demo reliability
@@ -21,7 +24,7 @@ $(BIN)/python:
 # repository root never picks the outer folder up as a namespace package.
 $(STAMP): $(BIN)/python $(PYPROJECTS)
 	$(BIN)/pip install --quiet --config-settings editable_mode=compat \
-		$(addprefix -e ./,$(PACKAGES)) --group dev
+		$(addprefix -e ./,$(INSTALLED)) --group dev
 	$(BIN)/pip check
 	@touch $@
 
@@ -45,8 +48,7 @@ format: install
 	$(BIN)/ruff format .
 
 typecheck: install
-	$(BIN)/mypy $(addprefix -p ,$(PACKAGES)) -p chromadb_compaction
-	$(BIN)/mypy infra/chromadb_compaction/lambdas
+	$(BIN)/mypy $(addprefix -p ,$(PACKAGES)) -p receipt_compaction_tools -p chromadb_compaction
 
 # The whole pipeline locally: moto server, real Chroma, both Lambda handlers (< 3 min).
 demo: install

@@ -1,3 +1,3 @@
-"""Shared fixtures for every package's tests live in receipt_dynamo.testing."""
+"""Shared fixtures for every package's tests live in receipt_compaction_tools.testing."""
 
-pytest_plugins = ["receipt_dynamo.testing.pytest_plugin"]
+pytest_plugins = ["receipt_compaction_tools.testing.pytest_plugin"]

@@ -35,14 +35,19 @@ from receipt_chroma import ChromaClient
 from receipt_chroma.compaction import CompactionConfig, CompactionCycle, CycleResult
 from receipt_chroma.compaction.operations import label_metadata_by_record, merchant_metadata
 from receipt_chroma.ids import VectorKey
-from receipt_chroma.local.environment import environment
 from receipt_chroma.snapshots.s3_store import S3SnapshotStore
 from receipt_chroma.snapshots.versions import new_version_id
-from receipt_chroma.testing.synthetic import embedding_for
+from receipt_compaction_tools.aws.local_aws import LocalAwsServer
+from receipt_compaction_tools.local.environment import environment
+from receipt_compaction_tools.testing.factories import (
+    make_label,
+    make_metadata,
+    make_receipt,
+    make_word,
+)
+from receipt_compaction_tools.testing.records import stream_record
+from receipt_compaction_tools.testing.synthetic import embedding_for
 from receipt_dynamo import DynamoClient, create_table
-from receipt_dynamo.local_aws import LocalAwsServer
-from receipt_dynamo.testing.factories import make_label, make_metadata, make_receipt, make_word
-from receipt_dynamo.testing.records import stream_record
 from receipt_dynamo_stream import build_messages
 
 RECEIPTS = int(os.environ.get("BENCH_RECEIPTS", "100"))

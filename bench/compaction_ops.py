@@ -50,11 +50,11 @@ from receipt_chroma.compaction import (
 )
 from receipt_chroma.compaction.operations import merchant_metadata
 from receipt_chroma.ids import VectorKey, parse_vector_id
-from receipt_chroma.local.environment import environment
-from receipt_chroma.testing.synthetic import SyntheticReceipt, embedding_for
+from receipt_compaction_tools.aws.local_aws import LocalAwsServer
+from receipt_compaction_tools.local.environment import environment
+from receipt_compaction_tools.testing.factories import make_metadata
+from receipt_compaction_tools.testing.synthetic import SyntheticReceipt, embedding_for
 from receipt_dynamo import DynamoClient, create_table
-from receipt_dynamo.local_aws import LocalAwsServer
-from receipt_dynamo.testing.factories import make_metadata
 
 MERGE_DIMENSION = 1536
 MERGE_RUNS = 20

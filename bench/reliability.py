@@ -9,7 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from receipt_chroma.local.reliability import SCALES, SCENARIOS, run_suite
+from receipt_compaction_tools.local.reliability import SCALES, SCENARIOS, run_suite
 
 RESULTS = Path(__file__).resolve().parent / "results" / "reliability.json"
 

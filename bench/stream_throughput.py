@@ -20,7 +20,7 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer
 
-from receipt_dynamo.testing.factories import (
+from receipt_compaction_tools.testing.factories import (
     make_compaction_run,
     make_label,
     make_line,
@@ -28,7 +28,7 @@ from receipt_dynamo.testing.factories import (
     make_receipt,
     make_word,
 )
-from receipt_dynamo.testing.records import stream_record
+from receipt_compaction_tools.testing.records import stream_record
 from receipt_dynamo_stream import build_messages
 
 RECORDS = 20_000

@@ -1,7 +1,8 @@
 """Pulumi entry point: the receipt compaction pipeline for this stack."""
 
 import pulumi
-from chromadb_compaction import PipelineConfig, ReceiptCompactionPipeline
+
+from chromadb_compaction.pipeline import PipelineConfig, ReceiptCompactionPipeline
 
 pipeline = ReceiptCompactionPipeline(pulumi.get_stack(), PipelineConfig.from_stack())
 for key, value in pipeline.outputs.items():

@@ -1,6 +1,3 @@
-"""The Pulumi components of the receipt compaction pipeline (and, in ``lambdas/``, its two
-Lambda entry points)."""
-
-from chromadb_compaction.pipeline import PipelineConfig, ReceiptCompactionPipeline
-
-__all__ = ["PipelineConfig", "ReceiptCompactionPipeline"]
+"""The Pulumi components of the receipt compaction pipeline (``pipeline.py`` and the modules
+it composes) and, in ``lambdas/``, its two Lambda entry points. Importing the package
+imports neither Pulumi nor a handler."""

@@ -6,8 +6,8 @@ from types import ModuleType
 
 import pytest
 
-from receipt_chroma.local.handlers import load_handler
-from receipt_chroma.local.pump import LocalLambdaContext
+from receipt_compaction_tools.local.handlers import load_handler
+from receipt_compaction_tools.local.pump import LocalLambdaContext
 
 
 def _fresh_handler(name: str) -> ModuleType:

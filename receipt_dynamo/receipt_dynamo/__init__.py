@@ -32,7 +32,6 @@ from receipt_dynamo.exceptions import (
 )
 from receipt_dynamo.models import InvalidRow, MerchantFields, ReceiptRows
 from receipt_dynamo.schema import create_table, table_definition
-from receipt_dynamo.streams import StreamReader, lambda_record
 
 item_to_receipt = Receipt.from_item
 item_to_receipt_line = ReceiptLine.from_item
@@ -70,7 +69,6 @@ __all__ = [
     "ReceiptWord",
     "ReceiptWordLabel",
     "SnapshotPointer",
-    "StreamReader",
     "ValidationStatus",
     "create_table",
     "item_to_compaction_lock",
@@ -81,6 +79,5 @@ __all__ = [
     "item_to_receipt_word",
     "item_to_receipt_word_label",
     "item_to_snapshot_pointer",
-    "lambda_record",
     "table_definition",
 ]

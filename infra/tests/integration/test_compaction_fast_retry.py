@@ -18,9 +18,9 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.compat import HTTPHeaders
 
-from receipt_chroma.testing.world import CompactionWorld
+from receipt_compaction_tools.testing.factories import IMAGE_ID, make_label, make_metadata
+from receipt_compaction_tools.testing.world import CompactionWorld
 from receipt_dynamo import ChromaDBCollection
-from receipt_dynamo.testing.factories import IMAGE_ID, make_label, make_metadata
 from receipt_dynamo_stream import StreamMessage, publish_messages
 
 if TYPE_CHECKING:

@@ -12,9 +12,9 @@ import boto3
 import pytest
 
 from receipt_chroma.ids import word_vector_id
-from receipt_chroma.testing.synthetic import SyntheticReceipt
-from receipt_chroma.testing.world import CompactionWorld
-from receipt_dynamo.testing.factories import IMAGE_ID, make_metadata
+from receipt_compaction_tools.testing.factories import IMAGE_ID, make_metadata
+from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
+from receipt_compaction_tools.testing.world import CompactionWorld
 from receipt_dynamo_stream import StreamMessage, publish_messages
 from receipt_dynamo_stream.exceptions import ConfigurationError
 

@@ -76,3 +76,7 @@ def test_handler_imports_with_exactly_the_image_requirements(tmp_path: Path) -> 
     ).stdout.splitlines()
     assert str(target) in output[0]
     assert output[1] == "[]"
+    # The image holds the product and its dependencies: no tooling, fixtures or emulator.
+    installed = {p.name for p in target.iterdir()}
+    assert not installed & {"receipt_compaction_tools", "moto", "pytest", "hypothesis"}
+    assert not list(target.glob("receipt_*/testing")), list(target.glob("receipt_*/testing"))

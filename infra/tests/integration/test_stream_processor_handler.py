@@ -12,8 +12,7 @@ from typing import Any
 import boto3
 import pytest
 
-from receipt_dynamo import ValidationStatus
-from receipt_dynamo.testing.factories import (
+from receipt_compaction_tools.testing.factories import (
     make_compaction_run,
     make_label,
     make_line,
@@ -21,8 +20,9 @@ from receipt_dynamo.testing.factories import (
     make_receipt,
     make_word,
 )
-from receipt_dynamo.testing.pytest_plugin import TableFixture
-from receipt_dynamo.testing.sqs_faults import SqsBatchFaults
+from receipt_compaction_tools.testing.pytest_plugin import TableFixture
+from receipt_compaction_tools.testing.sqs_faults import SqsBatchFaults
+from receipt_dynamo import ValidationStatus
 
 pytestmark = pytest.mark.integration
 

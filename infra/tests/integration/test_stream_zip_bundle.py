@@ -16,8 +16,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from receipt_dynamo.testing.factories import make_label
-from receipt_dynamo.testing.records import stream_record
+from receipt_compaction_tools.testing.factories import make_label
+from receipt_compaction_tools.testing.records import stream_record
 
 pytestmark = pytest.mark.integration
 
@@ -87,6 +87,10 @@ def test_bundle_runs_with_only_the_lambda_runtime(
         archive.extractall(unpacked)
     assert "stream_processor.py" in names
     assert not any(n.split("/")[0] in {"boto3", "botocore", "chromadb", "numpy"} for n in names)
+    # No tooling, fixtures or emulator ships in the Lambda.
+    tops = {n.split("/")[0] for n in names}
+    assert not tops & {"receipt_compaction_tools", "moto", "receipt_chroma", "pytest"}
+    assert not any("/testing/" in n or n.endswith("/testing") for n in names)
     runtime = _runtime(tmp_path / "runtime")
 
     sqs = boto3.client("sqs")

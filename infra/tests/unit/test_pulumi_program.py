@@ -10,7 +10,7 @@ import pulumi
 import pytest
 
 from receipt_chroma.compaction.config import CompactionConfig
-from receipt_chroma.local.reliability import SCALES, STREAM_BATCH
+from receipt_compaction_tools.local.reliability import SCALES, STREAM_BATCH
 from receipt_dynamo.schema import TTL_ATTRIBUTE, table_definition
 
 ACCOUNT = "123456789012"
@@ -59,7 +59,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
 @pytest.fixture(scope="module")
 def program(tmp_path_factory: pytest.TempPathFactory) -> RecordingMocks:
-    from chromadb_compaction import PipelineConfig, ReceiptCompactionPipeline
+    from chromadb_compaction.pipeline import PipelineConfig, ReceiptCompactionPipeline
 
     bundle = tmp_path_factory.mktemp("dist") / "stream_processor.zip"
     with zipfile.ZipFile(bundle, "w") as archive:

@@ -14,13 +14,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from receipt_dynamo.testing.factories import (
+from receipt_compaction_tools.testing.factories import (
     make_compaction_run,
     make_label,
     make_metadata,
     make_word,
 )
-from receipt_dynamo.testing.records import stream_record
+from receipt_compaction_tools.testing.records import stream_record
 from receipt_dynamo_stream import build_messages
 
 IMAGE = "3f52804b-2fad-4e00-92c8-b593da3a8ed3"

@@ -20,8 +20,8 @@ from receipt_chroma.compaction import (
     update_word_labels,
 )
 from receipt_chroma.ids import VectorKey
-from receipt_chroma.testing.synthetic import embedding_for
-from receipt_dynamo.testing.factories import IMAGE_ID, make_label
+from receipt_compaction_tools.testing.factories import IMAGE_ID, make_label
+from receipt_compaction_tools.testing.synthetic import embedding_for
 
 pytestmark = pytest.mark.integration
 LOGGER = logging.getLogger("chroma-server-test")

@@ -15,10 +15,15 @@ from receipt_chroma.compaction import FailureCause
 from receipt_chroma.ids import line_vector_id, word_vector_id
 from receipt_chroma.snapshots.s3_store import file_hash
 from receipt_chroma.snapshots.working_copy import CacheTier
-from receipt_chroma.testing.synthetic import SyntheticReceipt
-from receipt_chroma.testing.world import CompactionWorld, read_snapshot
+from receipt_compaction_tools.testing.factories import (
+    IMAGE_ID,
+    OTHER_IMAGE_ID,
+    make_label,
+    make_metadata,
+)
+from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
+from receipt_compaction_tools.testing.world import CompactionWorld, read_snapshot
 from receipt_dynamo import ValidationStatus
-from receipt_dynamo.testing.factories import IMAGE_ID, OTHER_IMAGE_ID, make_label, make_metadata
 
 pytestmark = pytest.mark.integration
 

@@ -23,9 +23,9 @@ from receipt_chroma.compaction import (
     publish_compaction_run,
 )
 from receipt_chroma.compaction.deltas import DELTA_TARBALL, write_delta
-from receipt_chroma.testing.synthetic import SyntheticReceipt
-from receipt_dynamo.testing.factories import IMAGE_ID
-from receipt_dynamo.testing.pytest_plugin import TableFixture
+from receipt_compaction_tools.testing.factories import IMAGE_ID
+from receipt_compaction_tools.testing.pytest_plugin import TableFixture
+from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 
 BUCKET = "reader-deltas"
 LOGGER = logging.getLogger("test-delta-reader")

@@ -17,10 +17,10 @@ import pytest
 from receipt_chroma.compaction import write_delta
 from receipt_chroma.compaction.cycle import FailureCause
 from receipt_chroma.snapshots.working_copy import WorkingCopy
-from receipt_chroma.testing.synthetic import SyntheticReceipt
-from receipt_chroma.testing.world import CompactionWorld, read_snapshot
+from receipt_compaction_tools.testing.factories import IMAGE_ID, make_label, make_metadata
+from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
+from receipt_compaction_tools.testing.world import CompactionWorld, read_snapshot
 from receipt_dynamo import CompactionRun, CompactionState
-from receipt_dynamo.testing.factories import IMAGE_ID, make_label, make_metadata
 from receipt_dynamo_stream import MessageValidationError, StreamMessage
 
 pytestmark = pytest.mark.integration

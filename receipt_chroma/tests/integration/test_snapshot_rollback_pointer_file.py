@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from receipt_chroma.cli.snapshots import rollback
 from receipt_chroma.snapshots.s3_store import S3SnapshotStore
-from receipt_chroma.testing.synthetic import SyntheticReceipt
-from receipt_chroma.testing.world import CompactionWorld
+from receipt_compaction_tools.cli.snapshots import rollback
+from receipt_compaction_tools.testing.factories import IMAGE_ID, make_metadata
+from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
+from receipt_compaction_tools.testing.world import CompactionWorld
 from receipt_dynamo import ChromaDBCollection, DynamoClient
 from receipt_dynamo.entities import SnapshotPointer
-from receipt_dynamo.testing.factories import IMAGE_ID, make_metadata
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from receipt_chroma import ChromaClient, ChromaClientError
-from receipt_chroma.testing.synthetic import embedding_for
+from receipt_compaction_tools.testing.synthetic import embedding_for
 
 
 def test_write_close_and_reopen_read_only(tmp_path: Path) -> None:

@@ -7,9 +7,9 @@ import dataclasses
 import pytest
 from boto3.dynamodb.types import TypeDeserializer
 
+from receipt_compaction_tools.testing.factories import make_label, make_metadata
+from receipt_compaction_tools.testing.pytest_plugin import TableFixture
 from receipt_dynamo import ValidationStatus
-from receipt_dynamo.testing.factories import make_label, make_metadata
-from receipt_dynamo.testing.pytest_plugin import TableFixture
 
 IMAGE = "3f52804b-2fad-4e00-92c8-b593da3a8ed3"
 

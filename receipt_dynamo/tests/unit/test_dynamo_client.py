@@ -7,6 +7,15 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import pytest
 
+from receipt_compaction_tools.testing.factories import (
+    make_compaction_run,
+    make_label,
+    make_line,
+    make_metadata,
+    make_receipt,
+    make_word,
+)
+from receipt_compaction_tools.testing.pytest_plugin import TableFixture
 from receipt_dynamo import (
     CompactionState,
     EntityAlreadyExistsError,
@@ -16,15 +25,6 @@ from receipt_dynamo import (
     PointerMovedError,
 )
 from receipt_dynamo.models import MerchantFields
-from receipt_dynamo.testing.factories import (
-    make_compaction_run,
-    make_label,
-    make_line,
-    make_metadata,
-    make_receipt,
-    make_word,
-)
-from receipt_dynamo.testing.pytest_plugin import TableFixture
 
 IMAGE = "3f52804b-2fad-4e00-92c8-b593da3a8ed3"
 OTHER_IMAGE = "9a0e8f7d-1c2b-4a3e-9f00-112233445566"

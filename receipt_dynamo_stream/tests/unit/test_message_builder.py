@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from receipt_dynamo import DynamoEntity
-from receipt_dynamo.testing.factories import (
+from receipt_compaction_tools.testing.factories import (
     make_compaction_run,
     make_label,
     make_line,
@@ -17,7 +16,8 @@ from receipt_dynamo.testing.factories import (
     make_receipt,
     make_word,
 )
-from receipt_dynamo.testing.records import stream_record
+from receipt_compaction_tools.testing.records import stream_record
+from receipt_dynamo import DynamoEntity
 from receipt_dynamo_stream import (
     FieldChange,
     MessageValidationError,

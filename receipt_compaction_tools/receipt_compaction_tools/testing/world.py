@@ -21,9 +21,9 @@ from receipt_chroma.compaction.cycle import CompactionCycle, CycleResult
 from receipt_chroma.compaction.deltas import publish_compaction_run
 from receipt_chroma.data.chroma_client import ChromaClient
 from receipt_chroma.snapshots.s3_store import S3SnapshotStore
-from receipt_chroma.testing.synthetic import SyntheticReceipt
+from receipt_compaction_tools.aws.streams import StreamReader
+from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_dynamo import DynamoClient, create_table
-from receipt_dynamo.streams import StreamReader
 from receipt_dynamo_stream import StreamMessage, build_messages
 
 SnapshotContents = dict[str, tuple[dict[str, Any], list[float]]]

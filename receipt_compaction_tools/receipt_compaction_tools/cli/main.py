@@ -16,11 +16,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from receipt_chroma.cli import snapshots
-from receipt_chroma.cli.demo import run_demo
 from receipt_chroma.exceptions import ReceiptChromaError
-from receipt_chroma.local.pump import LambdaPump
-from receipt_chroma.local.resources import PipelineResources
+from receipt_compaction_tools.cli import snapshots
+from receipt_compaction_tools.cli.demo import run_demo
+from receipt_compaction_tools.local.pump import LambdaPump
+from receipt_compaction_tools.local.resources import PipelineResources
 from receipt_dynamo import DynamoClient, ReceiptDynamoError
 
 console = Console(stderr=True)

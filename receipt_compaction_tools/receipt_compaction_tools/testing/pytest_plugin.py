@@ -13,10 +13,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from receipt_compaction_tools.aws.local_aws import LOCAL_CREDENTIALS, LocalAwsServer
+from receipt_compaction_tools.aws.streams import StreamReader
 from receipt_dynamo.data.dynamo_client import DynamoClient
-from receipt_dynamo.local_aws import LOCAL_CREDENTIALS, LocalAwsServer
 from receipt_dynamo.schema import create_table
-from receipt_dynamo.streams import StreamReader
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from receipt_chroma.local.reliability import SCENARIOS, run_suite
+from receipt_compaction_tools.local.reliability import SCENARIOS, run_suite
 
 # ~2 minutes on an idle 2-core machine: room above the suite's 300 s default for a busy one.
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]

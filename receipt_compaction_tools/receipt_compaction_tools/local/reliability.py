@@ -32,15 +32,15 @@ from receipt_chroma.compaction.operations import label_metadata_by_record, merch
 from receipt_chroma.constants import LABEL_KEYS, MERCHANT_KEYS
 from receipt_chroma.data.chroma_client import ChromaClient
 from receipt_chroma.ids import line_vector_id, word_vector_id
-from receipt_chroma.local.environment import environment
-from receipt_chroma.local.pump import LambdaPump, QueueChaos
-from receipt_chroma.local.resources import PipelineResources, create_resources
 from receipt_chroma.snapshots.s3_store import S3SnapshotStore
-from receipt_chroma.testing.synthetic import SyntheticReceipt
+from receipt_compaction_tools.aws.local_aws import LocalAwsServer
+from receipt_compaction_tools.local.environment import environment
+from receipt_compaction_tools.local.pump import LambdaPump, QueueChaos
+from receipt_compaction_tools.local.resources import PipelineResources, create_resources
+from receipt_compaction_tools.testing.factories import make_label, make_metadata
+from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_dynamo import DynamoClient, ValidationStatus
 from receipt_dynamo.entities import CompactionRun
-from receipt_dynamo.local_aws import LocalAwsServer
-from receipt_dynamo.testing.factories import make_label, make_metadata
 from receipt_dynamo.timestamps import now_iso
 
 DIMENSION = 8
@@ -287,7 +287,7 @@ class World:
             "LOG_LEVEL": "INFO",
         }
         return subprocess.Popen(
-            [sys.executable, "-m", "receipt_chroma.local.worker", str(path)],
+            [sys.executable, "-m", "receipt_compaction_tools.local.worker", str(path)],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
@@ -340,6 +340,16 @@ class World:
         return True
 
 
+def worker_summary(output: str) -> dict[str, Any]:
+    """The summary a worker prints when it ends (its pump statistics, with the cycles read
+    from the handler's metrics); log lines may follow it."""
+    for line in reversed(output.splitlines()):
+        if line.startswith("{") and '"cycles"' in line:
+            summary: dict[str, Any] = json.loads(line)
+            return summary
+    raise ValueError("the worker printed no summary")
+
+
 def publishes_from_logs(output: str) -> list[tuple[str, str | None, str]]:
     """(collection, base version, published version) of every publish a worker logged."""
     publishes = []
@@ -385,8 +395,7 @@ def concurrent_compactors(root: Path, scale: Scale) -> dict[str, Any]:
     world.settle()
     publishes = [p for out in outputs for p in publishes_from_logs(out)]
     bases = [(collection, base) for collection, base, _ in publishes]
-    # Each worker's last line is its summary, with the cycles read from the handler's EMF.
-    cycles = [c for out in outputs for c in json.loads(out.strip().splitlines()[-1])["cycles"]]
+    cycles = [c for out in outputs for c in worker_summary(out)["cycles"]]
     return {
         "changes": world.changes,
         "compactors": 3,

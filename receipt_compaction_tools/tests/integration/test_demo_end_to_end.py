@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from receipt_chroma.cli.demo import run_demo
-from receipt_chroma.cli.main import main
-from receipt_chroma.local.dataset import generate
+from receipt_compaction_tools.cli.demo import run_demo
+from receipt_compaction_tools.cli.main import main
+from receipt_compaction_tools.local.dataset import generate
 
 pytestmark = pytest.mark.integration
 

@@ -12,13 +12,13 @@ from typing import Any
 import boto3
 
 from receipt_chroma.data.chroma_client import ChromaClient
-from receipt_chroma.local.dataset import DemoDataset, generate, write
-from receipt_chroma.local.environment import environment
-from receipt_chroma.local.pump import LambdaPump
-from receipt_chroma.local.resources import PipelineResources, create_resources
 from receipt_chroma.snapshots.s3_store import S3SnapshotStore
+from receipt_compaction_tools.aws.local_aws import LocalAwsServer
+from receipt_compaction_tools.local.dataset import DemoDataset, generate, write
+from receipt_compaction_tools.local.environment import environment
+from receipt_compaction_tools.local.pump import LambdaPump
+from receipt_compaction_tools.local.resources import PipelineResources, create_resources
 from receipt_dynamo import DynamoClient, ValidationStatus
-from receipt_dynamo.local_aws import LocalAwsServer
 
 Progress = Callable[[str, int], Callable[[int], None]]
 

@@ -55,7 +55,7 @@ class LocalAwsServer:
                 [
                     sys.executable,
                     "-m",
-                    "receipt_dynamo.moto_server",
+                    "receipt_compaction_tools.aws.moto_server",
                     "-H",
                     "127.0.0.1",
                     "-p",

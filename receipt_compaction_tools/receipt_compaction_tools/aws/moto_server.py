@@ -1,4 +1,4 @@
-"""``python -m receipt_dynamo.moto_server [moto server options]``: moto's server for the
+"""``python -m receipt_compaction_tools.aws.moto_server [options]``: moto's server for the
 local pipeline's load tests, with one emulator cost removed.
 
 moto 5.2.5 checks each message that ReceiveMessage returns against the queue's retention

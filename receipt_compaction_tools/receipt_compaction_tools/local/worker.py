@@ -1,6 +1,6 @@
 """A pipeline process for the reliability suite, killable at any moment.
 
-``python -m receipt_chroma.local.worker CONFIG.json`` — the config's ``role`` is
+``python -m receipt_compaction_tools.local.worker CONFIG.json`` — the config's ``role`` is
 ``compactor`` (the default: consumes the lines and words queues with the real handler, as a
 Standard queue's consumer under injected faults, until the queues stay empty) or ``stream``
 (delivers the table's stream to the real stream handler from a checkpoint file, until the
@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from receipt_chroma.local.pump import PumpStats, QueueChaos, QueueConsumer, StreamPump
+from receipt_compaction_tools.local.pump import PumpStats, QueueChaos, QueueConsumer, StreamPump
 
 
 def consume(config: dict[str, Any]) -> dict[str, Any]:

@@ -23,9 +23,9 @@ from typing import Any
 
 import boto3
 
-from receipt_chroma.local.handlers import load_handler
-from receipt_chroma.local.resources import PipelineResources
-from receipt_dynamo.streams import StreamReader
+from receipt_compaction_tools.aws.streams import StreamReader
+from receipt_compaction_tools.local.handlers import load_handler
+from receipt_compaction_tools.local.resources import PipelineResources
 
 STREAM_RETRIES = 5
 TIERS = ("CacheTierWarm", "CacheTierEfs", "CacheTierS3", "CacheTierBootstrap")

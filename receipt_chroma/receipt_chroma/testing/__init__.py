@@ -1,1 +1,0 @@
-"""Test and demo support: synthetic receipts with rows and matching delta records."""

@@ -37,6 +37,22 @@ def _normalise(name: str, value: Any) -> str | None:
     return value
 
 
+def _decode(name: str, raw: Any) -> Any:
+    """One typed attribute value; strings and NULL (all relevant fields should be one of
+    them) are read directly, anything else goes through ``TypeDeserializer``."""
+    if raw is None:
+        return None
+    if isinstance(raw, dict) and len(raw) == 1:
+        if "S" in raw:
+            return raw["S"]
+        if raw.get("NULL") is True:
+            return None
+    try:
+        return _DESERIALIZER.deserialize(raw)
+    except (TypeError, ValueError, AttributeError) as error:
+        raise UnparseableRecordError(f"{name} cannot be decoded: {error}") from None
+
+
 def relevant_values_from_image(
     entity_type: EntityType, image: Mapping[str, Any], key_values: Mapping[str, Any]
 ) -> dict[str, str | None]:
@@ -47,11 +63,12 @@ def relevant_values_from_image(
             values[name] = key_values[name]
             continue
         raw = image.get(name)
-        try:
-            value = None if raw is None else _DESERIALIZER.deserialize(raw)
-        except (TypeError, ValueError, AttributeError) as error:
-            raise UnparseableRecordError(f"{name} cannot be decoded: {error}") from None
-        values[name] = _normalise(name, value)
+        # The common case inline (this runs for every relevant record): a plain string.
+        text = raw.get("S") if type(raw) is dict and len(raw) == 1 else None
+        if type(text) is str and text and name != "validation_status":
+            values[name] = text
+        else:
+            values[name] = _normalise(name, _decode(name, raw))
     return values
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -17,6 +19,16 @@ ENTITY_CLASSES: Final[dict[EntityType, type[DynamoEntity]]] = {
     entity_type: rule.entity_class for entity_type, rule in CHANGE_RULES.items()
 }
 _EVENT_NAMES: Final = {e.value: e for e in EventName}
+# One regex run decides an SK's type (the alternative that matched names it) and yields
+# its ids (each alternative's groups follow its name group), instead of one run per type.
+_SK_PATTERNS: Final = {entity_type: rule.sk_pattern for entity_type, rule in CHANGE_RULES.items()}
+_ANY_SK: Final = re.compile(
+    "|".join(f"(?P<{t.value}>{p.pattern})" for t, p in _SK_PATTERNS.items()), re.ASCII
+)
+_ID_GROUPS: Final = {
+    name: (EntityType(name), index + 1, CHANGE_RULES[EntityType(name)].id_names)
+    for name, index in _ANY_SK.groupindex.items()
+}
 
 
 def detect_entity_type(pk: str, sk: str) -> tuple[EntityType, dict[str, Any]] | None:
@@ -26,30 +38,35 @@ def detect_entity_type(pk: str, sk: str) -> tuple[EntityType, dict[str, Any]] | 
     (an id of 00000, a label outside ``[A-Z0-9_]{1,34}``).
     """
     pk_match = IMAGE_PK_RE.fullmatch(pk)
-    if pk_match is None or not sk.startswith("RECEIPT#"):
+    if pk_match is None:
         return None
-    for entity_type, rule in CHANGE_RULES.items():
-        match = rule.sk_pattern.fullmatch(sk)
-        if match is None:
-            continue
-        ids: dict[str, Any] = {"image_id": pk_match.group(1)}
-        try:
-            for name, text in zip(rule.id_names, match.groups(), strict=True):
-                if name == "label":
-                    ids[name] = validate_label(text)
-                elif name == "run_id":
-                    ids[name] = text
-                else:
-                    ids[name] = validate_id(int(text), name)
-        except ValueError as error:
-            raise UnparseableRecordError(f"invalid key {pk!r} / {sk!r}: {error}") from None
-        return entity_type, ids
-    return None
+    shape = _ANY_SK.fullmatch(sk)
+    if shape is None or shape.lastgroup is None:
+        return None
+    entity_type, first, names = _ID_GROUPS[shape.lastgroup]
+    ids: dict[str, Any] = {"image_id": pk_match.group(1)}
+    try:
+        for offset, name in enumerate(names):
+            text = shape.group(first + offset)
+            if name == "label":
+                ids[name] = validate_label(text)
+            elif name == "run_id":
+                ids[name] = text
+            else:  # five digits: only 00000 is out of range
+                ids[name] = validate_id(int(text), name) if text == "00000" else int(text)
+    except ValueError as error:
+        raise UnparseableRecordError(f"invalid key {pk!r} / {sk!r}: {error}") from None
+    return entity_type, ids
+
+
+def _is_map(value: Any) -> bool:
+    # Lambda's records are plain dicts; the ABC check (slow) only for other mappings.
+    return type(value) is dict or isinstance(value, Mapping)
 
 
 def _string_key(keys: Mapping[str, Any], name: str) -> str:
     value = keys.get(name)
-    text = value.get("S") if isinstance(value, Mapping) else None
+    text = value.get("S") if _is_map(value) else None
     if not isinstance(text, str):
         raise UnparseableRecordError(f"record lacks dynamodb.Keys.{name}.S")
     return text
@@ -61,11 +78,24 @@ def change_time_iso(value: Any) -> str | None:
         return None
     if isinstance(value, datetime):  # records read with boto3 rather than from Lambda
         return value.astimezone(UTC).isoformat()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return _epoch_iso(value)
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise UnparseableRecordError(f"ApproximateCreationDateTime is not a time: {value!r}")
     try:
         return datetime.fromtimestamp(float(value), UTC).isoformat()
     except (ValueError, OverflowError):
+        raise UnparseableRecordError(
+            f"ApproximateCreationDateTime is not a time: {value!r}"
+        ) from None
+
+
+@functools.lru_cache(maxsize=4096)
+def _epoch_iso(value: float) -> str:
+    # A batch's records share a handful of creation seconds: format each once.
+    try:
+        return datetime.fromtimestamp(float(value), UTC).isoformat()
+    except (ValueError, OverflowError, OSError):
         raise UnparseableRecordError(
             f"ApproximateCreationDateTime is not a time: {value!r}"
         ) from None
@@ -77,16 +107,16 @@ def parse_stream_record(record: Any) -> ParsedStreamRecord | None:
     Raises UnparseableRecordError for records missing ``eventName``, the string keys or
     ``SequenceNumber``, and for relevant keys with invalid parts. Images stay undecoded.
     """
-    if not isinstance(record, Mapping):
+    if not _is_map(record):
         raise UnparseableRecordError(f"record must be a map, got {type(record).__name__}")
     event_name = record.get("eventName")
     if not isinstance(event_name, str):
         raise UnparseableRecordError("record lacks eventName")
     dynamodb = record.get("dynamodb")
-    if not isinstance(dynamodb, Mapping):
+    if not _is_map(dynamodb):
         raise UnparseableRecordError("record lacks dynamodb")
     keys = dynamodb.get("Keys")
-    if not isinstance(keys, Mapping):
+    if not _is_map(keys):
         raise UnparseableRecordError("record lacks dynamodb.Keys")
     pk = _string_key(keys, "PK")
     sk = _string_key(keys, "SK")

@@ -40,13 +40,12 @@ import numpy as np
 from moto import mock_aws
 
 from receipt_chroma import ChromaClient, publish_compaction_run
-from receipt_chroma.compaction import (
+from receipt_chroma.compaction import apply_receipt_keys, merge_compaction_deltas
+from receipt_chroma.compaction.compaction_run import MergeTarget
+from receipt_chroma.compaction.delta_reader import (
     DeltaReader,
     DeltaReaderProcess,
     InProcessDeltaReader,
-    MergeTarget,
-    apply_receipt_keys,
-    merge_compaction_deltas,
 )
 from receipt_chroma.compaction.operations import merchant_metadata
 from receipt_chroma.ids import VectorKey, parse_vector_id

@@ -154,7 +154,7 @@ class Compactor(pulumi.ComponentResource):
             "DYNAMODB_TABLE_NAME": table_name,
             "CHROMADB_BUCKET": bucket.bucket,
             "CHROMA_ROOT": settings.EFS_MOUNT_PATH,
-            "CHROMA_WORK_DIR": "/tmp/chroma",
+            "CHROMA_WORK_DIR": settings.CHROMA_WORK_DIR,
             "EMBEDDING_DIMENSION": str(settings.EMBEDDING_DIMENSION),
             "LOCK_DURATION_SECONDS": str(settings.LOCK_DURATION_SECONDS),
             "HEARTBEAT_INTERVAL_SECONDS": str(settings.HEARTBEAT_INTERVAL_SECONDS),

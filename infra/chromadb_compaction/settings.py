@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from receipt_chroma import settings as compactor_defaults
+
 PYTHON_RUNTIME: Final = "python3.12"
 ARCHITECTURE: Final = "arm64"
 LOG_RETENTION_DAYS: Final = 30
@@ -27,14 +29,16 @@ COMPACTOR_RESERVED_CONCURRENCY: Final = 4  # one lease per collection; spare for
 COMPACTOR_BATCH_SIZE: Final = 1000
 COMPACTOR_BATCHING_WINDOW_SECONDS: Final = 30
 COMPACTOR_MAX_CONCURRENCY: Final = 2  # per queue: the lease serialises cycles anyway
-EMBEDDING_DIMENSION: Final = 1536
-LOCK_DURATION_SECONDS: Final = 180
-HEARTBEAT_INTERVAL_SECONDS: Final = 30
-HEARTBEAT_MAX_FAILURES: Final = 3
-LOCK_WAIT_SECONDS: Final = 60
+# The compactor's own defaults (receipt_chroma.settings, importable without chromadb).
+EMBEDDING_DIMENSION: Final = compactor_defaults.EMBEDDING_DIMENSION
+LOCK_DURATION_SECONDS: Final = compactor_defaults.LOCK_DURATION_SECONDS
+HEARTBEAT_INTERVAL_SECONDS: Final = compactor_defaults.HEARTBEAT_INTERVAL_SECONDS
+HEARTBEAT_MAX_FAILURES: Final = compactor_defaults.HEARTBEAT_MAX_FAILURES
+LOCK_WAIT_SECONDS: Final = compactor_defaults.LOCK_WAIT_SECONDS
 # Visibility (s, jittered in the range) of messages failed by lease contention or a moved
 # pointer: retried within minutes instead of after VISIBILITY_TIMEOUT_SECONDS (contract §7).
-RETRY_VISIBILITY_SECONDS: Final = "30-90"
+RETRY_VISIBILITY_SECONDS: Final = "{}-{}".format(*compactor_defaults.RETRY_VISIBILITY_SECONDS)
+CHROMA_WORK_DIR: Final = compactor_defaults.CHROMA_WORK_DIR
 
 # Queues: a message must outlive its receives (maxReceiveCount x visibility < retention).
 VISIBILITY_TIMEOUT_SECONDS: Final = 6 * COMPACTOR_TIMEOUT_SECONDS
@@ -49,5 +53,5 @@ NONCURRENT_VERSION_EXPIRATION_DAYS: Final = 30
 # EFS access point identity (non-root).
 EFS_UID: Final = 1000
 EFS_GID: Final = 1000
-EFS_MOUNT_PATH: Final = "/mnt/chroma"
+EFS_MOUNT_PATH: Final = compactor_defaults.CHROMA_ROOT
 EFS_ROOT_DIRECTORY: Final = "/chroma"

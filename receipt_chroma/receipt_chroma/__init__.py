@@ -1,41 +1,94 @@
-"""receipt_chroma: ChromaDB client, compaction operations, delta merging, snapshots, lease."""
+"""receipt_chroma: ChromaDB client, compaction operations, delta merging, snapshots, lease.
 
-from receipt_chroma.compaction import (
-    CollectionUpdateResult,
-    CompactionConfig,
-    CompactionCycle,
-    CycleResult,
-    DeltaRecord,
-    EFSSnapshotManager,
-    LockManager,
-    MessageFailure,
-    RunMergeResult,
-    get_efs_snapshot_manager,
-    merge_compaction_deltas,
-    process_collection_updates,
-    publish_compaction_run,
-    reconstruct_label_metadata,
-    remove_receipt_metadata,
-    remove_word_labels,
-    update_receipt_metadata,
-    update_word_labels,
-    write_delta,
-)
-from receipt_chroma.data.chroma_client import ChromaClient
-from receipt_chroma.exceptions import (
-    ChromaClientError,
-    DeltaError,
-    DeltaFetchError,
-    OperationError,
-    ReceiptChromaError,
-    SnapshotCorruptError,
-    SnapshotError,
-    SnapshotUnavailableError,
-    UnsafeArchiveError,
-)
-from receipt_chroma.ids import VectorKey, line_vector_id, parse_vector_id, word_vector_id
-from receipt_chroma.snapshots.s3_store import S3SnapshotStore
-from receipt_chroma.snapshots.working_copy import CacheTier, WorkingCopy
+The public API is what ``__all__`` lists: the client, the operations and merge functions
+of the contract (§5.5, §11), the compaction cycle the Lambda runs, its results, record ids
+and the errors. Names are imported on first use, so ``import receipt_chroma.settings``
+(the Pulumi program, the tools) does not load chromadb.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from receipt_chroma.compaction import (
+        CollectionUpdateResult,
+        CompactionConfig,
+        CompactionCycle,
+        CycleResult,
+        FailureCause,
+        MessageFailure,
+        RunMergeResult,
+        get_efs_snapshot_manager,
+        merge_compaction_deltas,
+        process_collection_updates,
+        publish_compaction_run,
+        reconstruct_label_metadata,
+        remove_receipt_metadata,
+        remove_word_labels,
+        update_receipt_metadata,
+        update_word_labels,
+        write_delta,
+    )
+    from receipt_chroma.data.chroma_client import ChromaClient
+    from receipt_chroma.exceptions import (
+        ChromaClientError,
+        DeltaError,
+        DeltaFetchError,
+        OperationError,
+        ReceiptChromaError,
+        SnapshotCorruptError,
+        SnapshotError,
+        SnapshotUnavailableError,
+        UnsafeArchiveError,
+    )
+    from receipt_chroma.ids import line_vector_id, parse_vector_id, word_vector_id
+    from receipt_chroma.snapshots import CacheTier
+
+_COMPACTION = "receipt_chroma.compaction"
+_EXCEPTIONS = "receipt_chroma.exceptions"
+_SOURCES: dict[str, str] = {
+    "ChromaClient": "receipt_chroma.data.chroma_client",
+    **dict.fromkeys(
+        (
+            "CollectionUpdateResult",
+            "CompactionConfig",
+            "CompactionCycle",
+            "CycleResult",
+            "FailureCause",
+            "MessageFailure",
+            "RunMergeResult",
+            "get_efs_snapshot_manager",
+            "merge_compaction_deltas",
+            "process_collection_updates",
+            "publish_compaction_run",
+            "reconstruct_label_metadata",
+            "remove_receipt_metadata",
+            "remove_word_labels",
+            "update_receipt_metadata",
+            "update_word_labels",
+            "write_delta",
+        ),
+        _COMPACTION,
+    ),
+    **dict.fromkeys(
+        (
+            "ChromaClientError",
+            "DeltaError",
+            "DeltaFetchError",
+            "OperationError",
+            "ReceiptChromaError",
+            "SnapshotCorruptError",
+            "SnapshotError",
+            "SnapshotUnavailableError",
+            "UnsafeArchiveError",
+        ),
+        _EXCEPTIONS,
+    ),
+    **dict.fromkeys(("line_vector_id", "parse_vector_id", "word_vector_id"), "receipt_chroma.ids"),
+    "CacheTier": "receipt_chroma.snapshots",
+}
 
 __all__ = [
     "CacheTier",
@@ -45,22 +98,17 @@ __all__ = [
     "CompactionConfig",
     "CompactionCycle",
     "CycleResult",
-    "EFSSnapshotManager",
-    "LockManager",
-    "S3SnapshotStore",
-    "SnapshotCorruptError",
-    "SnapshotError",
-    "SnapshotUnavailableError",
-    "WorkingCopy",
     "DeltaError",
     "DeltaFetchError",
-    "DeltaRecord",
+    "FailureCause",
     "MessageFailure",
     "OperationError",
     "ReceiptChromaError",
     "RunMergeResult",
+    "SnapshotCorruptError",
+    "SnapshotError",
+    "SnapshotUnavailableError",
     "UnsafeArchiveError",
-    "VectorKey",
     "get_efs_snapshot_manager",
     "line_vector_id",
     "merge_compaction_deltas",
@@ -75,3 +123,16 @@ __all__ = [
     "word_vector_id",
     "write_delta",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    source = _SOURCES.get(name)
+    if source is None:
+        raise AttributeError(f"module 'receipt_chroma' has no attribute {name!r}")
+    value = getattr(importlib.import_module(source), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

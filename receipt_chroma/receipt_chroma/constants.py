@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Final
 
-DEFAULT_EMBEDDING_DIMENSION: Final = 1536
 COLLECTION_CONFIGURATION: Final = {"hnsw": {"space": "cosine"}}
 
 # Copied from the receipt's ReceiptMetadata onto every line and word record.

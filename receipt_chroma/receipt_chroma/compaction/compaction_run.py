@@ -41,10 +41,10 @@ from receipt_chroma.compaction.operations import (
     metadatas_of,
     reconstruct_label_metadata,
 )
-from receipt_chroma.constants import DEFAULT_EMBEDDING_DIMENSION
 from receipt_chroma.data.chroma_client import ChromaClient, ClientCollection
 from receipt_chroma.exceptions import DeltaError, DeltaFetchError
 from receipt_chroma.ids import VectorKey, line_vector_id, parse_vector_id, word_vector_id
+from receipt_chroma.settings import EMBEDDING_DIMENSION
 from receipt_dynamo.constants import ChromaDBCollection
 from receipt_dynamo.entities import CompactionRun
 from receipt_dynamo.models import ReceiptRows
@@ -265,7 +265,7 @@ def merge_compaction_deltas(
     bucket: str,
     logger: OperationLogger,
     s3_client: S3Client | None = None,
-    dimension: int = DEFAULT_EMBEDDING_DIMENSION,
+    dimension: int = EMBEDDING_DIMENSION,
     work_dir: Path | None = None,
     reader: DeltaReader | None = None,
 ) -> list[RunMergeResult]:

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from receipt_chroma.constants import DEFAULT_EMBEDDING_DIMENSION
+from receipt_chroma import settings as defaults
 from receipt_dynamo_stream.exceptions import ConfigurationError
 
 
@@ -62,16 +62,16 @@ def _seconds_range(env: Mapping[str, str], name: str, default: tuple[int, int]) 
 class CompactionConfig:
     table_name: str
     bucket: str
-    chroma_root: Path = Path("/mnt/chroma")
-    work_dir: Path = Path("/tmp/chroma")
-    dimension: int = DEFAULT_EMBEDDING_DIMENSION
-    lock_duration_seconds: float = 180
-    heartbeat_interval_seconds: float = 30
-    heartbeat_max_failures: int = 3
-    lock_wait_seconds: float = 60
+    chroma_root: Path = Path(defaults.CHROMA_ROOT)
+    work_dir: Path = Path(defaults.CHROMA_WORK_DIR)
+    dimension: int = defaults.EMBEDDING_DIMENSION
+    lock_duration_seconds: float = defaults.LOCK_DURATION_SECONDS
+    heartbeat_interval_seconds: float = defaults.HEARTBEAT_INTERVAL_SECONDS
+    heartbeat_max_failures: int = defaults.HEARTBEAT_MAX_FAILURES
+    lock_wait_seconds: float = defaults.LOCK_WAIT_SECONDS
     lock_backoff_seconds: tuple[float, float] = (1.0, 5.0)
     # Visibility given to messages failed by lease contention or a moved pointer (§7).
-    retry_visibility_seconds: tuple[int, int] = (30, 90)
+    retry_visibility_seconds: tuple[int, int] = defaults.RETRY_VISIBILITY_SECONDS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> CompactionConfig:
@@ -79,12 +79,20 @@ class CompactionConfig:
         return cls(
             table_name=_required(values, "DYNAMODB_TABLE_NAME"),
             bucket=_required(values, "CHROMADB_BUCKET"),
-            chroma_root=Path(values.get("CHROMA_ROOT") or "/mnt/chroma"),
-            work_dir=Path(values.get("CHROMA_WORK_DIR") or "/tmp/chroma"),
-            dimension=int(_number(values, "EMBEDDING_DIMENSION", DEFAULT_EMBEDDING_DIMENSION)),
-            lock_duration_seconds=_number(values, "LOCK_DURATION_SECONDS", 180),
-            heartbeat_interval_seconds=_number(values, "HEARTBEAT_INTERVAL_SECONDS", 30),
-            heartbeat_max_failures=int(_number(values, "HEARTBEAT_MAX_FAILURES", 3)),
-            lock_wait_seconds=_number(values, "LOCK_WAIT_SECONDS", 60),
-            retry_visibility_seconds=_seconds_range(values, "RETRY_VISIBILITY_SECONDS", (30, 90)),
+            chroma_root=Path(values.get("CHROMA_ROOT") or defaults.CHROMA_ROOT),
+            work_dir=Path(values.get("CHROMA_WORK_DIR") or defaults.CHROMA_WORK_DIR),
+            dimension=int(_number(values, "EMBEDDING_DIMENSION", defaults.EMBEDDING_DIMENSION)),
+            lock_duration_seconds=_number(
+                values, "LOCK_DURATION_SECONDS", defaults.LOCK_DURATION_SECONDS
+            ),
+            heartbeat_interval_seconds=_number(
+                values, "HEARTBEAT_INTERVAL_SECONDS", defaults.HEARTBEAT_INTERVAL_SECONDS
+            ),
+            heartbeat_max_failures=int(
+                _number(values, "HEARTBEAT_MAX_FAILURES", defaults.HEARTBEAT_MAX_FAILURES)
+            ),
+            lock_wait_seconds=_number(values, "LOCK_WAIT_SECONDS", defaults.LOCK_WAIT_SECONDS),
+            retry_visibility_seconds=_seconds_range(
+                values, "RETRY_VISIBILITY_SECONDS", defaults.RETRY_VISIBILITY_SECONDS
+            ),
         )

@@ -35,9 +35,9 @@ from receipt_chroma.compaction.operations import (
     merchant_metadata,
     receipt_record_ids,
 )
-from receipt_chroma.constants import DEFAULT_EMBEDDING_DIMENSION
 from receipt_chroma.data.chroma_client import ChromaClient, ClientCollection
 from receipt_chroma.ids import line_vector_id, word_vector_id
+from receipt_chroma.settings import EMBEDDING_DIMENSION
 from receipt_dynamo.constants import ChromaDBCollection, CompactionState, EntityType
 from receipt_dynamo.data.dynamo_client import DynamoClient
 from receipt_dynamo.keys import compaction_run_sk
@@ -242,7 +242,7 @@ def process_collection_updates(
     *,
     bucket: str | None = None,
     s3_client: S3Client | None = None,
-    dimension: int = DEFAULT_EMBEDDING_DIMENSION,
+    dimension: int = EMBEDDING_DIMENSION,
     work_dir: Path | None = None,
     logger: OperationLogger = _LOGGER,
 ) -> CollectionUpdateResult:

@@ -14,13 +14,12 @@ import boto3
 import pytest
 
 from receipt_chroma import ChromaClient, DeltaFetchError, UnsafeArchiveError
-from receipt_chroma.compaction import (
+from receipt_chroma.compaction import merge_compaction_deltas, publish_compaction_run
+from receipt_chroma.compaction.compaction_run import MergeTarget
+from receipt_chroma.compaction.delta_reader import (
     DeltaReaderProcess,
     DeltaReadRequest,
     InProcessDeltaReader,
-    MergeTarget,
-    merge_compaction_deltas,
-    publish_compaction_run,
 )
 from receipt_chroma.compaction.deltas import DELTA_TARBALL, write_delta
 from receipt_compaction_tools.testing.factories import IMAGE_ID

@@ -11,11 +11,8 @@ import boto3
 import pytest
 
 from receipt_chroma import ChromaClient, publish_compaction_run
-from receipt_chroma.compaction import (
-    CollectionUpdateResult,
-    process_collection_updates,
-    record_run_outcomes,
-)
+from receipt_chroma.compaction import CollectionUpdateResult, process_collection_updates
+from receipt_chroma.compaction.processor import record_run_outcomes
 from receipt_chroma.ids import word_vector_id
 from receipt_compaction_tools.testing.factories import (
     IMAGE_ID,

@@ -286,13 +286,15 @@ class World:
             "CHROMA_WORK_DIR": str(self.root / name),
             "LOG_LEVEL": "INFO",
         }
-        return subprocess.Popen(
-            [sys.executable, "-m", "receipt_compaction_tools.local.worker", str(path)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            env=env,
-        )
+        # The worker's stderr (tracebacks included) is kept beside its config.
+        with (self.root / f"{name}.stderr").open("w") as stderr:
+            return subprocess.Popen(
+                [sys.executable, "-m", "receipt_compaction_tools.local.worker", str(path)],
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+                env=env,
+            )
 
     def redrive_dead_letters(self) -> int:
         """Move every message of the two compactor DLQs back to its queue; returns how many."""
@@ -347,7 +349,7 @@ def worker_summary(output: str) -> dict[str, Any]:
         if line.startswith("{") and '"cycles"' in line:
             summary: dict[str, Any] = json.loads(line)
             return summary
-    raise ValueError("the worker printed no summary")
+    raise ValueError(f"the worker printed no summary; its output ends: {output[-2000:]!r}")
 
 
 def publishes_from_logs(output: str) -> list[tuple[str, str | None, str]]:

@@ -6,7 +6,7 @@ import functools
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 from receipt_dynamo.constants import EntityType
 from receipt_dynamo.entities import DynamoEntity
@@ -59,7 +59,7 @@ def detect_entity_type(pk: str, sk: str) -> tuple[EntityType, dict[str, Any]] | 
     return entity_type, ids
 
 
-def _is_map(value: Any) -> bool:
+def _is_map(value: object) -> TypeGuard[Mapping[str, Any]]:
     # Lambda's records are plain dicts; the ABC check (slow) only for other mappings.
     return type(value) is dict or isinstance(value, Mapping)
 

@@ -54,9 +54,11 @@ typecheck: install
 demo: install
 	$(BIN)/receipt-compaction demo $(DEMO_ARGS)
 
-# Load, concurrency, crashes, poison input, hostile deltas, lease pathologies (full scale;
-# a CI-sized subset runs in `make test`). Report in bench/results/reliability.json.
+# The convergence model at 5,000 examples (300 run in `make test`), then load, concurrency,
+# crashes, poison input, hostile deltas, lease pathologies (full scale; a CI-sized subset
+# runs in `make test`). Report in bench/results/reliability.json.
 reliability: install
+	CONVERGENCE_EXAMPLES=5000 $(BIN)/pytest receipt_chroma/tests/unit/test_convergence_model.py
 	$(BIN)/python bench/reliability.py --scale full
 
 # The stream Lambda's deployment zip (handler + dependencies, without boto3/botocore).

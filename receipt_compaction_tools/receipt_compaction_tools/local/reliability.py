@@ -390,6 +390,9 @@ def concurrent_compactors(root: Path, scale: Scale) -> dict[str, Any]:
     world.add_receipts(scale.receipts // 2)
     world.churn(scale.changes // 3)
     world.pump.pump_stream()
+    # Short lease waits make contention routine, as with concurrent invocations per queue:
+    # the losers' messages must come back within seconds, not after the visibility timeout.
+    world.environment.update({"LOCK_WAIT_SECONDS": "2", "RETRY_VISIBILITY_SECONDS": "1-2"})
     workers = [world.worker(f"compactor-{n}") for n in range(3)]
     world.churn(scale.changes // 3)
     world.pump.pump_stream()

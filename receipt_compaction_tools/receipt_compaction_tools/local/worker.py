@@ -58,8 +58,9 @@ def _until_idle(config: dict[str, Any], step: Callable[[], bool]) -> None:
 
 
 def _summary(stats: PumpStats) -> dict[str, Any]:
-    summary = dataclasses.asdict(stats)
-    return {k: dict(v) if isinstance(v, dict) else v for k, v in summary.items()}
+    # Not dataclasses.asdict: it rebuilds a Counter from (key, count) pairs, counting them.
+    values = {f.name: getattr(stats, f.name) for f in dataclasses.fields(stats)}
+    return {k: dict(v) if isinstance(v, dict) else v for k, v in values.items()}
 
 
 ROLES = {"compactor": consume, "stream": pump}

@@ -1,5 +1,6 @@
-"""Alarms to an SNS topic: dead letters, stream lag, function errors, and the compactor's
-lease and publish failures (from its EMF metrics)."""
+"""Alarms to an SNS topic: dead letters, stream lag, function errors, the age of each
+queue's oldest message, and every failure metric of contract §9 (from the functions' EMF
+metrics)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,18 @@ from chromadb_compaction.queues import CompactionQueues
 
 FIVE_MINUTES = 300
 MAX_ITERATOR_AGE_MS = 10 * 60 * 1000
+# A message older than this has waited through retries: the compactor is stuck or behind.
+MAX_OLDEST_MESSAGE_SECONDS = 30 * 60
+# Per collection, from the compactor.
+COMPACTOR_ALARM_METRICS = (
+    "LeaseAcquisitionFailures",
+    "LeaseLost",
+    "SnapshotPublishFailures",
+    "SnapshotUnavailable",
+    "InvalidTableRows",
+)
+# From the stream processor (dimension service only).
+STREAM_ALARM_METRICS = ("StreamParseFailures", "StreamPublishFailures")
 
 
 class PipelineAlarms(pulumi.ComponentResource):
@@ -70,7 +83,25 @@ class PipelineAlarms(pulumi.ComponentResource):
                 statistic="Sum",
                 threshold=0,
             )
-        for metric in ("LeaseAcquisitionFailures", "SnapshotPublishFailures"):
+        for collection, queue in queues.collections.items():
+            self._alarm(
+                f"{resource_name}-{collection}-oldest-message",
+                namespace="AWS/SQS",
+                metric_name="ApproximateAgeOfOldestMessage",
+                dimensions={"QueueName": queue.name},
+                statistic="Maximum",
+                threshold=MAX_OLDEST_MESSAGE_SECONDS,
+            )
+        for metric in STREAM_ALARM_METRICS:
+            self._alarm(
+                f"{resource_name}-{metric}",
+                namespace=settings.METRICS_NAMESPACE,
+                metric_name=metric,
+                dimensions={"service": settings.SERVICE_STREAM},
+                statistic="Sum",
+                threshold=0,
+            )
+        for metric in COMPACTOR_ALARM_METRICS:
             for collection in ("lines", "words"):
                 self._alarm(
                     f"{resource_name}-{metric}-{collection}",

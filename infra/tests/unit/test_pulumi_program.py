@@ -348,9 +348,23 @@ def test_alarms_cover_dead_letters_lag_errors_and_compactor_failures(
     assert len(by_metric["ApproximateNumberOfMessagesVisible"]) == 4
     assert by_metric["IteratorAge"][0]["dimensions"]["FunctionName"] == "test-stream-processor"
     assert len(by_metric["Errors"]) == 2
-    for metric in ("LeaseAcquisitionFailures", "SnapshotPublishFailures"):
+    compactor_metrics = (
+        "LeaseAcquisitionFailures",
+        "LeaseLost",
+        "SnapshotPublishFailures",
+        "SnapshotUnavailable",
+        "InvalidTableRows",
+    )
+    for metric in compactor_metrics:
         assert {a["dimensions"]["collection"] for a in by_metric[metric]} == {"lines", "words"}
         assert all(a["namespace"] == "ReceiptCompaction" for a in by_metric[metric])
+        assert all(a["dimensions"]["service"] == "receipt-compactor" for a in by_metric[metric])
+    for metric in ("StreamParseFailures", "StreamPublishFailures"):
+        (alarm,) = by_metric[metric]
+        assert alarm["dimensions"] == {"service": "receipt-stream"}
+        assert (alarm["namespace"], alarm["threshold"]) == ("ReceiptCompaction", 0)
+    oldest = by_metric["ApproximateAgeOfOldestMessage"]
+    assert sorted(a["dimensions"]["QueueName"] for a in oldest) == ["test-lines", "test-words"]
     topic_arns = {a["alarmActions"][0] for a in alarms}
     assert len(topic_arns) == 1
 

@@ -265,15 +265,23 @@ class CompactionCycle:
         version = new_version_id()
         snapshot_hash = self.store.upload(version, self.working.path)
         self._stage("uploaded")
-        lease.ensure_held()
-        assert lease.fencing_token is not None
-        published = self.dynamo.publish_snapshot_pointer(
-            self.collection,
-            version,
-            base=base,
-            owner=lease.owner,
-            fencing_token=lease.fencing_token,
-        )
+        try:
+            lease.ensure_held()
+            assert lease.fencing_token is not None
+            published = self.dynamo.publish_snapshot_pointer(
+                self.collection,
+                version,
+                base=base,
+                owner=lease.owner,
+                fencing_token=lease.fencing_token,
+            )
+        except (LeaseLostError, PointerMovedError):
+            if base is None:
+                # A refused first publish must not leave a version without a pointer: the
+                # bootstrap rule would then refuse every later cycle. The version is ours
+                # alone (its id is new), so removing it touches nobody else's data.
+                self.store.delete_version(version)
+            raise
         self.working.relabel(version)
         result.published_version = version
         self._stage("committed")

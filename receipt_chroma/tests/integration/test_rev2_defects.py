@@ -280,9 +280,20 @@ def test_a_lease_lost_before_publish_completes_no_run(world: CompactionWorld) ->
                 ExpressionAttributeValues={":thief": {"S": "another-owner"}},
             )
 
-    result = world.cycle("words", on_stage=steal).run(world.pump()["words"])
+    messages = world.pump()["words"]
+    result = world.cycle("words", on_stage=steal).run(messages)
 
     assert result.cause is FailureCause.LEASE_LOST
     assert world.published_version("words") is None
     run = world.dynamo.get_compaction_run(IMAGE_ID, 1, "run-a")
     assert run.words_state is not CompactionState.COMPLETED
+    # The refused first publish left no version behind, so the retry may bootstrap.
+    table.update_item(
+        TableName=world.table,
+        Key={"PK": {"S": "LOCK#words#chroma-words-compaction"}, "SK": {"S": "LOCK"}},
+        UpdateExpression="REMOVE #owner",
+        ExpressionAttributeNames={"#owner": "owner"},
+    )
+    retry = world.cycle("words").run(messages)
+    assert retry.failures == []
+    assert set(provenance(world).values()) == {"run-a"}

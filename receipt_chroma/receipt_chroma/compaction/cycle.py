@@ -313,10 +313,9 @@ class CompactionCycle:
         result: CycleResult,
     ) -> None:
         """Mark runs and apply retention; none of it can unpublish, so errors are logged."""
-        try:
-            record_run_outcomes(self.dynamo, update)
-        except Exception as error:
-            result.derived_cache_errors.append(f"run marks: {error}")
+        result.derived_cache_errors += [
+            f"run marks: {error}" for error in record_run_outcomes(self.dynamo, update)
+        ]
         try:
             dropped = set(base.history if base else ()) - set(published.history)
             for version in dropped:

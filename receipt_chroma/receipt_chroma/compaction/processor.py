@@ -40,6 +40,7 @@ from receipt_chroma.ids import line_vector_id, word_vector_id
 from receipt_chroma.settings import EMBEDDING_DIMENSION
 from receipt_dynamo.constants import ChromaDBCollection, CompactionState, EntityType
 from receipt_dynamo.data.dynamo_client import DynamoClient
+from receipt_dynamo.exceptions import EntityNotFoundError
 from receipt_dynamo.keys import compaction_run_sk
 from receipt_dynamo.models import ReceiptRows
 from receipt_dynamo_stream.change_rules import STATE_TYPES
@@ -292,16 +293,25 @@ def process_collection_updates(
     return result
 
 
-def record_run_outcomes(dynamo_client: DynamoClient, result: CollectionUpdateResult) -> None:
+def record_run_outcomes(dynamo_client: DynamoClient, result: CollectionUpdateResult) -> list[str]:
     """Mark merged runs COMPLETED and failed runs FAILED — only once the batch's effect
     is published (or, for a cycle that wrote nothing, is already in the published
-    version)."""
+    version). Each run is marked on its own: a run whose row was deleted meanwhile is
+    skipped, and an error marking one run never leaves the others unmarked. Returns the
+    errors, one line per run that could not be marked."""
+    errors: list[str] = []
     for run in result.runs:
-        if run.error is not None:
-            dynamo_client.mark_compaction_run_failed(
-                run.image_id, run.receipt_id, run.run_id, run.collection, run.error
-            )
-        elif run.merged:
-            dynamo_client.mark_compaction_run_completed(
-                run.image_id, run.receipt_id, run.run_id, run.collection, run.merged_vectors
-            )
+        try:
+            if run.error is not None:
+                dynamo_client.mark_compaction_run_failed(
+                    run.image_id, run.receipt_id, run.run_id, run.collection, run.error
+                )
+            elif run.merged:
+                dynamo_client.mark_compaction_run_completed(
+                    run.image_id, run.receipt_id, run.run_id, run.collection, run.merged_vectors
+                )
+        except EntityNotFoundError:
+            continue  # the run's row is gone (its receipt was deleted): nothing to mark
+        except Exception as error:
+            errors.append(f"run {run.run_id}: {type(error).__name__}: {error}")
+    return errors

@@ -280,3 +280,24 @@ def test_messages_for_another_collection_fail(env: Env) -> None:
     messages = env.messages("REMOVE", "lines", old=SyntheticReceipt(IMAGE_ID, 1).receipt)
     result = env.process("words", messages)
     assert result.failures[0].reason == "message for lines sent to words"
+
+
+def test_a_run_row_deleted_before_marking_leaves_the_other_runs_marked(env: Env) -> None:
+    gone = env.add_receipt(SyntheticReceipt(OTHER_IMAGE_ID, 1, dimension=DIM), "run-gone")
+    kept = env.add_receipt(SyntheticReceipt(IMAGE_ID, 1, dimension=DIM), "run-kept")
+    messages = env.messages("INSERT", "words", new=gone) + env.messages("INSERT", "words", new=kept)
+    result = process_collection_updates(
+        messages,
+        "words",
+        env.chroma,
+        env.table.client,
+        bucket=BUCKET,
+        dimension=DIM,
+        logger=logging.getLogger("test"),
+    )
+    # The first receipt is deleted (its run row with it) before the runs are marked.
+    env.table.client.delete_compaction_run(OTHER_IMAGE_ID, 1, "run-gone")
+
+    assert record_run_outcomes(env.table.client, result) == []
+    stored = env.table.client.get_compaction_run(IMAGE_ID, 1, "run-kept")
+    assert stored.words_state is CompactionState.COMPLETED

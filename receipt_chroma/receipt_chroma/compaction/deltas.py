@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
-from botocore.exceptions import ClientError, FlexibleChecksumError
+from botocore.exceptions import ClientError
 
 from receipt_chroma.archive import check_member_name, create_tarball, extract_tarball
 from receipt_chroma.compaction.models import DeltaRecord
@@ -133,7 +133,7 @@ def fetch_delta_files(
     """
     archive = destination.parent / f"{destination.name}.tar.gz"
     try:
-        _download_checked(s3_client, location.bucket, location.tarball_key, archive)
+        s3_client.download_file(location.bucket, location.tarball_key, str(archive))
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") not in {"404", "NoSuchKey", "NotFound"}:
             raise
@@ -168,15 +168,6 @@ def download_delta(
     """Fetch a delta into ``destination`` (tarball, else the object tree), checked for safety."""
     fetched = fetch_delta_files(location, destination, run_id=run_id, s3_client=s3_client)
     return unpack_delta(fetched, destination)
-
-
-def _download_checked(s3_client: S3Client, bucket: str, key: str, target: Path) -> None:
-    """Download, trying once more when the bytes fail the response checksum (corrupted in
-    transit); a second mismatch is raised."""
-    try:
-        s3_client.download_file(bucket, key, str(target))
-    except FlexibleChecksumError:
-        s3_client.download_file(bucket, key, str(target))
 
 
 def _list_keys(s3_client: S3Client, location: DeltaLocation) -> list[str]:

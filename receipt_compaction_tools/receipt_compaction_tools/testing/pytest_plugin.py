@@ -41,6 +41,10 @@ def aws_test_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     # mock_aws cannot serve DynamoDB streams with account-id endpoints (moto 5.2 with this
     # botocore answers 404 "Not yet implemented"); disabling the mode works around it.
     monkeypatch.setenv("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
+    # moto 5.2 stores a wrong CRC32 for some uploads, so every later GET of that object
+    # fails botocore's checksum validation; integrity is checked by our own sha256s.
+    monkeypatch.setenv("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
+    monkeypatch.setenv("AWS_RESPONSE_CHECKSUM_VALIDATION", "when_required")
 
 
 @pytest.fixture

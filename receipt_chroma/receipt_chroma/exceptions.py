@@ -41,3 +41,25 @@ class SnapshotUnavailableError(SnapshotError):
 
     The cycle fails its messages rather than bootstrapping over data.
     """
+
+
+class SnapshotVersionMissingError(SnapshotUnavailableError):
+    """A version, its manifest or one of the objects its manifest names is not in S3."""
+
+
+class SnapshotVersionCorruptError(SnapshotCorruptError, SnapshotUnavailableError):
+    """A manifest or an object does not match its recorded sha256, or is malformed: the
+    version is never opened (contract §6)."""
+
+
+class SnapshotCheckError(SnapshotError):
+    """A persist directory fails the publish check: no such collection, or another
+    dimension than the configured one."""
+
+
+class SnapshotDestinationError(SnapshotError):
+    """A download was asked to write into an existing file or a non-empty directory."""
+
+
+class SnapshotIndexError(SnapshotError):
+    """A planned HNSW flush did not leave the index complete."""

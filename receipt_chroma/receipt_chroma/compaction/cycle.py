@@ -1,9 +1,9 @@
 """One compaction cycle for one collection (contract §5.2 and §6).
 
-lease → pointer → working copy from the cheapest tier → apply the batch → verify →
-upload → compare-and-swap of the pointer under the lease → derived pointers and EFS →
-mark runs → release → retention. Messages are reported failed exactly when their
-effect was not durably published.
+lease → pointer → working copy from the cheapest tier → apply the batch → publish
+(``receipt_chroma.snapshots``: check, upload what S3 lacks, compare-and-swap of the
+pointer under the lease, derived pointers and EFS, mark runs, retention) → release.
+Messages are reported failed exactly when their effect was not durably published.
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from receipt_chroma.compaction.config import CompactionConfig
 from receipt_chroma.compaction.efs_snapshot_manager import EFSSnapshotManager
@@ -23,19 +22,17 @@ from receipt_chroma.compaction.models import CollectionUpdateResult, MessageFail
 from receipt_chroma.compaction.operations import OperationLogger
 from receipt_chroma.compaction.processor import process_collection_updates, record_run_outcomes
 from receipt_chroma.data.chroma_client import ChromaClient
-from receipt_chroma.exceptions import SnapshotError, SnapshotUnavailableError
-from receipt_chroma.snapshots.s3_store import S3SnapshotStore
-from receipt_chroma.snapshots.versions import new_version_id
-from receipt_chroma.snapshots.working_copy import CacheTier, WorkingCopy
+from receipt_chroma.exceptions import SnapshotUnavailableError
+from receipt_chroma.snapshots.base import open_base
+from receipt_chroma.snapshots.manifest import Manifest
+from receipt_chroma.snapshots.publisher import publish
+from receipt_chroma.snapshots.service import CollectionSnapshots, SnapshotSettings
+from receipt_chroma.snapshots.stats import SnapshotStats
+from receipt_chroma.snapshots.working_copy import CacheTier
 from receipt_dynamo.constants import ChromaDBCollection
 from receipt_dynamo.data.dynamo_client import DynamoClient
 from receipt_dynamo.entities import SnapshotPointer
-from receipt_dynamo.exceptions import (
-    EntityAlreadyExistsError,
-    LeaseHeldError,
-    LeaseLostError,
-    PointerMovedError,
-)
+from receipt_dynamo.exceptions import LeaseHeldError, LeaseLostError, PointerMovedError
 from receipt_dynamo_stream.models import StreamMessage
 
 if TYPE_CHECKING:
@@ -64,6 +61,14 @@ class CycleResult:
     update: CollectionUpdateResult | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     derived_cache_errors: list[str] = field(default_factory=list)
+    # Contract §9 (rev 2): SnapshotBytesUploaded / SnapshotBytesDownloaded (S3 bytes this
+    # cycle moved: compressed objects, manifests, format 1 tarballs) and UnindexedRecords
+    # (vectors the published version's HNSW files do not hold yet; None when nothing
+    # was published).
+    snapshot_bytes_uploaded: int = 0
+    snapshot_bytes_downloaded: int = 0
+    unindexed_records: int | None = None
+    hnsw_flushed: bool = False
 
     @property
     def failed_message_ids(self) -> set[str]:
@@ -87,6 +92,7 @@ class CompactionCycle:
         s3_client: S3Client,
         logger: OperationLogger = _LOGGER,
         on_stage: Callable[[str], None] | None = None,
+        snapshot_settings: SnapshotSettings | None = None,
     ) -> None:
         self.config = config
         self.collection = ChromaDBCollection(collection)
@@ -94,17 +100,26 @@ class CompactionCycle:
         self.s3_client = s3_client
         self.logger = logger
         self.on_stage = on_stage
-        self.store = S3SnapshotStore(s3_client, config.bucket, self.collection.value)
-        self.efs = EFSSnapshotManager(config.chroma_root, self.collection.value)
-        self.working = WorkingCopy(config.work_dir, self.collection.value)
+        self.snapshots = CollectionSnapshots.create(
+            collection=self.collection.value,
+            dynamo=dynamo,
+            s3_client=s3_client,
+            bucket=config.bucket,
+            work_dir=config.work_dir,
+            efs=EFSSnapshotManager(config.chroma_root, self.collection.value),
+            settings=snapshot_settings
+            or SnapshotSettings.from_env(
+                dimension=config.dimension, lock_duration_seconds=config.lock_duration_seconds
+            ),
+            logger=logger,
+        )
+        self.store = self.snapshots.store
+        self.efs = self.snapshots.efs
+        self.working = self.snapshots.working
 
     def _stage(self, name: str) -> None:
         if self.on_stage is not None:
             self.on_stage(name)
-
-    def _pointer_version(self) -> str | None:
-        pointer = self.dynamo.get_snapshot_pointer(self.collection)
-        return None if pointer is None else pointer.version
 
     # --- the cycle ----------------------------------------------------------------------
 
@@ -125,11 +140,12 @@ class CompactionCycle:
             result.timings_ms["lease_wait"] = lease.waited_seconds * 1000
             return result.fail_all(FailureCause.LEASE_ACQUISITION, str(error))
         result.timings_ms["lease_wait"] = lease.waited_seconds * 1000
+        stats = SnapshotStats()
         copy_changed = False
         try:
             self._stage("lease_acquired")
             started = time.perf_counter()
-            pointer, result.tier = self._prepare_working_copy()
+            pointer, result.tier = open_base(self.snapshots, stats)
             result.base_version = pointer.version if pointer else None
             result.timings_ms["working_copy"] = (time.perf_counter() - started) * 1000
             self._stage("working_copy_ready")
@@ -137,6 +153,7 @@ class CompactionCycle:
             started = time.perf_counter()
             # Unlabelled before the first write, so a crash mid-apply never leaves
             # unpublished writes under the published version's label.
+            manifest = self.working.manifest()
             self.working.mark_dirty()
             copy_changed = True
             with ChromaClient(self.working.path, mode="write") as client:
@@ -155,17 +172,16 @@ class CompactionCycle:
             result.timings_ms["apply"] = (time.perf_counter() - started) * 1000
             self._stage("applied")
 
-            if pointer is not None and not client.wrote:
-                # No write call reached the copy: it still is that version.
-                self.working.relabel(pointer.version)
-                published = pointer
-            else:
-                started = time.perf_counter()
-                published = self._publish(pointer, lease, result)
-                result.timings_ms["publish"] = (time.perf_counter() - started) * 1000
+            self._conclude(
+                pointer,
+                manifest=manifest,
+                wrote=client.wrote,
+                update=update,
+                lease=lease,
+                stats=stats,
+                result=result,
+            )
             copy_changed = False
-            result.failures = list(update.failures)
-            self._after_publish(pointer, published, update, result)
         except LeaseLostError as error:
             result.fail_all(FailureCause.LEASE_LOST, str(error))
         except PointerMovedError as error:
@@ -177,156 +193,50 @@ class CompactionCycle:
         finally:
             if copy_changed:
                 self.working.discard()
+            result.snapshot_bytes_uploaded = stats.bytes_uploaded
+            result.snapshot_bytes_downloaded = stats.bytes_downloaded
             result.timings_ms["lease_hold"] = lease.held_seconds * 1000
             lease.release()
         return result
 
-    # --- working copy -------------------------------------------------------------------
-
-    def _prepare_working_copy(self) -> tuple[SnapshotPointer | None, CacheTier]:
-        pointer = self.dynamo.get_snapshot_pointer(self.collection)
-        if pointer is None:
-            return self._without_pointer()
-        self._repair_derived_caches(pointer)
-        try:
-            tier = self.working.prepare(
-                pointer.version, self.efs, self.store, self.collection.value
-            )
-        except SnapshotError as error:
-            raise SnapshotUnavailableError(
-                f"pointer of {self.collection.value} names {pointer.version}, which cannot "
-                f"be had: {error}"
-            ) from error
-        return pointer, tier
-
-    def _repair_derived_caches(self, pointer: SnapshotPointer) -> None:
-        try:
-            self.store.sync_pointer_file(self._pointer_version)
-        except Exception as error:  # derived cache: repaired again next cycle
-            self.logger.info("pointer file not repaired", extra={"error": str(error)})
-        try:
-            if self.efs.has_version(pointer.version) and (
-                self.efs.current_version() != pointer.version
-            ):
-                self.efs.set_current_version(pointer.version)
-        except OSError as error:
-            self.logger.info("EFS .version not repaired", extra={"error": str(error)})
-
-    def _without_pointer(self) -> tuple[SnapshotPointer | None, CacheTier]:
-        """Adopt a verified S3 snapshot, bootstrap when nothing exists, else refuse."""
-        pointer_file = self.store.read_pointer_file()
-        if pointer_file is None:
-            if self.store.has_any_object():
-                raise SnapshotUnavailableError(
-                    f"{self.collection.value}: versions exist under snapshot/timestamped/ but "
-                    "there is no pointer; refusing to bootstrap over data"
-                )
-            return None, self.working.start_empty()
-        try:
-            self.working.fetch_from_s3(pointer_file.version, self.store)
-        except SnapshotError as error:
-            raise SnapshotUnavailableError(
-                f"{self.collection.value}: latest-pointer.txt names {pointer_file.version}, "
-                f"which does not verify: {error}"
-            ) from error
-        try:
-            pointer = self.dynamo.adopt_snapshot_pointer(self.collection, pointer_file.version)
-        except EntityAlreadyExistsError:
-            current = self.dynamo.get_snapshot_pointer(self.collection)
-            if current is None or current.version != pointer_file.version:
-                raise SnapshotUnavailableError(
-                    f"{self.collection.value}: pointer appeared while adopting"
-                ) from None
-            pointer = current
-        self.logger.info(
-            "snapshot adopted",
-            extra={"collection": self.collection.value, "version": pointer.version},
-        )
-        return pointer, CacheTier.S3
-
-    # --- publishing ---------------------------------------------------------------------
-
-    def _verify_working_copy(self) -> None:
-        with ChromaClient(self.working.path, mode="read") as check:
-            collection = check.get_collection(self.collection.value)
-            if collection.count():
-                embeddings: Any = collection.peek(1)["embeddings"]
-                if embeddings is None or len(embeddings[0]) != self.config.dimension:
-                    raise SnapshotError(
-                        f"{self.collection.value}: working copy has dimension "
-                        f"{None if embeddings is None else len(embeddings[0])}, expected "
-                        f"{self.config.dimension}"
-                    )
-
-    def _publish(
-        self, base: SnapshotPointer | None, lease: LockManager, result: CycleResult
-    ) -> SnapshotPointer:
-        self._verify_working_copy()
-        version = new_version_id()
-        snapshot_hash = self.store.upload(version, self.working.path)
-        self._stage("uploaded")
-        try:
-            lease.ensure_held()
-            assert lease.fencing_token is not None
-            published = self.dynamo.publish_snapshot_pointer(
-                self.collection,
-                version,
-                base=base,
-                owner=lease.owner,
-                fencing_token=lease.fencing_token,
-            )
-        except (LeaseLostError, PointerMovedError):
-            if base is None:
-                # A refused first publish must not leave a version without a pointer: the
-                # bootstrap rule would then refuse every later cycle. The version is ours
-                # alone (its id is new), so removing it touches nobody else's data.
-                self.store.delete_version(version)
-            raise
-        self.working.relabel(version)
-        result.published_version = version
-        self._stage("committed")
-        try:
-            self.store.sync_pointer_file(self._pointer_version)
-        except Exception as error:  # derived: the next cycle repairs it
-            result.derived_cache_errors.append(f"pointer file: {error}")
-        self._stage("pointer_file_synced")
-        try:
-            self.efs.store_version(version, self.working.path, snapshot_hash)
-            self.efs.set_current_version(version)
-        except OSError as error:
-            result.derived_cache_errors.append(f"efs: {error}")
-        self.logger.info(
-            "snapshot published",
-            extra={
-                "collection": self.collection.value,
-                "version": version,
-                "previous_version": base.version if base else None,
-            },
-        )
-        return published
-
-    def _after_publish(
+    def _conclude(
         self,
-        base: SnapshotPointer | None,
-        published: SnapshotPointer,
+        pointer: SnapshotPointer | None,
+        *,
+        manifest: Manifest | None,
+        wrote: bool,
         update: CollectionUpdateResult,
+        lease: LockManager,
+        stats: SnapshotStats,
         result: CycleResult,
     ) -> None:
-        """Mark runs and apply retention; none of it can unpublish, so errors are logged."""
+        """Publish the applied copy — or, when no write call reached it, give it its
+        label back — and mark the runs. Raises (before the pointer moved) what fails the
+        cycle's messages."""
+        if pointer is not None and not wrote:
+            # No write call reached the copy: it still is that version.
+            self.working.relabel(pointer.version, manifest)
+            result.failures = list(update.failures)
+            self._mark_runs(update, result)
+            return
+        started = time.perf_counter()
+        published = publish(
+            self.snapshots,
+            pointer,
+            lease,
+            stats=stats,
+            errors=result.derived_cache_errors,
+            on_stage=self._stage,
+            after_commit=lambda: self._mark_runs(update, result),
+        )
+        result.published_version = published.version
+        result.unindexed_records = stats.unindexed_records
+        result.hnsw_flushed = stats.hnsw_flushed
+        result.failures = list(update.failures)
+        result.timings_ms["publish"] = (time.perf_counter() - started) * 1000
+
+    def _mark_runs(self, update: CollectionUpdateResult, result: CycleResult) -> None:
+        """Mark each run on its own; none of it can unpublish, so errors are reported."""
         result.derived_cache_errors += [
             f"run marks: {error}" for error in record_run_outcomes(self.dynamo, update)
         ]
-        try:
-            dropped = set(base.history if base else ()) - set(published.history)
-            for version in dropped:
-                self.store.delete_version(version)
-            self.store.apply_retention(
-                set(published.history),
-                orphan_age=timedelta(seconds=2 * self.config.lock_duration_seconds),
-            )
-            keep = {published.version} | (
-                {published.previous_version} if published.previous_version else set()
-            )
-            self.efs.cleanup(keep)
-        except Exception as error:
-            result.derived_cache_errors.append(f"retention: {error}")

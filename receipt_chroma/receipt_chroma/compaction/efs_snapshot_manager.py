@@ -1,11 +1,14 @@
-"""Snapshot versions on EFS (contract §6): a shared cache of S3 versions, never opened in place.
+"""Snapshot versions on EFS (contract §6.4): a shared cache of S3 versions, never opened in place.
 
-``<root>/snapshots/<collection>/<version>/`` holds a closed persist directory and a copy
-of ``.snapshot_hash``. A version directory is built under ``.tmp-<version>-<hex>/`` and
-renamed into place, and deleted by renaming to ``.trash-<version>-<hex>/`` first, so a
-directory visible under a version name is always complete. ``.version`` names the
-current version and is replaced by write-to-temp + rename. ChromaDB never runs here:
-versions are copied to local disk before they are opened.
+``<root>/snapshots/<collection>/<version>/`` holds a closed persist directory plus a copy
+of the version's ``manifest.json`` (format 2) or ``.snapshot_hash`` (format 1 versions
+read from S3). Files unchanged since an earlier version are hard links to that version's
+files; a file in a version directory is never modified. A version directory is built
+under ``.tmp-<version>-<hex>/`` and renamed into place, and deleted by renaming to
+``.trash-<version>-<hex>/`` first, so a directory visible under a version name is always
+complete. ``.version`` names the current version and is replaced by write-to-temp +
+rename. ChromaDB never runs here: versions are copied to local disk before they are
+opened. Implements ``receipt_chroma.snapshots.efs_tier.EfsTier``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,12 @@ import shutil
 import time
 from pathlib import Path
 from typing import Final
+
+from receipt_chroma.exceptions import SnapshotError
+from receipt_chroma.snapshots.files import copy_verified, link_known, target_path
+from receipt_chroma.snapshots.layout import MANIFEST
+from receipt_chroma.snapshots.manifest import Manifest, parse_manifest
+from receipt_chroma.snapshots.reader import LocalFile, index_files
 
 DEFAULT_ROOT: Final = "/mnt/chroma"
 VERSION_FILE: Final = ".version"
@@ -61,31 +70,73 @@ class EFSSnapshotManager:
         temporary.write_text(version, encoding="ascii")
         os.replace(temporary, self.base / VERSION_FILE)
 
+    # --- manifests ------------------------------------------------------------------------
+
+    def read_manifest(self, version: str) -> Manifest | None:
+        """The version directory's copy of ``manifest.json``; None for a format 1 version,
+        a missing version or an unreadable copy."""
+        try:
+            data = (self.version_path(version) / MANIFEST).read_bytes()
+            return parse_manifest(data, collection=self.collection, version_id=version)
+        except (OSError, SnapshotError):
+            return None
+
+    def reuse_index(self) -> dict[str, list[LocalFile]]:
+        """sha256 → files of every complete format 2 version (copied with verification)."""
+        index: dict[str, list[LocalFile]] = {}
+        for version in reversed(self.versions()):  # newest first
+            manifest = self.read_manifest(version)
+            if manifest is None:
+                continue
+            for sha, files in index_files(
+                self.version_path(version), manifest.files, trusted=False
+            ).items():
+                index.setdefault(sha, []).extend(files)
+        return index
+
+    # --- copies ---------------------------------------------------------------------------
+
     def copy_version(self, version: str, destination: Path) -> bool:
         """Copy a version's persist directory to local ``destination``.
 
-        Any failure is a cache miss: False, with nothing left at ``destination``.
+        Format 2: exactly the manifest's files, each verified against its sha256. Format 1:
+        the directory as stored (the caller checks that it opens). Any failure is a cache
+        miss: False, with nothing left at ``destination``.
         """
         source = self.version_path(version)
         try:
             if not source.is_dir():
                 return False
-            shutil.copytree(source, destination, ignore=shutil.ignore_patterns(HASH_FILE))
+            manifest = self.read_manifest(version)
+            if manifest is None:
+                shutil.copytree(
+                    source, destination, ignore=shutil.ignore_patterns(HASH_FILE, MANIFEST)
+                )
+                return True
+            destination.mkdir(parents=True, exist_ok=True)
+            for entry in manifest.files:
+                if not copy_verified(
+                    target_path(source, entry.path), target_path(destination, entry.path), entry
+                ):
+                    raise OSError(f"{source / entry.path} does not match its manifest")
             return True
-        except OSError:
+        except (OSError, SnapshotError):
             shutil.rmtree(destination, ignore_errors=True)
             return False
 
-    def read_hash(self, version: str) -> str | None:
-        try:
-            return (self.version_path(version) / HASH_FILE).read_text(encoding="ascii").strip()
-        except OSError:
-            return None
-
-    def store_version(self, version: str, persist_directory: Path, snapshot_hash: str) -> Path:
+    def store_version(
+        self,
+        version: str,
+        persist_directory: Path,
+        *,
+        manifest_bytes: bytes | None = None,
+        snapshot_hash: str | None = None,
+    ) -> Path:
         """Write ``version`` from a closed local persist directory; returns its path.
 
-        If the version already exists another writer won: ours is dropped and theirs kept.
+        With a manifest, files already held by another version are hard-linked to it and
+        the others copied with their sha256 verified; then ``manifest.json`` is added.
+        If the version already exists another writer won: ours is dropped, theirs kept.
         """
         target = self.version_path(version)
         if target.is_dir():
@@ -93,8 +144,12 @@ class EFSSnapshotManager:
         self.base.mkdir(parents=True, exist_ok=True)
         building = self.base / f".tmp-{version}-{secrets.token_hex(4)}"
         try:
-            shutil.copytree(persist_directory, building)
-            (building / HASH_FILE).write_text(snapshot_hash, encoding="ascii")
+            if manifest_bytes is None:
+                shutil.copytree(persist_directory, building)
+                if snapshot_hash is not None:
+                    (building / HASH_FILE).write_text(snapshot_hash, encoding="ascii")
+            else:
+                self._build_from_manifest(building, persist_directory, manifest_bytes, version)
             try:
                 building.rename(target)
             except OSError:
@@ -104,6 +159,27 @@ class EFSSnapshotManager:
             if building.exists():
                 shutil.rmtree(building, ignore_errors=True)
         return target
+
+    def _build_from_manifest(
+        self, building: Path, persist_directory: Path, manifest_bytes: bytes, version: str
+    ) -> None:
+        try:
+            manifest = parse_manifest(
+                manifest_bytes, collection=self.collection, version_id=version
+            )
+        except SnapshotError as error:
+            raise OSError(str(error)) from error
+        linked = self.reuse_index()
+        building.mkdir(parents=True)
+        for entry in manifest.files:
+            destination = target_path(building, entry.path)
+            if any(link_known(f.path, destination, entry) for f in linked.get(entry.sha256, [])):
+                continue
+            if not copy_verified(target_path(persist_directory, entry.path), destination, entry):
+                raise OSError(f"{persist_directory / entry.path} does not match the manifest")
+        (building / MANIFEST).write_bytes(manifest_bytes)
+
+    # --- removal --------------------------------------------------------------------------
 
     def delete_version(self, version: str) -> None:
         """Rename to ``.trash-…`` (so the version vanishes at once), then remove."""

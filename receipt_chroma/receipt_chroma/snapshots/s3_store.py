@@ -1,56 +1,43 @@
-"""Snapshots on S3 (contract §6): immutable versions, their hashes and the pointer file.
+"""A collection's snapshots in S3 (contract §6.1): manifests, listings and the pointer file.
 
-``<collection>/snapshot/timestamped/<version>/snapshot.tar.gz`` and ``.snapshot_hash``
-(``sha256:<hex of the tarball>``); ``<collection>/snapshot/latest-pointer.txt`` holds the
-current version id, a cache of the DynamoDB pointer item that is written conditionally
-so it never goes backwards.
+Format 2 versions are ``versions/<id>/manifest.json`` + ``.manifest_hash`` naming
+content-addressed ``objects/`` (see ``objects.py``); format 1 versions
+(``timestamped/<id>/snapshot.tar.gz`` + ``.snapshot_hash``) are still read (``legacy.py``).
+``latest-pointer.txt`` is a cache of the DynamoDB pointer item, written conditionally so
+it never goes backwards.
 """
 
 from __future__ import annotations
 
-import hashlib
-import tarfile
-import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
-from receipt_chroma.archive import create_tarball, extract_tarball
-from receipt_chroma.exceptions import SnapshotCorruptError, SnapshotError, UnsafeArchiveError
-from receipt_chroma.snapshots.versions import is_version_id, version_time
+from receipt_chroma.exceptions import SnapshotError, SnapshotVersionMissingError
+from receipt_chroma.snapshots.files import file_hash
+from receipt_chroma.snapshots.layout import SnapshotLayout
+from receipt_chroma.snapshots.manifest import (
+    Manifest,
+    check_manifest_bytes,
+    manifest_digest,
+    parse_manifest,
+)
+from receipt_chroma.snapshots.objects import DEFAULT_WORKERS, ObjectStore
+from receipt_chroma.snapshots.reader import read_version
+from receipt_chroma.snapshots.s3_errors import not_found, precondition_failed
+from receipt_chroma.snapshots.stats import SnapshotStats
 
 if TYPE_CHECKING:
     from types_boto3_s3.client import S3Client
     from types_boto3_s3.type_defs import ObjectIdentifierTypeDef
 
-TARBALL = "snapshot.tar.gz"
-HASH_FILE = ".snapshot_hash"
-POINTER_FILE = "latest-pointer.txt"
+__all__ = ["PointerFile", "S3SnapshotStore", "SnapshotListing", "VersionKeys", "file_hash"]
 POINTER_WRITE_ATTEMPTS = 5
-
-
-def file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return f"sha256:{digest.hexdigest()}"
-
-
-def _not_found(error: ClientError) -> bool:
-    return error.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}
-
-
-def _precondition_failed(error: ClientError) -> bool:
-    return error.response.get("Error", {}).get("Code") in {
-        "PreconditionFailed",
-        "ConditionalRequestConflict",
-        "412",
-    }
+MANIFEST_CACHE = 32  # manifests are immutable; keep the recent ones a container reads again
 
 
 @dataclass(frozen=True)
@@ -59,136 +46,185 @@ class PointerFile:
     etag: str
 
 
+@dataclass
+class VersionKeys:
+    """The keys of one version as listed, and the newest write among them."""
+
+    format: int
+    modified: datetime
+    keys: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SnapshotListing:
+    versions: dict[str, VersionKeys] = field(default_factory=dict)
+    objects: dict[str, datetime] = field(default_factory=dict)  # sha256 → LastModified
+
+
 class S3SnapshotStore:
     """One collection's snapshots in ``bucket``."""
 
-    def __init__(self, s3_client: S3Client, bucket: str, collection: str) -> None:
+    def __init__(
+        self,
+        s3_client: S3Client,
+        bucket: str,
+        collection: str,
+        *,
+        zstd_level: int = 1,
+        workers: int = DEFAULT_WORKERS,
+    ) -> None:
         self.s3 = s3_client
         self.bucket = bucket
         self.collection = collection
-        self.prefix = f"{collection}/snapshot/"
-
-    def version_prefix(self, version: str) -> str:
-        return f"{self.prefix}timestamped/{version}/"
-
-    # --- versions -------------------------------------------------------------------------
-
-    def upload(self, version: str, persist_directory: Path) -> str:
-        """Upload a closed persist directory as ``version``: tarball first, then its hash."""
-        with tempfile.TemporaryDirectory(prefix="snapshot-up-") as tmp:
-            tarball = create_tarball(persist_directory, Path(tmp) / TARBALL)
-            digest = file_hash(tarball)
-            self.s3.upload_file(
-                str(tarball), self.bucket, f"{self.version_prefix(version)}{TARBALL}"
-            )
-        self.s3.put_object(
-            Bucket=self.bucket,
-            Key=f"{self.version_prefix(version)}{HASH_FILE}",
-            Body=digest.encode("ascii"),
+        self.layout = SnapshotLayout(collection)
+        self.prefix = self.layout.prefix
+        self.objects = ObjectStore(
+            s3_client, bucket, self.layout, level=zstd_level, workers=workers
         )
-        return digest
+        self._manifests: dict[str, tuple[Manifest, bytes]] = {}  # versions are immutable
 
-    def read_hash(self, version: str) -> str | None:
+    # --- small objects --------------------------------------------------------------------
+
+    def _get(self, key: str, stats: SnapshotStats | None = None) -> bytes | None:
         try:
-            body = self.s3.get_object(
-                Bucket=self.bucket, Key=f"{self.version_prefix(version)}{HASH_FILE}"
-            )["Body"].read()
+            body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
         except ClientError as error:
-            if _not_found(error):
+            if not_found(error):
                 return None
             raise
-        return body.decode("ascii").strip()
+        if stats is not None:
+            stats.add(downloaded=len(body))
+        return body
+
+    def _put_new(self, key: str, body: bytes, content_type: str) -> None:
+        """PUT a key that must not exist yet (``IfNoneMatch``): versions are immutable."""
+        self.s3.put_object(
+            Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, IfNoneMatch="*"
+        )
+
+    # --- format 2 manifests ---------------------------------------------------------------
+
+    def read_manifest(
+        self, version: str, stats: SnapshotStats | None = None
+    ) -> tuple[Manifest, bytes] | None:
+        """A format 2 version's manifest, checked against ``.manifest_hash``; None when the
+        version has no ``.manifest_hash`` (it is not a format 2 version)."""
+        if version in self._manifests:
+            return self._manifests[version]
+        recorded = self._get(self.layout.manifest_hash_key(version), stats)
+        if recorded is None:
+            return None
+        where = f"{self.collection} version {version}"
+        data = self._get(self.layout.manifest_key(version), stats)
+        if data is None:
+            raise SnapshotVersionMissingError(f"{where}: .manifest_hash but no manifest.json")
+        check_manifest_bytes(data, recorded.decode("ascii", "replace"), where=where)
+        manifest = parse_manifest(data, collection=self.collection, version_id=version)
+        self._remember(version, manifest, data)
+        return manifest, data
+
+    def _remember(self, version: str, manifest: Manifest, data: bytes) -> None:
+        self._manifests[version] = (manifest, data)
+        while len(self._manifests) > MANIFEST_CACHE:
+            self._manifests.pop(next(iter(self._manifests)))
+
+    def put_manifest(self, manifest: Manifest, stats: SnapshotStats | None = None) -> bytes:
+        """Write ``manifest.json``, then ``.manifest_hash``; returns the manifest's bytes."""
+        data = manifest.to_bytes()
+        digest = manifest_digest(data).encode("ascii")
+        self._put_new(self.layout.manifest_key(manifest.version_id), data, "application/json")
+        self._put_new(self.layout.manifest_hash_key(manifest.version_id), digest, "text/plain")
+        if stats is not None:
+            stats.add(uploaded=len(data) + len(digest))
+        self._remember(manifest.version_id, manifest, data)
+        return data
+
+    # --- format 1 -------------------------------------------------------------------------
+
+    def read_tarball_hash(self, version: str) -> str | None:
+        """A format 1 version's ``.snapshot_hash`` (``sha256:<hex>``), or None."""
+        body = self._get(self.layout.tarball_hash_key(version))
+        return None if body is None else body.decode("ascii").strip()
+
+    read_hash = read_tarball_hash
+
+    def version_format(self, version: str) -> int | None:
+        """2 or 1 for an existing version, None when neither layout holds it."""
+        for snapshot_format, key in (
+            (2, self.layout.manifest_hash_key(version)),
+            (1, self.layout.tarball_hash_key(version)),
+        ):
+            try:
+                self.s3.head_object(Bucket=self.bucket, Key=key)
+                return snapshot_format
+            except ClientError as error:
+                if not not_found(error):
+                    raise
+        return None
 
     def download(self, version: str, destination: Path) -> str:
-        """Fetch, verify and safely extract ``version`` into ``destination``; returns its hash."""
-        expected = self.read_hash(version)
-        if expected is None:
-            raise SnapshotError(
-                f"{self.collection} version {version}: no {HASH_FILE} at "
-                f"s3://{self.bucket}/{self.version_prefix(version)}"
-            )
-        with tempfile.TemporaryDirectory(prefix="snapshot-down-") as tmp:
-            tarball = Path(tmp) / TARBALL
-            try:
-                self.s3.download_file(
-                    self.bucket, f"{self.version_prefix(version)}{TARBALL}", str(tarball)
-                )
-            except ClientError as error:
-                if _not_found(error):
-                    raise SnapshotError(
-                        f"{self.collection} version {version}: no {TARBALL} in S3"
-                    ) from error
-                raise
-            actual = file_hash(tarball)
-            if actual != expected:
-                raise SnapshotCorruptError(
-                    f"{self.collection} version {version}: tarball hash {actual} does not "
-                    f"match {HASH_FILE} {expected}"
-                )
-            try:
-                extract_tarball(tarball, destination)
-            except (UnsafeArchiveError, tarfile.TarError) as error:
-                raise SnapshotCorruptError(
-                    f"{self.collection} version {version}: {error}"
-                ) from error
-        return expected
+        """Fetch and verify ``version`` (either format) into a new ``destination``; returns
+        its recorded hash (``.manifest_hash`` or ``.snapshot_hash``)."""
+        return read_version(self, version, destination).digest
+
+    # --- listings -------------------------------------------------------------------------
+
+    def list_all(self) -> SnapshotListing:
+        """Every version (both formats) and every object under the collection's prefix."""
+        listing = SnapshotListing()
+        for page in self.s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self.prefix
+        ):
+            for item in page.get("Contents", []):
+                key, modified = item["Key"], item["LastModified"]
+                sha = self.layout.object_sha(key)
+                if sha is not None:
+                    listing.objects[sha] = modified
+                    continue
+                found = self.layout.version_of(key)
+                if found is None:
+                    continue
+                snapshot_format, version = found
+                entry = listing.versions.setdefault(version, VersionKeys(snapshot_format, modified))
+                entry.keys.append(key)
+                entry.modified = max(entry.modified, modified)
+        return listing
 
     def list_versions(self) -> dict[str, datetime]:
-        """Every version id with objects under ``timestamped/``, with its last write time."""
-        versions: dict[str, datetime] = {}
-        paginator = self.s3.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=f"{self.prefix}timestamped/"):
-            for item in page.get("Contents", []):
-                version = item["Key"].removeprefix(f"{self.prefix}timestamped/").split("/")[0]
-                modified = item["LastModified"]
-                versions[version] = max(versions.get(version, modified), modified)
-        return versions
+        """Every version id (both formats) with the time of its last write."""
+        return {v: keys.modified for v, keys in self.list_all().versions.items()}
 
     def has_any_object(self) -> bool:
-        response = self.s3.list_objects_v2(
-            Bucket=self.bucket, Prefix=f"{self.prefix}timestamped/", MaxKeys=1
-        )
+        """Whether anything at all exists under ``<collection>/snapshot/``."""
+        response = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, MaxKeys=1)
         return bool(response.get("KeyCount", 0))
 
-    def delete_version(self, version: str) -> None:
-        keys: list[ObjectIdentifierTypeDef] = [
-            {"Key": item["Key"]}
-            for page in self.s3.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=self.version_prefix(version)
-            )
-            for item in page.get("Contents", [])
-        ]
-        for start in range(0, len(keys), 1000):
+    def delete_keys(self, keys: Iterable[str]) -> None:
+        objects: list[ObjectIdentifierTypeDef] = [{"Key": key} for key in keys]
+        for start in range(0, len(objects), 1000):
             self.s3.delete_objects(
-                Bucket=self.bucket, Delete={"Objects": keys[start : start + 1000], "Quiet": True}
+                Bucket=self.bucket,
+                Delete={"Objects": objects[start : start + 1000], "Quiet": True},
             )
 
-    def apply_retention(
-        self, keep: set[str], orphan_age: timedelta, now: datetime | None = None
-    ) -> list[str]:
-        """Delete versions outside ``keep`` once older than ``orphan_age``; returns them.
+    def forget(self, version: str) -> None:
+        """Drop a cached manifest (its version is being deleted)."""
+        self._manifests.pop(version, None)
 
-        The age guard protects a version that a concurrent publisher may still be about
-        to name (it would otherwise be an orphan for an instant).
-        """
-        moment = now or datetime.now(UTC)
-        deleted = []
-        for version, modified in sorted(self.list_versions().items()):
-            if version in keep:
-                continue
-            minted = version_time(version) if is_version_id(version) else modified
-            if moment - max(minted, modified) >= orphan_age:
-                self.delete_version(version)
-                deleted.append(version)
-        return deleted
+    def delete_version(self, version: str) -> None:
+        """Remove a version's manifest or tarball (never the objects it names)."""
+        self.forget(version)
+        keys = self.list_all().versions.get(version)
+        if keys is not None:
+            self.delete_keys(keys.keys)
 
-    # --- pointer file -----------------------------------------------------------------------
+    # --- pointer file ---------------------------------------------------------------------
 
     def read_pointer_file(self) -> PointerFile | None:
         try:
-            response = self.s3.get_object(Bucket=self.bucket, Key=f"{self.prefix}{POINTER_FILE}")
+            response = self.s3.get_object(Bucket=self.bucket, Key=self.layout.pointer_key)
         except ClientError as error:
-            if _not_found(error):
+            if not_found(error):
                 return None
             raise
         return PointerFile(response["Body"].read().decode("ascii").strip(), response["ETag"])
@@ -211,16 +247,16 @@ class S3SnapshotStore:
             try:
                 self.s3.put_object(
                     Bucket=self.bucket,
-                    Key=f"{self.prefix}{POINTER_FILE}",
+                    Key=self.layout.pointer_key,
                     Body=version.encode("ascii"),
                     ContentType="text/plain",
                     **condition,  # type: ignore[arg-type]
                 )
                 return version
             except ClientError as error:
-                if not _precondition_failed(error):
+                if not precondition_failed(error):
                     raise
         raise SnapshotError(
-            f"{self.collection}: {POINTER_FILE} kept changing; gave up after "
+            f"{self.collection}: latest-pointer.txt kept changing; gave up after "
             f"{POINTER_WRITE_ATTEMPTS} attempts"
         )

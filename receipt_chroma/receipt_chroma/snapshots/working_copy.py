@@ -1,9 +1,19 @@
 """The local working copy of a collection's snapshot, and the cache tiers that fill it.
 
 The working copy is a directory under ``CHROMA_WORK_DIR`` private to one process (an
-exclusive ``flock`` enforces it). It is reused only when its recorded version equals
-the pointer's (warm), else copied from EFS, else downloaded from S3 — and a version
-fetched from S3 is then written to EFS for the next container.
+exclusive ``flock`` enforces it), labelled with the version it holds (``.version``) and,
+for a format 2 version, that version's manifest (``.manifest.json``). It is filled from
+the cheapest tier (contract §5.2, §6.2):
+
+- ``warm``: the copy already holds the pointer's version;
+- ``catch_up``: the copy holds another version; the new one is built beside it from the
+  copy's own files (hard links) plus the files that differ — from EFS when a version
+  there has them, else from S3 objects;
+- ``efs``: a complete version directory copied to local disk (verified file by file);
+- ``s3``: the version read from S3 (reusing any EFS file with the right sha256), then
+  written to EFS for the next container.
+
+The EFS tier is passed in (``EfsTier``); nothing here imports from ``compaction``.
 """
 
 from __future__ import annotations
@@ -11,33 +21,54 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import shutil
+import secrets
 from enum import StrEnum
 from pathlib import Path
 from typing import IO
 
-from receipt_chroma.compaction.efs_snapshot_manager import EFSSnapshotManager
-from receipt_chroma.data.chroma_client import ChromaClient
-from receipt_chroma.exceptions import ChromaClientError
+from receipt_chroma.exceptions import ChromaClientError, SnapshotCheckError, SnapshotError
+from receipt_chroma.snapshots.check import check_snapshot
+from receipt_chroma.snapshots.efs_tier import EfsTier
+from receipt_chroma.snapshots.files import directory_entries, remove_tree
+from receipt_chroma.snapshots.manifest import Manifest, manifest_digest, parse_manifest
+from receipt_chroma.snapshots.reader import (
+    LocalFile,
+    VersionRead,
+    build_path,
+    index_files,
+    materialize,
+    merge_indexes,
+    read_version,
+)
 from receipt_chroma.snapshots.s3_store import S3SnapshotStore
+from receipt_chroma.snapshots.stats import SnapshotStats
 
 _LOGGER = logging.getLogger(__name__)
 
 
 class CacheTier(StrEnum):
     WARM = "warm"
+    CATCH_UP = "catch_up"
     EFS = "efs"
     S3 = "s3"
     BOOTSTRAP = "bootstrap"
 
+    @property
+    def metric_name(self) -> str:
+        """``CacheTierWarm``, ``CacheTierCatchUp``, ``CacheTierEfs``, ``CacheTierS3`` …"""
+        return "CacheTier" + "".join(part.title() for part in self.value.split("_"))
+
 
 class WorkingCopy:
-    """``<work_dir>/<collection>/snapshot`` plus a ``.version`` marker and a lock file."""
+    """``<work_dir>/<collection>/snapshot`` plus ``.version``/``.manifest.json`` markers
+    and a lock file."""
 
     def __init__(self, work_dir: str | Path, collection: str) -> None:
+        self.collection = collection
         self.base = Path(work_dir) / collection
         self.path = self.base / "snapshot"
         self._marker = self.base / ".version"
+        self._manifest = self.base / ".manifest.json"
         self._lock: IO[str] | None = None
 
     # --- exclusivity ------------------------------------------------------------------------
@@ -74,55 +105,37 @@ class WorkingCopy:
             return None
         return text if text and self.path.is_dir() else None
 
-    def relabel(self, version: str) -> None:
+    def manifest(self) -> Manifest | None:
+        """The manifest of the labelled version (format 2 versions only)."""
+        version = self.version
+        if version is None:
+            return None
+        try:
+            data = self._manifest.read_bytes()
+            return parse_manifest(data, collection=self.collection, version_id=version)
+        except (OSError, SnapshotError):
+            return None
+
+    def relabel(self, version: str, manifest: Manifest | None = None) -> None:
+        """Label the copy as ``version`` (with its manifest when it has one)."""
+        self._manifest.unlink(missing_ok=True)
+        if manifest is not None:
+            temporary = self.base / f".manifest-{secrets.token_hex(4)}.tmp"
+            temporary.write_bytes(manifest.to_bytes())
+            os.replace(temporary, self._manifest)
         temporary = self.base / ".version.tmp"
         temporary.write_text(version, encoding="ascii")
         os.replace(temporary, self._marker)
 
     def discard(self) -> None:
         """Forget the copy (after a cycle that changed it without publishing)."""
-        self._marker.unlink(missing_ok=True)
-        shutil.rmtree(self.path, ignore_errors=True)
+        self.mark_dirty()
+        remove_tree(self.path)
 
     def mark_dirty(self) -> None:
         """Before changing the copy: until relabelled it matches no version."""
         self._marker.unlink(missing_ok=True)
-
-    # --- filling ----------------------------------------------------------------------------
-
-    def prepare(
-        self, version: str, efs: EFSSnapshotManager, s3: S3SnapshotStore, collection: str
-    ) -> CacheTier:
-        """Make the copy hold ``version`` from the cheapest tier; returns the tier used."""
-        self.lock()
-        if self.version == version:
-            return CacheTier.WARM
-        self.discard()
-        self.base.mkdir(parents=True, exist_ok=True)
-        if efs.copy_version(version, self.path) and _opens(self.path, collection):
-            self.relabel(version)
-            return CacheTier.EFS
-        shutil.rmtree(self.path, ignore_errors=True)
-        snapshot_hash = self.fetch_from_s3(version, s3)
-        try:
-            efs.store_version(version, self.path, snapshot_hash)
-            efs.set_current_version(version)
-        except OSError as error:  # EFS is a cache: its failures never fail the cycle
-            _LOGGER.warning("could not write version to EFS", extra={"error": str(error)})
-        return CacheTier.S3
-
-    def fetch_from_s3(self, version: str, s3: S3SnapshotStore) -> str:
-        """Download and verify ``version`` from S3 into the copy; returns its hash."""
-        self.lock()
-        self.discard()
-        self.base.mkdir(parents=True, exist_ok=True)
-        try:
-            snapshot_hash = s3.download(version, self.path)
-        except BaseException:
-            shutil.rmtree(self.path, ignore_errors=True)
-            raise
-        self.relabel(version)
-        return snapshot_hash
+        self._manifest.unlink(missing_ok=True)
 
     def start_empty(self) -> CacheTier:
         """A fresh, empty copy for bootstrapping a collection that has no snapshot at all."""
@@ -131,11 +144,106 @@ class WorkingCopy:
         self.base.mkdir(parents=True, exist_ok=True)
         return CacheTier.BOOTSTRAP
 
+    # --- filling ----------------------------------------------------------------------------
 
-def _opens(path: Path, collection: str) -> bool:
-    try:
-        with ChromaClient(path, mode="read") as client:
-            client.get_collection(collection).count()
+    def prepare(
+        self,
+        version: str,
+        store: S3SnapshotStore,
+        efs: EfsTier | None,
+        stats: SnapshotStats | None = None,
+    ) -> CacheTier:
+        """Make the copy hold ``version`` from the cheapest tier; returns the tier used."""
+        stats = stats if stats is not None else SnapshotStats()
+        self.lock()
+        if self.version == version:
+            return CacheTier.WARM
+        if self.version is not None and self._catch_up(version, store, efs, stats):
+            return CacheTier.CATCH_UP
+        self.discard()
+        self.base.mkdir(parents=True, exist_ok=True)
+        if efs is not None and self._copy_from_efs(version, efs):
+            return CacheTier.EFS
+        self.fetch_from_s3(version, store, efs, stats)
+        return CacheTier.S3
+
+    def _local_index(self) -> dict[str, list[LocalFile]]:
+        """The labelled copy's files by sha256 (from its manifest, else by hashing them)."""
+        manifest = self.manifest()
+        if manifest is not None:
+            return index_files(self.path, manifest.files, trusted=True)
+        return index_files(self.path, directory_entries(self.path), trusted=True)
+
+    def _catch_up(
+        self, version: str, store: S3SnapshotStore, efs: EfsTier | None, stats: SnapshotStats
+    ) -> bool:
+        """Build ``version`` beside the labelled copy from its files plus those that differ.
+        False (nothing changed) when ``version`` is a format 1 version."""
+        found = store.read_manifest(version, stats)
+        if found is None:
+            return False
+        manifest, data = found
+        reuse = merge_indexes(self._local_index(), efs.reuse_index() if efs else {})
+        building = build_path(self.path)
+        try:
+            materialize(store, manifest, building, reuse, stats)
+        except BaseException:
+            remove_tree(building)
+            raise
+        self.mark_dirty()
+        previous = self.base / f".previous-{secrets.token_hex(4)}"
+        os.replace(self.path, previous)
+        os.replace(building, self.path)
+        remove_tree(previous)
+        self.relabel(version, manifest)
+        self._store_in_efs(efs, VersionRead(version, 2, manifest_digest(data), manifest, data))
         return True
-    except Exception:
-        return False
+
+    def _copy_from_efs(self, version: str, efs: EfsTier) -> bool:
+        if not efs.has_version(version):
+            return False
+        manifest = efs.read_manifest(version)
+        building = build_path(self.path)
+        if not efs.copy_version(version, building):
+            return False
+        if manifest is None:  # format 1 directory: it must at least open
+            try:
+                check_snapshot(building, self.collection, None)
+            except SnapshotCheckError:
+                remove_tree(building)
+                return False
+        os.replace(building, self.path)
+        self.relabel(version, manifest)
+        return True
+
+    def fetch_from_s3(
+        self,
+        version: str,
+        store: S3SnapshotStore,
+        efs: EfsTier | None = None,
+        stats: SnapshotStats | None = None,
+    ) -> VersionRead:
+        """Read and verify ``version`` from S3 into the copy (reusing EFS files), label
+        it, and write it to EFS for the next container."""
+        self.lock()
+        self.discard()
+        self.base.mkdir(parents=True, exist_ok=True)
+        reuse = efs.reuse_index() if efs is not None else {}
+        read = read_version(store, version, self.path, reuse=reuse, stats=stats)
+        self.relabel(version, read.manifest)
+        self._store_in_efs(efs, read)
+        return read
+
+    def _store_in_efs(self, efs: EfsTier | None, read: VersionRead) -> None:
+        if efs is None:
+            return
+        try:
+            efs.store_version(
+                read.version,
+                self.path,
+                manifest_bytes=read.manifest_bytes,
+                snapshot_hash=read.digest if read.format == 1 else None,
+            )
+            efs.set_current_version(read.version)
+        except OSError as error:  # EFS is a cache: its failures never fail the cycle
+            _LOGGER.warning("could not write version to EFS", extra={"error": str(error)})

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-import io
-import tarfile
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+import zstandard
 
 from receipt_chroma.compaction import FailureCause
 from receipt_chroma.ids import line_vector_id, word_vector_id
-from receipt_chroma.snapshots.s3_store import file_hash
 from receipt_chroma.snapshots.working_copy import CacheTier
 from receipt_compaction_tools.testing.factories import (
     IMAGE_ID,
@@ -48,14 +48,15 @@ def _populate(world: CompactionWorld) -> tuple[SyntheticReceipt, SyntheticReceip
 
 
 def _count_snapshot_gets(s3: Any) -> list[str]:
+    """Downloads of snapshot data (objects or format 1 tarballs)."""
     keys: list[str] = []
 
     def count(params: dict[str, Any], **_: Any) -> None:
-        if "/snapshot/timestamped/" in params.get("Key", ""):
-            keys.append(params["Key"])
+        key = params.get("Key", "")
+        if "/snapshot/objects/" in key or "/snapshot/timestamped/" in key:
+            keys.append(key)
 
     s3.meta.events.register("before-parameter-build.s3.GetObject", count)
-    s3.meta.events.register("before-parameter-build.s3.HeadObject", count)
     return keys
 
 
@@ -181,28 +182,27 @@ def test_two_compactors_from_the_same_base_exactly_one_publishes(
     )
 
 
-def _replace_tarball(world: CompactionWorld, version: str, data: bytes, *, fix_hash: bool) -> None:
-    prefix = f"words/snapshot/timestamped/{version}/"
-    world.s3.put_object(Bucket=world.bucket, Key=f"{prefix}snapshot.tar.gz", Body=data)
-    if fix_hash:
-        path = world.root / "evil.tar.gz"
-        path.write_bytes(data)
-        world.s3.put_object(
-            Bucket=world.bucket, Key=f"{prefix}.snapshot_hash", Body=file_hash(path).encode()
-        )
+def _sqlite_object_key(world: CompactionWorld, version: str) -> str:
+    manifest = json.loads(
+        world.s3.get_object(
+            Bucket=world.bucket, Key=f"words/snapshot/versions/{version}/manifest.json"
+        )["Body"].read()
+    )
+    sha = next(f["sha256"] for f in manifest["files"] if f["path"] == "chroma.sqlite3")
+    return f"words/snapshot/objects/{sha}.zst"
 
 
-def _malicious_tarball() -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        info = tarfile.TarInfo("../../escaped.txt")
-        info.size = 4
-        archive.addfile(info, io.BytesIO(b"evil"))
-        link = tarfile.TarInfo("chroma.sqlite3")
-        link.type = tarfile.SYMTYPE
-        link.linkname = "/etc/passwd"
-        archive.addfile(link)
-    return buffer.getvalue()
+def _malicious_manifest(world: CompactionWorld, version: str) -> None:
+    """A manifest naming ``../../escaped.txt``, with a matching ``.manifest_hash``."""
+    prefix = f"words/snapshot/versions/{version}/"
+    manifest = json.loads(
+        world.s3.get_object(Bucket=world.bucket, Key=f"{prefix}manifest.json")["Body"].read()
+    )
+    manifest["files"].insert(0, {**manifest["files"][0], "path": "../../escaped.txt"})
+    body = json.dumps(manifest).encode()
+    world.s3.put_object(Bucket=world.bucket, Key=f"{prefix}manifest.json", Body=body)
+    digest = f"sha256:{hashlib.sha256(body).hexdigest()}".encode()
+    world.s3.put_object(Bucket=world.bucket, Key=f"{prefix}.manifest_hash", Body=digest)
 
 
 @pytest.mark.parametrize("damage", ["corrupt", "missing", "malicious"])
@@ -217,20 +217,23 @@ def test_unusable_versions_fail_clearly_and_publish_nothing(
 
     shutil.rmtree(world.config.chroma_root)  # no EFS copy to fall back on
     if damage == "corrupt":
-        _replace_tarball(world, version, b"not the snapshot", fix_hash=False)
+        key = _sqlite_object_key(world, version)
+        world.s3.put_object(Bucket=world.bucket, Key=key, Body=zstandard.compress(b"not it"))
     elif damage == "missing":
-        world.s3.delete_object(
-            Bucket=world.bucket, Key=f"words/snapshot/timestamped/{version}/snapshot.tar.gz"
-        )
+        world.s3.delete_object(Bucket=world.bucket, Key=_sqlite_object_key(world, version))
     else:
-        _replace_tarball(world, version, _malicious_tarball(), fix_hash=True)
+        _malicious_manifest(world, version)
     world.dynamo.put_receipt_metadata(make_metadata(IMAGE_ID, 1, merchant_name="Never"))
 
     result = world.cycle("words", work="fresh").run(world.pump()["words"])
 
     assert result.cause is FailureCause.SNAPSHOT_UNAVAILABLE
     assert version in result.failures[0].reason
-    expected = {"corrupt": "does not match", "missing": "no snapshot.tar.gz", "malicious": "unsafe"}
+    expected = {
+        "corrupt": "does not match its manifest",
+        "missing": "is missing",
+        "malicious": "not a safe relative path",
+    }
     assert expected[damage] in result.failures[0].reason
     assert world.published_version("words") == version
     assert not (world.root / "escaped.txt").exists()

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
+from receipt_chroma.compaction.lease import LockManager
+from receipt_chroma.snapshots.admin import rollback
 from receipt_chroma.snapshots.s3_store import S3SnapshotStore
-from receipt_compaction_tools.cli.snapshots import rollback
 from receipt_compaction_tools.testing.factories import IMAGE_ID, make_metadata
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_compaction_tools.testing.world import CompactionWorld
@@ -90,7 +91,9 @@ def _pointer_file(world: CompactionWorld) -> str | None:
 def test_rollback_moves_the_pointer_and_the_pointer_file(world: CompactionWorld) -> None:
     first, second = _publish_two_versions(world)
 
-    result = rollback(world.dynamo, world.bucket, "words", first)
+    result = rollback(
+        world.dynamo, world.bucket, "words", first, lease=lambda: LockManager(world.dynamo, "words")
+    )
 
     assert (result["version"], result["previous_version"]) == (first, second)
     assert world.published_version("words") == first
@@ -114,7 +117,9 @@ def test_rollback_refreshes_pointer_file_from_current_item(world: CompactionWorl
         assert _pointer_file(world) == result.published_version
 
     dynamo = PublishAfterMove(world.table, publish_concurrently)
-    result = rollback(dynamo, world.bucket, "words", first)
+    result = rollback(
+        dynamo, world.bucket, "words", first, lease=lambda: LockManager(dynamo, "words")
+    )
 
     assert dynamo.fired, "the concurrent publish did not run between move and refresh"
     assert result["version"] == first  # what the rollback moved the pointer to

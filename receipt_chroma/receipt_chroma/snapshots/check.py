@@ -1,0 +1,54 @@
+"""The one check that a persist directory holds a usable snapshot of a collection.
+
+Publishing runs it on the closed working copy (contract §6.3 step 1); ``verify`` runs it
+on a downloaded version. It opens the directory with a fresh client, reads the count
+and one embedding's dimension, and closes the client again (clearing chromadb's shared
+system cache), so the directory is released before it is hashed or copied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from receipt_chroma.data.chroma_client import ChromaClient
+from receipt_chroma.exceptions import ChromaClientError, SnapshotCheckError
+
+
+@dataclass(frozen=True)
+class SnapshotCheck:
+    collection: str
+    record_count: int
+    dimension: int | None  # None for an empty collection
+    sync_threshold: int | None  # the collection's hnsw.sync_threshold
+
+
+def check_snapshot(path: Path, collection: str, dimension: int | None) -> SnapshotCheck:
+    """Open ``path``, check ``collection`` exists with vectors of ``dimension`` (any
+    dimension when None).
+
+    Raises SnapshotCheckError naming what is wrong.
+    """
+    try:
+        with ChromaClient(path, mode="read") as client:
+            if collection not in client.list_collection_names():
+                raise SnapshotCheckError(f"{path}: no collection {collection!r}")
+            target = client.get_collection(collection)
+            count = target.count()
+            embeddings: Any = target.peek(1)["embeddings"] if count else None
+            hnsw = (target.configuration or {}).get("hnsw") or {}
+    except ChromaClientError as error:
+        raise SnapshotCheckError(f"{path}: {error}") from error
+    found = None if embeddings is None or len(embeddings) == 0 else len(embeddings[0])
+    if count and dimension is not None and found != dimension:
+        raise SnapshotCheckError(
+            f"{collection} in {path} has dimension {found}, expected {dimension}"
+        )
+    threshold = hnsw.get("sync_threshold")
+    return SnapshotCheck(
+        collection=collection,
+        record_count=count,
+        dimension=found,
+        sync_threshold=int(threshold) if isinstance(threshold, int) else None,
+    )

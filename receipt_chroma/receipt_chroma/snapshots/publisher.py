@@ -1,0 +1,240 @@
+"""The publish sequence (contract §6.3), owned in one place.
+
+1. The caller has closed its client. The HNSW flush policy runs on the closed directory
+   (a planned flush when due), a sparse ``chroma.sqlite3`` is vacuumed, then the
+   directory is reopened, checked (collection, count, dimension) and closed again.
+2. Every file is hashed; the objects S3 lacks are uploaded (bounded parallelism), then
+   ``manifest.json`` and ``.manifest_hash`` under a new version id.
+3. ``move_pointer``: one transaction — lease check and pointer put conditioned on the
+   base. Lease lost / pointer moved raise; nothing is published.
+4. ``latest-pointer.txt`` is refreshed from the pointer item's *current* value.
+5. The EFS version is written (best effort; failures are reported, never raised).
+6. ``after_commit`` (the cycle marks its runs), then retention of S3 and EFS.
+
+``move_pointer`` and ``refresh_pointer_file`` are also what rollback uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import chromadb
+
+from receipt_chroma.snapshots.check import SnapshotCheck, check_snapshot
+from receipt_chroma.snapshots.database import compact_database
+from receipt_chroma.snapshots.files import directory_entries
+from receipt_chroma.snapshots.hnsw import apply_flush_policy, set_sync_threshold
+from receipt_chroma.snapshots.manifest import Manifest
+from receipt_chroma.snapshots.retention import apply_retention, withdraw_version
+from receipt_chroma.snapshots.s3_store import S3SnapshotStore
+from receipt_chroma.snapshots.service import CollectionSnapshots, Lease
+from receipt_chroma.snapshots.stats import SnapshotStats
+from receipt_chroma.snapshots.versions import new_version_id
+from receipt_dynamo.data.dynamo_client import DynamoClient
+from receipt_dynamo.entities import SnapshotPointer
+from receipt_dynamo.exceptions import LeaseLostError, PointerMovedError
+from receipt_dynamo.timestamps import now_iso
+
+Stage = Callable[[str], None]
+
+
+def _no_stage(_: str) -> None:
+    return None
+
+
+def move_pointer(
+    dynamo: DynamoClient,
+    collection: str,
+    version: str,
+    *,
+    base: SnapshotPointer | None,
+    lease: Lease,
+) -> SnapshotPointer:
+    """The pointer transaction (§6.3 step 3) from ``base`` to ``version`` under ``lease``.
+
+    Raises LeaseLostError or PointerMovedError; nothing is written in either case.
+    """
+    lease.ensure_held()
+    return dynamo.publish_snapshot_pointer(
+        collection, version, base=base, owner=lease.owner, fencing_token=lease.token
+    )
+
+
+def refresh_pointer_file(
+    dynamo: DynamoClient, store: S3SnapshotStore, collection: str
+) -> str | None:
+    """Make ``latest-pointer.txt`` say what the pointer item says *now* (re-read on every
+    attempt, written conditionally), so it never goes backwards. Returns that version."""
+
+    def current() -> str | None:
+        pointer = dynamo.get_snapshot_pointer(collection)
+        return None if pointer is None else pointer.version
+
+    return store.sync_pointer_file(current)
+
+
+def prepare_directory(
+    snapshots: CollectionSnapshots, stats: SnapshotStats, *, force_flush: bool = False
+) -> SnapshotCheck:
+    """Step 1 on the closed working copy: flush policy, then reopen and check."""
+    path, collection = snapshots.working.path, snapshots.collection
+    policy = snapshots.settings.hnsw
+    index = apply_flush_policy(path, collection, policy, force=force_flush)
+    stats.hnsw_flushed = index.flushed
+    stats.unindexed_records = index.after.unindexed_records
+    if index.flushed and index.after.unindexed_records:
+        snapshots.logger.info(
+            "HNSW flush left records unindexed",
+            extra={"collection": collection, "unindexed": index.after.unindexed_records},
+        )
+    compact_database(path)
+    check = check_snapshot(path, collection, snapshots.settings.dimension)
+    if check.sync_threshold != policy.sync_threshold:
+        set_sync_threshold(path, collection, policy.sync_threshold)
+    return check
+
+
+def write_version(
+    snapshots: CollectionSnapshots,
+    directory: Path,
+    check: SnapshotCheck,
+    *,
+    base_version: str | None,
+    stats: SnapshotStats,
+    on_stage: Stage = _no_stage,
+) -> tuple[Manifest, bytes, list[str]]:
+    """Step 2: hash, upload missing objects, then the manifest and its hash. Returns the
+    manifest, its bytes and the objects this call wrote."""
+    entries = directory_entries(directory)
+    uploaded = snapshots.store.objects.upload_missing(directory, entries, stats)
+    on_stage("objects_uploaded")
+    manifest = Manifest(
+        collection=snapshots.collection,
+        version_id=new_version_id(),
+        base_version=base_version,
+        created_at=now_iso(),
+        chromadb_version=chromadb.__version__,
+        dimension=check.dimension or snapshots.settings.dimension,
+        record_count=check.record_count,
+        files=tuple(entries),
+    )
+    data = snapshots.store.put_manifest(manifest, stats)
+    return manifest, data, uploaded
+
+
+def publish(
+    snapshots: CollectionSnapshots,
+    base: SnapshotPointer | None,
+    lease: Lease,
+    *,
+    stats: SnapshotStats,
+    errors: list[str],
+    on_stage: Stage = _no_stage,
+    after_commit: Callable[[], None] | None = None,
+    force_flush: bool = False,
+) -> SnapshotPointer:
+    """Publish the (closed) working copy on top of ``base``: steps 1 to 6 of §6.3.
+
+    Errors after the pointer moved never unpublish: they are appended to ``errors``.
+    """
+    check = prepare_directory(snapshots, stats, force_flush=force_flush)
+    on_stage("checked")
+    path = snapshots.working.path
+    manifest, data, uploaded = write_version(
+        snapshots,
+        path,
+        check,
+        base_version=base.version if base else None,
+        stats=stats,
+        on_stage=on_stage,
+    )
+    on_stage("uploaded")
+    try:
+        published = move_pointer(
+            snapshots.dynamo, snapshots.collection, manifest.version_id, base=base, lease=lease
+        )
+    except (LeaseLostError, PointerMovedError):
+        if base is None:  # a refused first publish must not block the next bootstrap
+            withdraw_version(snapshots.store, manifest.version_id, uploaded)
+        raise
+    snapshots.working.relabel(manifest.version_id, manifest)
+    on_stage("committed")
+    _after_swap(
+        snapshots, base, published, data=data, stats=stats, errors=errors, on_stage=on_stage
+    )
+    if after_commit is not None:
+        try:
+            after_commit()
+        except Exception as error:
+            errors.append(f"run marks: {error}")
+    retain(snapshots, base, published, errors)
+    return published
+
+
+def _after_swap(
+    snapshots: CollectionSnapshots,
+    base: SnapshotPointer | None,
+    published: SnapshotPointer,
+    *,
+    data: bytes,
+    stats: SnapshotStats,
+    errors: list[str],
+    on_stage: Stage,
+) -> None:
+    """Steps 4 and 5: derived caches; their failures never unpublish."""
+    try:
+        refresh_pointer_file(snapshots.dynamo, snapshots.store, snapshots.collection)
+    except Exception as error:  # derived cache: the next cycle repairs it
+        errors.append(f"pointer file: {error}")
+    on_stage("pointer_file_synced")
+    _write_efs(snapshots, published.version, data, errors)
+    snapshots.logger.info(
+        "snapshot published",
+        extra={
+            "collection": snapshots.collection,
+            "version": published.version,
+            "previous_version": base.version if base else None,
+            "bytes_uploaded": stats.bytes_uploaded,
+            "unindexed_records": stats.unindexed_records,
+            "hnsw_flushed": stats.hnsw_flushed,
+        },
+    )
+
+
+def _write_efs(
+    snapshots: CollectionSnapshots, version: str, data: bytes, errors: list[str]
+) -> None:
+    if snapshots.efs is None:
+        return
+    try:
+        snapshots.efs.store_version(version, snapshots.working.path, manifest_bytes=data)
+        snapshots.efs.set_current_version(version)
+    except OSError as error:
+        errors.append(f"efs: {error}")
+
+
+def retain(
+    snapshots: CollectionSnapshots,
+    base: SnapshotPointer | None,
+    published: SnapshotPointer,
+    errors: list[str],
+) -> None:
+    """Step 6's retention: S3 by reachability from the pointer's history, EFS keeps the
+    pointer's version and its predecessor."""
+    try:
+        report = apply_retention(
+            snapshots.store,
+            keep=set(published.history),
+            dropped=set(base.history if base else ()) - set(published.history),
+            orphan_age=snapshots.settings.orphan_age,
+        )
+        if report.objects_kept_because:
+            errors.append(f"retention: {report.objects_kept_because}")
+        if snapshots.efs is not None:
+            keep = {published.version}
+            if published.previous_version:
+                keep.add(published.previous_version)
+            snapshots.efs.cleanup(keep)
+    except Exception as error:
+        errors.append(f"retention: {error}")

@@ -1,0 +1,111 @@
+"""Retention by reachability (contract §6.5).
+
+S3 keeps exactly the versions in the pointer's ``history`` and the objects their manifests
+name. A version that just left the history is deleted at once. Anything else nobody
+names — manifests and tarballs of versions never published, objects no remaining
+manifest names — is an orphan, deleted only once older than twice the lease duration: a
+concurrent publisher's fresh uploads are younger than that, and so is a manifest that
+is about to be named by a pointer swap (its objects stay named while it exists). If a
+retained manifest cannot be read, no object is deleted at all.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from receipt_chroma.exceptions import SnapshotError
+from receipt_chroma.snapshots.s3_store import S3SnapshotStore, VersionKeys
+from receipt_chroma.snapshots.versions import is_version_id, version_time
+
+_LOGGER = logging.getLogger(__name__)
+
+
+@dataclass
+class RetentionReport:
+    deleted_versions: list[str] = field(default_factory=list)
+    deleted_objects: list[str] = field(default_factory=list)
+    objects_kept_because: str | None = None  # why object deletion was skipped, if it was
+
+
+def _age(version: str, keys: VersionKeys, now: datetime) -> timedelta:
+    minted = version_time(version) if is_version_id(version) else keys.modified
+    return now - max(minted, keys.modified)
+
+
+def named_objects(store: S3SnapshotStore) -> set[str] | None:
+    """Every object some manifest in S3 names now; None if a manifest cannot be read."""
+    named: set[str] = set()
+    for version, keys in store.list_all().versions.items():
+        if keys.format != 2:
+            continue
+        try:
+            found = store.read_manifest(version)
+        except SnapshotError:
+            return None
+        if found is not None:
+            named.update(entry.sha256 for entry in found[0].files)
+    return named
+
+
+def withdraw_version(store: S3SnapshotStore, version: str, uploaded: list[str]) -> None:
+    """Remove a version whose first publish was refused, with the objects it wrote that
+    no other manifest names (contract §6.5: with no pointer, anything under the prefix
+    would make every later cycle refuse to bootstrap). Its id is new, so its manifest is
+    nobody else's; an object another manifest names is left alone."""
+    store.delete_version(version)
+    named = named_objects(store)
+    if named is None:
+        _LOGGER.error("refused version's objects kept", extra={"version": version})
+        return
+    store.delete_keys(store.layout.object_key(sha) for sha in uploaded if sha not in named)
+
+
+def apply_retention(
+    store: S3SnapshotStore,
+    *,
+    keep: set[str],
+    orphan_age: timedelta,
+    dropped: set[str] | None = None,
+    now: datetime | None = None,
+) -> RetentionReport:
+    """Delete what ``keep`` (the pointer's history) does not reach; see the module doc."""
+    moment = now or datetime.now(UTC)
+    report = RetentionReport()
+    listing = store.list_all()
+    remaining: dict[str, VersionKeys] = {}
+    for version, keys in sorted(listing.versions.items()):
+        if version not in keep and (
+            version in (dropped or set()) or _age(version, keys, moment) >= orphan_age
+        ):
+            store.forget(version)
+            store.delete_keys(keys.keys)
+            report.deleted_versions.append(version)
+        else:
+            remaining[version] = keys
+    named: set[str] = set()
+    for version, keys in remaining.items():
+        if keys.format != 2:
+            continue
+        try:
+            found = store.read_manifest(version)
+        except SnapshotError as error:
+            if version in keep:
+                report.objects_kept_because = f"manifest of retained {version}: {error}"
+                _LOGGER.error("retention kept every object", extra={"reason": str(error)})
+                return report
+            continue  # an orphan's broken manifest names nothing worth keeping
+        if found is None and version in keep:
+            report.objects_kept_because = f"retained {version} has no .manifest_hash"
+            return report
+        if found is not None:
+            named.update(entry.sha256 for entry in found[0].files)
+    orphans = [
+        sha
+        for sha, modified in listing.objects.items()
+        if sha not in named and moment - modified >= orphan_age
+    ]
+    store.delete_keys(store.layout.object_key(sha) for sha in orphans)
+    report.deleted_objects = sorted(orphans)
+    return report

@@ -1,0 +1,55 @@
+"""What reading and writing snapshots cost in one cycle (bytes are contract §9 metrics)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+
+@dataclass
+class SnapshotStats:
+    """Counters filled by uploads and downloads, possibly from several threads."""
+
+    bytes_uploaded: int = 0
+    bytes_downloaded: int = 0
+    objects_uploaded: int = 0
+    objects_present: int = 0
+    files_fetched: int = 0
+    files_reused: int = 0
+    bytes_reused: int = 0
+    unindexed_records: int | None = None
+    hnsw_flushed: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(
+        self,
+        *,
+        uploaded: int = 0,
+        downloaded: int = 0,
+        objects_uploaded: int = 0,
+        objects_present: int = 0,
+        files_fetched: int = 0,
+        files_reused: int = 0,
+        bytes_reused: int = 0,
+    ) -> None:
+        with self._lock:
+            self.bytes_uploaded += uploaded
+            self.bytes_downloaded += downloaded
+            self.objects_uploaded += objects_uploaded
+            self.objects_present += objects_present
+            self.files_fetched += files_fetched
+            self.files_reused += files_reused
+            self.bytes_reused += bytes_reused
+
+    def as_dict(self) -> dict[str, int | bool | None]:
+        return {
+            "bytes_uploaded": self.bytes_uploaded,
+            "bytes_downloaded": self.bytes_downloaded,
+            "objects_uploaded": self.objects_uploaded,
+            "objects_present": self.objects_present,
+            "files_fetched": self.files_fetched,
+            "files_reused": self.files_reused,
+            "bytes_reused": self.bytes_reused,
+            "unindexed_records": self.unindexed_records,
+            "hnsw_flushed": self.hnsw_flushed,
+        }

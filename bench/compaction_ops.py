@@ -39,10 +39,10 @@ import boto3
 import numpy as np
 from moto import mock_aws
 
-from receipt_chroma import ChromaClient, publish_compaction_run
+from receipt_chroma import ChromaClient, produce_compaction_run
 from receipt_chroma.compaction import apply_receipt_keys, merge_compaction_deltas
 from receipt_chroma.compaction.compaction_run import MergeTarget
-from receipt_chroma.compaction.delta_reader import (
+from receipt_chroma.compaction.deltas.reader import (
     DeltaReader,
     DeltaReaderProcess,
     InProcessDeltaReader,
@@ -89,7 +89,7 @@ def bench_merge(workdir: Path) -> dict[str, Any]:
         for n, receipt in enumerate(receipts):
             dynamo.put_entities(receipt.rows)
             runs.append(
-                publish_compaction_run(
+                produce_compaction_run(
                     dynamo,
                     image_id=receipt.image_id,
                     receipt_id=1,
@@ -102,7 +102,7 @@ def bench_merge(workdir: Path) -> dict[str, Any]:
         # The rows are read first: the comparison is about the work done on Chroma and S3.
         started = time.perf_counter()
         targets = [
-            MergeTarget(run, dynamo.get_receipt_rows(run.image_id, run.receipt_id)) for run in runs
+            MergeTarget(run, dynamo.get_receipt_state(run.image_id, run.receipt_id)) for run in runs
         ]
         read_seconds = time.perf_counter() - started
         # Raw writes exactly the records the merge leaves in the snapshot.

@@ -12,6 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from receipt_chroma.chroma_client import ChromaClient
     from receipt_chroma.compaction import (
         CollectionUpdateResult,
         CompactionConfig,
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
         get_efs_snapshot_manager,
         merge_compaction_deltas,
         process_collection_updates,
-        publish_compaction_run,
+        produce_compaction_run,
         reconstruct_label_metadata,
         remove_receipt_metadata,
         remove_word_labels,
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
         update_word_labels,
         write_delta,
     )
-    from receipt_chroma.data.chroma_client import ChromaClient
     from receipt_chroma.exceptions import (
         ChromaClientError,
         DeltaError,
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 _COMPACTION = "receipt_chroma.compaction"
 _EXCEPTIONS = "receipt_chroma.exceptions"
 _SOURCES: dict[str, str] = {
-    "ChromaClient": "receipt_chroma.data.chroma_client",
+    "ChromaClient": "receipt_chroma.chroma_client",
     **dict.fromkeys(
         (
             "CollectionUpdateResult",
@@ -62,7 +62,7 @@ _SOURCES: dict[str, str] = {
             "get_efs_snapshot_manager",
             "merge_compaction_deltas",
             "process_collection_updates",
-            "publish_compaction_run",
+            "produce_compaction_run",
             "reconstruct_label_metadata",
             "remove_receipt_metadata",
             "remove_word_labels",
@@ -114,7 +114,7 @@ __all__ = [
     "merge_compaction_deltas",
     "parse_vector_id",
     "process_collection_updates",
-    "publish_compaction_run",
+    "produce_compaction_run",
     "reconstruct_label_metadata",
     "remove_receipt_metadata",
     "remove_word_labels",

@@ -30,7 +30,7 @@ from receipt_dynamo.exceptions import (
     PointerMovedError,
     ReceiptDynamoError,
 )
-from receipt_dynamo.models import InvalidRow, MerchantFields, ReceiptRows
+from receipt_dynamo.receipt_state import InvalidRow, MerchantFields, ReceiptState
 from receipt_dynamo.schema import create_table, table_definition
 
 item_to_receipt = Receipt.from_item
@@ -63,7 +63,7 @@ __all__ = [
     "ReceiptDynamoError",
     "ReceiptLine",
     "ReceiptMetadata",
-    "ReceiptRows",
+    "ReceiptState",
     "InvalidRow",
     "MerchantFields",
     "ReceiptWord",

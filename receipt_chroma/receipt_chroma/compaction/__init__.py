@@ -1,11 +1,15 @@
 """Compaction: the cycle the Lambda runs, collection operations, delta merging and batch
 processing. ``__all__`` is the public API; the modules' other names are internals."""
 
+from receipt_chroma.compaction.apply_batch import process_collection_updates
 from receipt_chroma.compaction.compaction_run import merge_compaction_deltas
 from receipt_chroma.compaction.config import CompactionConfig
 from receipt_chroma.compaction.cycle import CompactionCycle, CycleResult, FailureCause
-from receipt_chroma.compaction.delta_reader import shared_delta_reader
-from receipt_chroma.compaction.deltas import publish_compaction_run, write_delta
+from receipt_chroma.compaction.deltas import (
+    produce_compaction_run,
+    shared_delta_reader,
+    write_delta,
+)
 from receipt_chroma.compaction.efs_snapshot_manager import get_efs_snapshot_manager
 from receipt_chroma.compaction.models import (
     CollectionUpdateResult,
@@ -22,7 +26,6 @@ from receipt_chroma.compaction.operations import (
     update_receipt_metadata,
     update_word_labels,
 )
-from receipt_chroma.compaction.processor import process_collection_updates
 
 __all__ = [
     "CollectionUpdateResult",
@@ -38,7 +41,7 @@ __all__ = [
     "get_efs_snapshot_manager",
     "merge_compaction_deltas",
     "process_collection_updates",
-    "publish_compaction_run",
+    "produce_compaction_run",
     "reconstruct_label_metadata",
     "remove_receipt_metadata",
     "remove_word_labels",

@@ -12,12 +12,9 @@ batch go into the snapshot in as few chunked upserts as possible.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import tempfile
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -26,12 +23,9 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import numpy as np
 
-from receipt_chroma.compaction.delta_reader import (
-    DeltaReader,
-    DeltaReadRequest,
-    shared_delta_reader,
-)
-from receipt_chroma.compaction.deltas import DeltaLocation, fetch_delta_files
+from receipt_chroma.chroma_client import ChromaClient, ClientCollection
+from receipt_chroma.compaction.deltas.fetch import DeltaFetcher, fetched_ahead
+from receipt_chroma.compaction.deltas.reader import DeltaReader, shared_delta_reader
 from receipt_chroma.compaction.models import DeltaRecord, RunMergeResult
 from receipt_chroma.compaction.operations import (
     OperationLogger,
@@ -41,13 +35,12 @@ from receipt_chroma.compaction.operations import (
     metadatas_of,
     reconstruct_label_metadata,
 )
-from receipt_chroma.data.chroma_client import ChromaClient, ClientCollection
-from receipt_chroma.exceptions import DeltaError, DeltaFetchError
+from receipt_chroma.exceptions import DeltaError
 from receipt_chroma.ids import VectorKey, line_vector_id, parse_vector_id, word_vector_id
 from receipt_chroma.settings import EMBEDDING_DIMENSION
 from receipt_dynamo.constants import ChromaDBCollection
 from receipt_dynamo.entities import CompactionRun
-from receipt_dynamo.models import ReceiptRows
+from receipt_dynamo.receipt_state import ReceiptState
 from receipt_dynamo.timestamps import instant
 
 if TYPE_CHECKING:
@@ -61,10 +54,10 @@ class MergeTarget:
     """A run chosen for merging, with its receipt's rows read for this batch."""
 
     run: CompactionRun
-    rows: ReceiptRows
+    rows: ReceiptState
 
 
-def live_record_ids(rows: ReceiptRows, collection: ChromaDBCollection | str) -> set[str]:
+def live_record_ids(rows: ReceiptState, collection: ChromaDBCollection | str) -> set[str]:
     """Ids that may exist now: the receipt row exists and so does the line/word row."""
     if not rows.exists:
         return set()
@@ -96,7 +89,7 @@ def held_run_order(metadata: dict[str, Any] | None) -> RunOrder | None:
 def record_metadata(
     key: VectorKey,
     text: str,
-    rows: ReceiptRows,
+    rows: ReceiptState,
     labels: dict[str, dict[str, Any]] | None,
     run: CompactionRun,
 ) -> dict[str, Any]:
@@ -171,90 +164,11 @@ class _HeldRuns:
         self.orders[record_id] = order
 
 
-class _DeltaFetcher:
-    """Gets each run's records through ``reader``: by a presigned URL of the tarball when
-    the reader downloads for itself, else (or once that has failed in this merge) by
-    downloading through the S3 API here and handing the reader the file."""
-
-    def __init__(
-        self,
-        collection: str,
-        *,
-        bucket: str,
-        s3_client: S3Client,
-        dimension: int,
-        work_dir: Path,
-        reader: DeltaReader,
-    ) -> None:
-        self.collection = collection
-        self.bucket = bucket
-        self.s3 = s3_client
-        self.dimension = dimension
-        self.work_dir = work_dir
-        self.reader = reader
-        self.by_url = reader.fetches_urls
-
-    def __call__(self, run: CompactionRun) -> list[DeltaRecord]:
-        location = DeltaLocation.parse(run.delta_prefix(self.collection), self.bucket)
-        request = DeltaReadRequest(
-            destination=self.work_dir / f"delta-{self.collection}-{run.run_id}",
-            collection=self.collection,
-            run_id=run.run_id,
-            image_id=run.image_id,
-            receipt_id=run.receipt_id,
-            dimension=self.dimension,
-        )
-        if self.by_url:
-            url = self.s3.generate_presigned_url(
-                "get_object",
-                Params={"Bucket": location.bucket, "Key": location.tarball_key},
-                ExpiresIn=URL_EXPIRY_SECONDS,
-            )
-            try:
-                return self.reader.load(dataclasses.replace(request, url=url))
-            except DeltaFetchError as error:
-                # No tarball (a tree-layout delta), or the URL is unreachable from the
-                # helper: the S3 API path below handles both.
-                _LOGGER.info("delta URL not fetched, using the S3 API: %s", error)
-                self.by_url = False
-        fetched = fetch_delta_files(
-            location, request.destination, run_id=run.run_id, s3_client=self.s3
-        )
-        return self.reader.load(dataclasses.replace(request, fetched=fetched))
-
-
-URL_EXPIRY_SECONDS = 900
-FETCH_WORKERS = 2  # threads that download or wait on the reader while upserts run
-FETCH_AHEAD = 8  # deltas fetched ahead of the upserts, bounding memory
 # Upsert once this many records wait and the next delta is not read yet: the first write
 # starts early instead of idling until several deltas are read, and while a write runs the
 # reader gets ahead, so later writes absorb every delta ready by then (fewer, larger
 # upserts: each call has a fixed cost, measured ~10 % for 200-record calls).
 FLUSH_RECORDS = 200
-
-
-def _prefetched(
-    targets: Sequence[MergeTarget], fetch: Callable[[CompactionRun], list[DeltaRecord]]
-) -> Iterator[tuple[MergeTarget, list[DeltaRecord] | Exception, bool]]:
-    """Each target with its delta's records (or the error), fetched in background threads,
-    and whether the next target's delta is already fetched."""
-    with ThreadPoolExecutor(max_workers=FETCH_WORKERS, thread_name_prefix="delta") as pool:
-        pending: deque[tuple[MergeTarget, Future[list[DeltaRecord]]]] = deque()
-        queued = iter(targets)
-        for target in queued:
-            pending.append((target, pool.submit(fetch, target.run)))
-            if len(pending) >= FETCH_AHEAD:
-                break
-        while pending:
-            target, future = pending.popleft()
-            next_target = next(queued, None)
-            if next_target is not None:
-                pending.append((next_target, pool.submit(fetch, next_target.run)))
-            try:
-                fetched: list[DeltaRecord] | Exception = future.result()
-            except Exception as error:
-                fetched = error
-            yield target, fetched, bool(pending) and pending[0][1].done()
 
 
 def merge_compaction_deltas(
@@ -281,7 +195,7 @@ def merge_compaction_deltas(
     batch = _UpsertBatch(client, snapshot)
     held = _HeldRuns(snapshot)
     with tempfile.TemporaryDirectory(prefix="merge-", dir=work_dir) as tmp:
-        fetch = _DeltaFetcher(
+        fetch = DeltaFetcher(
             name,
             bucket=bucket,
             s3_client=s3,
@@ -289,7 +203,7 @@ def merge_compaction_deltas(
             work_dir=Path(tmp),
             reader=reader or shared_delta_reader(),
         )
-        for target, fetched, next_ready in _prefetched(targets, fetch):
+        for target, fetched, next_ready in fetched_ahead(targets, fetch):
             run = target.run
             result = RunMergeResult(
                 run.run_id, run.image_id, run.receipt_id, ChromaDBCollection(name)

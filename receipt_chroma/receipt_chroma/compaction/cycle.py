@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from receipt_chroma.chroma_client import ChromaClient
+from receipt_chroma.compaction.apply_batch import process_collection_updates, record_run_outcomes
 from receipt_chroma.compaction.config import CompactionConfig
 from receipt_chroma.compaction.efs_snapshot_manager import EFSSnapshotManager
 from receipt_chroma.compaction.lease import LockManager
 from receipt_chroma.compaction.models import CollectionUpdateResult, MessageFailure
 from receipt_chroma.compaction.operations import OperationLogger
-from receipt_chroma.compaction.processor import process_collection_updates, record_run_outcomes
-from receipt_chroma.data.chroma_client import ChromaClient
 from receipt_chroma.exceptions import SnapshotUnavailableError
 from receipt_chroma.snapshots.base import open_base
 from receipt_chroma.snapshots.manifest import Manifest

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 
-from receipt_chroma.data.chroma_client import ChromaClient
+from receipt_chroma.chroma_client import ChromaClient
 from receipt_chroma.exceptions import (
     SnapshotDestinationError,
     SnapshotError,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from receipt_chroma.data.chroma_client import ChromaClient
+from receipt_chroma.chroma_client import ChromaClient
 from receipt_chroma.exceptions import ChromaClientError, SnapshotCheckError
 
 

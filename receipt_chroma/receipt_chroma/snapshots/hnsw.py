@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from receipt_chroma.data.chroma_client import ChromaClient
+from receipt_chroma.chroma_client import ChromaClient
 from receipt_chroma.exceptions import SnapshotIndexError
 from receipt_dynamo_stream.exceptions import ConfigurationError
 

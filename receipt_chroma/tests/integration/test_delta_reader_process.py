@@ -14,14 +14,14 @@ import boto3
 import pytest
 
 from receipt_chroma import ChromaClient, DeltaFetchError, UnsafeArchiveError
-from receipt_chroma.compaction import merge_compaction_deltas, publish_compaction_run
+from receipt_chroma.compaction import merge_compaction_deltas, produce_compaction_run
 from receipt_chroma.compaction.compaction_run import MergeTarget
-from receipt_chroma.compaction.delta_reader import (
+from receipt_chroma.compaction.deltas import DELTA_TARBALL, write_delta
+from receipt_chroma.compaction.deltas.reader import (
     DeltaReaderProcess,
     DeltaReadRequest,
     InProcessDeltaReader,
 )
-from receipt_chroma.compaction.deltas import DELTA_TARBALL, write_delta
 from receipt_compaction_tools.testing.factories import IMAGE_ID
 from receipt_compaction_tools.testing.pytest_plugin import TableFixture
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
@@ -126,7 +126,7 @@ def test_merge_through_the_helper_writes_every_record(
     targets = []
     for n, receipt in enumerate(receipts):
         server_table.client.put_entities(receipt.rows)
-        run = publish_compaction_run(
+        run = produce_compaction_run(
             server_table.client,
             image_id=IMAGE_ID,
             receipt_id=receipt.receipt_id,
@@ -135,7 +135,7 @@ def test_merge_through_the_helper_writes_every_record(
             words=receipt.word_records(),
             bucket=bucket,
         )
-        targets.append(MergeTarget(run, server_table.client.get_receipt_rows(IMAGE_ID, n + 1)))
+        targets.append(MergeTarget(run, server_table.client.get_receipt_state(IMAGE_ID, n + 1)))
     # A tree-layout delta has no tarball: the URL fails and the S3 API path takes over.
     targets.append(_tree_layout_target(server_table, tmp_path))
 
@@ -172,7 +172,7 @@ def _tree_layout_target(table: TableFixture, tmp_path: Path) -> MergeTarget:
     for path in (tmp_path / "tree").rglob("*"):
         if path.is_file():
             s3.upload_file(str(path), BUCKET, f"trees/r9/{path.relative_to(tmp_path / 'tree')}")
-    run = publish_compaction_run(
+    run = produce_compaction_run(
         table.client,
         image_id=IMAGE_ID,
         receipt_id=9,
@@ -182,4 +182,4 @@ def _tree_layout_target(table: TableFixture, tmp_path: Path) -> MergeTarget:
         bucket=BUCKET,
     )
     run = dataclasses.replace(run, words_delta_prefix=f"s3://{BUCKET}/trees/r9")
-    return MergeTarget(run, table.client.get_receipt_rows(IMAGE_ID, 9))
+    return MergeTarget(run, table.client.get_receipt_state(IMAGE_ID, 9))

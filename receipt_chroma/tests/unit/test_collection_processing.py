@@ -10,9 +10,9 @@ from typing import Any
 import boto3
 import pytest
 
-from receipt_chroma import ChromaClient, publish_compaction_run
+from receipt_chroma import ChromaClient, produce_compaction_run
 from receipt_chroma.compaction import CollectionUpdateResult, process_collection_updates
-from receipt_chroma.compaction.processor import record_run_outcomes
+from receipt_chroma.compaction.apply_batch import record_run_outcomes
 from receipt_chroma.ids import word_vector_id
 from receipt_compaction_tools.testing.factories import (
     IMAGE_ID,
@@ -74,7 +74,7 @@ class Env:
 
     def add_receipt(self, receipt: SyntheticReceipt, run_id: str, *, words: Any = None) -> Any:
         self.table.client.put_entities(receipt.rows)
-        return publish_compaction_run(
+        return produce_compaction_run(
             self.table.client,
             image_id=receipt.image_id,
             receipt_id=receipt.receipt_id,
@@ -159,7 +159,7 @@ def test_newer_run_wins_the_ids_it_holds_in_either_order(env: Env, order: str) -
     receipt = SyntheticReceipt(IMAGE_ID, 1, dimension=DIM)
     older = env.add_receipt(receipt, "run-a")
     newer_words = receipt.word_records()[:-1]  # the re-embedding lacks the last word
-    newer = publish_compaction_run(
+    newer = produce_compaction_run(
         env.table.client,
         image_id=IMAGE_ID,
         receipt_id=1,

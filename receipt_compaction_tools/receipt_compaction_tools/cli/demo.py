@@ -11,7 +11,7 @@ from typing import Any
 
 import boto3
 
-from receipt_chroma.data.chroma_client import ChromaClient
+from receipt_chroma.chroma_client import ChromaClient
 from receipt_chroma.snapshots.s3_store import S3SnapshotStore
 from receipt_compaction_tools.aws.local_aws import LocalAwsServer
 from receipt_compaction_tools.local.dataset import DemoDataset, generate, write

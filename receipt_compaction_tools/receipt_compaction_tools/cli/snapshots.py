@@ -9,9 +9,9 @@ from typing import Any
 
 import boto3
 
+from receipt_chroma.chroma_client import ChromaClient
 from receipt_chroma.compaction.efs_snapshot_manager import EFSSnapshotManager
 from receipt_chroma.compaction.lease import LockManager
-from receipt_chroma.data.chroma_client import ChromaClient
 from receipt_chroma.exceptions import SnapshotError
 from receipt_chroma.snapshots.s3_store import S3SnapshotStore
 from receipt_dynamo import ChromaDBCollection, DynamoClient, EntityType

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from receipt_chroma.compaction.deltas import publish_compaction_run
+from receipt_chroma.compaction.deltas import produce_compaction_run
 from receipt_compaction_tools.testing.factories import make_label, make_metadata
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_dynamo import DynamoClient, ReceiptMetadata, ReceiptWordLabel
@@ -112,7 +112,7 @@ def write(
     for receipt, metadata in zip(dataset.receipts, dataset.metadata, strict=True):
         dynamo.put_entities([*receipt.rows, metadata])
         dynamo.put_entities([lab for lab in dataset.labels if lab.image_id == receipt.image_id])
-        publish_compaction_run(
+        produce_compaction_run(
             dynamo,
             image_id=receipt.image_id,
             receipt_id=receipt.receipt_id,

@@ -27,10 +27,10 @@ from typing import Any
 
 import boto3
 
-from receipt_chroma.compaction.deltas import publish_compaction_run, write_delta
+from receipt_chroma.chroma_client import ChromaClient
+from receipt_chroma.compaction.deltas import produce_compaction_run, write_delta
 from receipt_chroma.compaction.operations import label_metadata_by_record, merchant_metadata
 from receipt_chroma.constants import LABEL_KEYS, MERCHANT_KEYS
-from receipt_chroma.data.chroma_client import ChromaClient
 from receipt_chroma.ids import line_vector_id, word_vector_id
 from receipt_chroma.snapshots.s3_store import S3SnapshotStore
 from receipt_compaction_tools.aws.local_aws import LocalAwsServer
@@ -114,7 +114,7 @@ class World:
             self.dynamo.put_entities(
                 [*receipt.rows, make_metadata(image_id, 1, merchant_name=f"M{self.changes}")]
             )
-            publish_compaction_run(
+            produce_compaction_run(
                 self.dynamo,
                 image_id=image_id,
                 receipt_id=1,
@@ -179,7 +179,7 @@ class World:
         for image_id, receipt_id in sorted(self.receipts):
             if (image_id, receipt_id) in self.excluded:
                 continue
-            rows = self.dynamo.get_receipt_rows(image_id, receipt_id)
+            rows = self.dynamo.get_receipt_state(image_id, receipt_id)
             if not rows.exists or not rows.runs:
                 continue
             keys = dict.fromkeys(MERCHANT_KEYS)

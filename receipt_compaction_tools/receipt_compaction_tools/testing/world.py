@@ -16,10 +16,10 @@ from typing import Any
 
 import boto3
 
+from receipt_chroma.chroma_client import ChromaClient
 from receipt_chroma.compaction.config import CompactionConfig
 from receipt_chroma.compaction.cycle import CompactionCycle, CycleResult
-from receipt_chroma.compaction.deltas import publish_compaction_run
-from receipt_chroma.data.chroma_client import ChromaClient
+from receipt_chroma.compaction.deltas import produce_compaction_run
 from receipt_chroma.snapshots.s3_store import S3SnapshotStore
 from receipt_compaction_tools.aws.streams import StreamReader
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
@@ -61,7 +61,7 @@ class CompactionWorld:
     def add_receipt(self, receipt: SyntheticReceipt, run_id: str | None = None) -> None:
         """Write the receipt's rows, then (as a producer would) its deltas and run row."""
         self.dynamo.put_entities(receipt.rows)
-        publish_compaction_run(
+        produce_compaction_run(
             self.dynamo,
             image_id=receipt.image_id,
             receipt_id=receipt.receipt_id,

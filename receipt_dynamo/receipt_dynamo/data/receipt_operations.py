@@ -23,7 +23,7 @@ from receipt_dynamo.keys import (
     receipt_sk,
     word_sk,
 )
-from receipt_dynamo.models import InvalidRow, MerchantFields, ReceiptRows
+from receipt_dynamo.receipt_state import InvalidRow, MerchantFields, ReceiptState
 
 _ROW_TYPES = {
     EntityType.RECEIPT.value,
@@ -47,9 +47,9 @@ _ROW_ATTRIBUTES = sorted(
 class ReceiptOperations(DynamoBase):
     """put/get/delete of each receipt entity and consistent listings per receipt."""
 
-    def get_receipt_rows(
+    def get_receipt_state(
         self, image_id: str, receipt_id: int, *, page_size: int | None = None
-    ) -> ReceiptRows:
+    ) -> ReceiptState:
         """The receipt's existence, line and word ids, merchant fields, labels and runs.
 
         One strongly consistent query of the base table (``begins_with(SK, "RECEIPT#rrrrr")``
@@ -214,7 +214,7 @@ class ReceiptOperations(DynamoBase):
 
 
 class _RowCollector:
-    """Sorts the items of one receipt query into a ReceiptRows."""
+    """Sorts the items of one receipt query into a ReceiptState."""
 
     def __init__(self, image_id: str, receipt_id: int) -> None:
         self.image_id, self.receipt_id = image_id, receipt_id
@@ -248,8 +248,8 @@ class _RowCollector:
         else:
             self.runs.append(CompactionRun.from_item(item))
 
-    def rows(self) -> ReceiptRows:
-        return ReceiptRows(
+    def rows(self) -> ReceiptState:
+        return ReceiptState(
             image_id=self.image_id,
             receipt_id=self.receipt_id,
             exists=self.exists,

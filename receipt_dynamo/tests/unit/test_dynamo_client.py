@@ -24,7 +24,7 @@ from receipt_dynamo import (
     LeaseLostError,
     PointerMovedError,
 )
-from receipt_dynamo.models import MerchantFields
+from receipt_dynamo.receipt_state import MerchantFields
 
 IMAGE = "3f52804b-2fad-4e00-92c8-b593da3a8ed3"
 OTHER_IMAGE = "9a0e8f7d-1c2b-4a3e-9f00-112233445566"
@@ -68,7 +68,7 @@ def test_receipt_rows_come_from_one_query_of_the_receipt_only(
             make_line(IMAGE, 10, 1),
         ]
     )
-    rows = client.get_receipt_rows(IMAGE, 1, page_size=2)
+    rows = client.get_receipt_state(IMAGE, 1, page_size=2)
     assert rows.exists
     assert rows.metadata == MerchantFields(
         merchant_name="Corner Market",
@@ -82,7 +82,7 @@ def test_receipt_rows_come_from_one_query_of_the_receipt_only(
     assert rows.word_ids == {(1, 1), (1, 2)}
     assert [label.label for label in rows.labels] == ["TOTAL"]
     assert [run.run_id for run in rows.runs] == ["run-1"]
-    assert not client.get_receipt_rows(IMAGE, 2).exists
+    assert not client.get_receipt_state(IMAGE, 2).exists
 
 
 def test_receipt_rows_leave_out_rows_whose_used_attributes_are_invalid(
@@ -113,7 +113,7 @@ def test_receipt_rows_leave_out_rows_whose_used_attributes_are_invalid(
     }
     for item in (bad_time, odd_unused):
         put(TableName=mocked_table.name, Item=item)
-    rows = client.get_receipt_rows(IMAGE, 1)
+    rows = client.get_receipt_state(IMAGE, 1)
     assert rows.exists
     assert rows.line_ids == {1}
     assert [label.label for label in rows.labels] == ["TOTAL"]

@@ -1,4 +1,4 @@
-"""The delta reader helper process: ``python -m receipt_chroma.compaction.delta_worker R W``.
+"""The delta reader helper process: ``python -m receipt_chroma.compaction.deltas.worker R W``.
 
 Reads :class:`DeltaReadRequest` objects from file descriptor R and answers each on W with
 ``(True, records)`` or ``(False, error)`` (``None`` asks whether it is ready: ``(True, [])``),
@@ -12,7 +12,7 @@ import pickle
 import sys
 from multiprocessing.connection import Connection
 
-from receipt_chroma.compaction.delta_reader import load_delta
+from receipt_chroma.compaction.deltas.reader import load_delta
 from receipt_chroma.exceptions import DeltaError
 
 # The helper lives on the compactor's idle CPU: Chroma's upsert parallelises its inserts and

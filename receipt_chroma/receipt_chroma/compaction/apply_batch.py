@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from receipt_chroma.chroma_client import ChromaClient, ClientCollection
 from receipt_chroma.compaction.compaction_run import (
     MergeTarget,
     live_record_ids,
@@ -35,14 +36,13 @@ from receipt_chroma.compaction.operations import (
     merchant_metadata,
     receipt_record_ids,
 )
-from receipt_chroma.data.chroma_client import ChromaClient, ClientCollection
 from receipt_chroma.ids import line_vector_id, word_vector_id
 from receipt_chroma.settings import EMBEDDING_DIMENSION
 from receipt_dynamo.constants import ChromaDBCollection, CompactionState, EntityType
 from receipt_dynamo.data.dynamo_client import DynamoClient
 from receipt_dynamo.exceptions import EntityNotFoundError
 from receipt_dynamo.keys import compaction_run_sk
-from receipt_dynamo.models import ReceiptRows
+from receipt_dynamo.receipt_state import ReceiptState
 from receipt_dynamo_stream.change_rules import STATE_TYPES
 from receipt_dynamo_stream.models import MessageSource, StreamMessage
 
@@ -63,7 +63,7 @@ class _ReceiptWork:
     writes_state: bool = False
     receipt_removed: bool = False
     removed_ids: set[str] = field(default_factory=set)
-    rows: ReceiptRows | None = None
+    rows: ReceiptState | None = None
     error: str | None = None
 
 
@@ -136,7 +136,7 @@ def _read_rows(
     """One strongly consistent read per receipt; invalid rows are logged and counted."""
     for key, work in sorted(works.items()):
         try:
-            work.rows = dynamo_client.get_receipt_rows(*key)
+            work.rows = dynamo_client.get_receipt_state(*key)
         except Exception as error:
             work.error = f"reading rows failed: {type(error).__name__}: {error}"
             continue

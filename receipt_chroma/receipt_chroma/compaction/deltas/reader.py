@@ -25,13 +25,13 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Protocol
 
-from receipt_chroma.compaction.deltas import read_delta, unpack_delta
+from receipt_chroma.compaction.deltas.files import read_delta, unpack_delta
 from receipt_chroma.compaction.models import DeltaRecord
 from receipt_chroma.exceptions import DeltaError, DeltaFetchError
 from receipt_chroma.ids import parse_vector_id
 
 LOGGER = logging.getLogger(__name__)
-WORKER_MODULE = "receipt_chroma.compaction.delta_worker"
+WORKER_MODULE = "receipt_chroma.compaction.deltas.worker"
 
 
 URL_TIMEOUT_SECONDS = 60

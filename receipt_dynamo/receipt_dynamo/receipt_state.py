@@ -52,7 +52,7 @@ class InvalidRow:
 
 
 @dataclass(frozen=True)
-class ReceiptRows:
+class ReceiptState:
     """What the compactor needs of one receipt, from one strongly consistent query.
 
     Lines and words are known by their ids only (their existence is what matters);

@@ -9,7 +9,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from receipt_compaction_tools.local.reliability import SCALES, SCENARIOS, run_suite
+from receipt_compaction_tools.local.reliability import SCENARIOS, run_suite
+from receipt_compaction_tools.local.reliability_world import SCALES
 
 RESULTS = Path(__file__).resolve().parent / "results" / "reliability.json"
 

@@ -24,6 +24,16 @@ class DeltaFetchError(DeltaError):
     through the S3 API)."""
 
 
+class DeltaUrlUnreachableError(DeltaFetchError):
+    """The presigned URL got no HTTP answer at all (no route, DNS, timeout): S3 is not
+    reachable that way from here, for any delta."""
+
+
+class SinkUnavailableError(ReceiptChromaError):
+    """The Chroma server cannot be reached (or its token cannot be read): the cycle fails
+    all of its messages with this one error and emits ``SinkUnavailable`` (contract §12)."""
+
+
 class OperationError(ReceiptChromaError):
     """A collection operation failed (never reported as a silent zero)."""
 

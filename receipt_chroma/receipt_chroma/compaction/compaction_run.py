@@ -221,6 +221,11 @@ def merge_compaction_deltas(
                 batch.flush()
     batch.flush()
     batch.verify()
+    _log_merged(logger, results)
+    return results
+
+
+def _log_merged(logger: OperationLogger, results: list[RunMergeResult]) -> None:
     for result in results:
         if result.error is None:
             logger.info(
@@ -229,13 +234,12 @@ def merge_compaction_deltas(
                     "run_id": result.run_id,
                     "image_id": result.image_id,
                     "receipt_id": result.receipt_id,
-                    "collection": name,
+                    "collection": result.collection.value,
                     "merged_vectors": result.merged_vectors,
                     "dropped_vectors": result.dropped_vectors,
                     "held_by_newer_runs": result.held_by_newer,
                 },
             )
-    return results
 
 
 def _add_run(
@@ -256,6 +260,11 @@ def _add_run(
     for record in wanted:
         if not held.accepts(record.id, order):
             result.held_by_newer += 1
+            continue
+        if held.orders[record.id] == order:
+            # Already holds this run's vector (a redelivery, a backfill re-merge): writing
+            # it again changes nothing, but any write makes the cycle publish a version,
+            # and a few such versions would push the rollback targets out of retention.
             continue
         key = parse_vector_id(record.id, collection)
         text = record.metadata.get("text")

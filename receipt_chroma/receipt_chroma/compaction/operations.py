@@ -244,44 +244,49 @@ def apply_receipt_keys(
             else metadatas_of(collection, record_ids)
         )
         by_record = label_metadata_by_record(labels) if labels is not None else None
-        no_labels = reconstruct_label_metadata([])
-        writes: dict[str, dict[str, Any]] = {}
-        merchant_changed = labels_changed = 0
-        for record_id, metadata in current.items():
-            stored = metadata or {}
-            merchant_diff = _differing(stored, merchant or {})
-            label_diff = (
-                {} if by_record is None else _differing(stored, by_record.get(record_id, no_labels))
-            )
-            merchant_changed += bool(merchant_diff)
-            labels_changed += bool(label_diff)
-            if merchant_diff or label_diff:
-                writes[record_id] = {**merchant_diff, **label_diff}
+        writes, done = _key_writes(current, merchant or {}, by_record)
         update_metadatas(collection, writes)
-        return KeyUpdate(len(current), merchant_changed, labels_changed)
+        return done
 
     done = _guard("metadata update", image_id, receipt_id, work)
-    if merchant is not None:
-        _log(
-            logger,
-            "metadata update",
-            collection,
-            image_id=image_id,
-            receipt_id=receipt_id,
-            records=done.records,
-            changed=done.merchant_changed,
-        )
-    if labels is not None:
-        _log(
-            logger,
-            "label update",
-            collection,
-            image_id=image_id,
-            receipt_id=receipt_id,
-            records=done.records,
-            changed=done.labels_changed,
-        )
+    for event, written, changed in (
+        ("metadata update", merchant is not None, done.merchant_changed),
+        ("label update", labels is not None, done.labels_changed),
+    ):
+        if written:
+            _log(
+                logger,
+                event,
+                collection,
+                image_id=image_id,
+                receipt_id=receipt_id,
+                records=done.records,
+                changed=changed,
+            )
     return done
+
+
+def _key_writes(
+    current: Mapping[str, Mapping[str, Any] | None],
+    merchant: Mapping[str, MetadataValue],
+    by_record: Mapping[str, Mapping[str, MetadataValue]] | None,
+) -> tuple[dict[str, dict[str, Any]], KeyUpdate]:
+    """Per record, the merchant and label keys whose stored values differ, and the counts
+    of records whose merchant or label values change."""
+    no_labels = reconstruct_label_metadata([])
+    writes: dict[str, dict[str, Any]] = {}
+    merchant_changed = labels_changed = 0
+    for record_id, metadata in current.items():
+        stored = metadata or {}
+        merchant_diff = _differing(stored, merchant)
+        label_diff = (
+            {} if by_record is None else _differing(stored, by_record.get(record_id, no_labels))
+        )
+        merchant_changed += bool(merchant_diff)
+        labels_changed += bool(label_diff)
+        if merchant_diff or label_diff:
+            writes[record_id] = {**merchant_diff, **label_diff}
+    return writes, KeyUpdate(len(current), merchant_changed, labels_changed)
 
 
 def update_receipt_metadata(

@@ -13,15 +13,16 @@ from pathlib import Path
 import boto3
 import pytest
 
-from receipt_chroma import ChromaClient, DeltaFetchError, UnsafeArchiveError
+from receipt_chroma import ChromaClient, UnsafeArchiveError
 from receipt_chroma.compaction import merge_compaction_deltas, produce_compaction_run
 from receipt_chroma.compaction.compaction_run import MergeTarget
-from receipt_chroma.compaction.deltas import DELTA_TARBALL, write_delta
+from receipt_chroma.compaction.deltas import DELTA_TARBALL, fetch, write_delta
 from receipt_chroma.compaction.deltas.reader import (
     DeltaReaderProcess,
     DeltaReadRequest,
     InProcessDeltaReader,
 )
+from receipt_chroma.exceptions import DeltaUrlUnreachableError
 from receipt_compaction_tools.testing.factories import IMAGE_ID
 from receipt_compaction_tools.testing.pytest_plugin import TableFixture
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
@@ -115,8 +116,65 @@ def test_an_unreachable_url_is_a_fetch_error_naming_the_run(
     bucket: str, helper: DeltaReaderProcess, tmp_path: Path
 ) -> None:
     request = _request(tmp_path, "r3", "http://127.0.0.1:9/nothing")  # discard port: refused
-    with pytest.raises(DeltaFetchError, match="run r3: cannot fetch the delta by URL"):
+    with pytest.raises(DeltaUrlUnreachableError, match="run r3: S3 is not reachable by URL"):
         helper.load(request)
+
+
+class UnreachableUrls:
+    """An S3 client whose presigned URLs lead nowhere (S3 reachable only through its API,
+    as from a container without a route to the URL's host); counts the URLs handed out."""
+
+    def __init__(self) -> None:
+        self._client = boto3.client("s3")
+        self.urls = 0
+
+    def generate_presigned_url(self, *args: object, **kwargs: object) -> str:
+        self.urls += 1
+        return "http://127.0.0.1:9/unreachable"  # the discard port: refused at once
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._client, name)
+
+
+def test_once_urls_prove_unreachable_later_merges_use_the_s3_api_alone(
+    server_table: TableFixture,
+    bucket: str,
+    helper: DeltaReaderProcess,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(fetch._UrlReach, "failed_at", None)
+    s3 = UnreachableUrls()
+    merged: set[str] = set()
+    for receipt_id in (1, 2):
+        receipt = SyntheticReceipt(IMAGE_ID, receipt_id, dimension=8)
+        server_table.client.put_entities(receipt.rows)
+        run = produce_compaction_run(
+            server_table.client,
+            image_id=IMAGE_ID,
+            receipt_id=receipt_id,
+            run_id=f"run-unreachable-{receipt_id}",
+            lines=[],
+            words=receipt.word_records(),
+            bucket=bucket,
+        )
+        target = MergeTarget(run, server_table.client.get_receipt_state(IMAGE_ID, receipt_id))
+        with ChromaClient(tmp_path / "snapshot", mode="write") as client:
+            results = merge_compaction_deltas(
+                client,
+                "words",
+                [target],
+                bucket=bucket,
+                logger=LOGGER,
+                s3_client=s3,  # type: ignore[arg-type]
+                dimension=8,
+                work_dir=tmp_path,
+                reader=helper,
+            )
+            assert [r.error for r in results] == [None]
+            merged = set(client.get_collection("words").get()["ids"])
+        assert {r[0] for r in receipt.word_records()} <= merged
+    assert s3.urls == 1  # the second merge did not try (and wait for) a URL again
 
 
 def test_merge_through_the_helper_writes_every_record(

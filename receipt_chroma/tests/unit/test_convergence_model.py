@@ -32,14 +32,10 @@ always validate (invalid rows are made with unparseable timestamps).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import importlib
-import io
 import json
 import os
 import random
 import shutil
-import tarfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -48,12 +44,8 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import chromadb
 import pytest
-import spec_oracle as oracle
 from chromadb.api.models.Collection import Collection
-from chromadb.api.shared_system_client import SharedSystemClient
-from chromadb.config import Settings
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -67,6 +59,12 @@ from moto import mock_aws
 
 from receipt_chroma.compaction import CompactionConfig, CompactionCycle, write_delta
 from receipt_compaction_tools.aws.streams import StreamReader
+from receipt_compaction_tools.testing import spec_oracle as oracle
+from receipt_compaction_tools.testing.published import (
+    PublishedRecord,
+    download_version,
+    read_collection,
+)
 from receipt_dynamo import DynamoClient, create_table
 from receipt_dynamo_stream import StreamMessage, build_messages
 
@@ -265,91 +263,6 @@ class ChromaWriteFaults:
         self.armed = None
 
 
-# --- reading a published version (SPEC §6, formats 1 and 2), independently ---------------
-
-
-def _zstd_decompress(data: bytes) -> bytes:
-    for module_name in ("compression.zstd", "backports.zstd", "pyzstd"):
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        return bytes(module.decompress(data))
-    try:
-        zstandard = importlib.import_module("zstandard")
-    except ImportError:
-        raise AssertionError("format 2 snapshot but no zstd module is installed") from None
-    with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)) as reader:
-        return bytes(reader.read())
-
-
-def download_version(s3: Any, collection: str, version: str, destination: Path) -> None:
-    """The closed persist directory of ``version`` (verified) into ``destination``."""
-    base = f"{collection}/snapshot/"
-
-    def get(key: str) -> bytes | None:
-        try:
-            return bytes(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
-        except s3.exceptions.NoSuchKey:
-            return None
-
-    manifest_bytes = get(f"{base}versions/{version}/manifest.json")
-    if manifest_bytes is not None:
-        manifest_hash = get(f"{base}versions/{version}/.manifest_hash")
-        digest = hashlib.sha256(manifest_bytes).hexdigest()
-        assert manifest_hash == f"sha256:{digest}".encode(), f"{version}: manifest hash"
-        manifest = json.loads(manifest_bytes)
-        assert manifest["format"] == 2, manifest
-        assert manifest["version_id"] == version, manifest
-        for entry in manifest["files"]:
-            blob = get(f"{base}objects/{entry['sha256']}.zst")
-            assert blob is not None, f"{version}: object of {entry['path']} missing"
-            data = _zstd_decompress(blob)
-            assert hashlib.sha256(data).hexdigest() == entry["sha256"], entry
-            target = destination.joinpath(*Path(entry["path"]).parts)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-        return
-    tarball = get(f"{base}timestamped/{version}/snapshot.tar.gz")
-    assert tarball is not None, f"{collection}: published version {version} not found in S3"
-    expected = get(f"{base}timestamped/{version}/.snapshot_hash")
-    assert expected == f"sha256:{hashlib.sha256(tarball).hexdigest()}".encode(), version
-    destination.mkdir(parents=True)
-    with tarfile.open(fileobj=io.BytesIO(tarball), mode="r:gz") as archive:
-        archive.extractall(destination, filter="data")
-
-
-@dataclasses.dataclass(frozen=True)
-class ActualRecord:
-    embedding: list[float]
-    document: str | None
-    metadata: dict[str, Any]
-
-
-def read_collection(directory: Path, collection: str) -> dict[str, ActualRecord]:
-    client = chromadb.PersistentClient(
-        path=str(directory), settings=Settings(anonymized_telemetry=False, allow_reset=False)
-    )
-    try:
-        found = client.get_collection(collection, embedding_function=None).get(
-            include=["embeddings", "documents", "metadatas"]
-        )
-    finally:
-        close = getattr(client, "close", None)
-        if close is not None:
-            close()
-        SharedSystemClient.clear_system_cache()
-    embeddings = found["embeddings"] if found["embeddings"] is not None else []
-    documents = found["documents"] or [None] * len(found["ids"])
-    metadatas = found["metadatas"] or [{}] * len(found["ids"])
-    return {
-        record_id: ActualRecord([float(x) for x in vector], document, dict(metadata or {}))
-        for record_id, vector, document, metadata in zip(
-            found["ids"], embeddings, documents, metadatas, strict=True
-        )
-    }
-
-
 # --- one example's world -------------------------------------------------------------------
 
 
@@ -452,7 +365,7 @@ class World:
             },
         )
 
-    def published(self, collection: str) -> dict[str, ActualRecord] | None:
+    def published(self, collection: str) -> dict[str, PublishedRecord] | None:
         """The collection at the version the pointer item names (None: never published)."""
         item = self.ddb.get_item(
             TableName=TABLE,
@@ -470,7 +383,7 @@ class World:
         )
         directory = self.root / f"published-{collection}-{uuid.uuid4().hex[:8]}"
         try:
-            download_version(self.s3, collection, version, directory)
+            download_version(self.s3, BUCKET, collection, version, directory)
             return read_collection(directory, collection)
         finally:
             shutil.rmtree(directory, ignore_errors=True)

@@ -8,7 +8,13 @@ import ast
 import sys
 from pathlib import Path
 
-ORACLE = Path(__file__).resolve().parents[1] / "support" / "spec_oracle.py"
+ORACLE = (
+    Path(__file__).resolve().parents[3]
+    / "receipt_compaction_tools"
+    / "receipt_compaction_tools"
+    / "testing"
+    / "spec_oracle.py"
+)
 OUR_PACKAGES = (
     "receipt_dynamo",
     "receipt_dynamo_stream",

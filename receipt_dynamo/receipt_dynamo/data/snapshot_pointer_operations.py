@@ -43,25 +43,7 @@ class SnapshotPointerOperations(DynamoBase):
         LeaseLostError or PointerMovedError; nothing is written in either case.
         """
         c = ChromaDBCollection(collection)
-        updated_at = now_iso()
-        if base is None:
-            new = SnapshotPointer(
-                collection=c,
-                version=version,
-                history=(version,),
-                fencing_token=fencing_token,
-                updated_at=updated_at,
-            )
-            put_condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(PK)"}
-        else:
-            new = base.successor(version, fencing_token, updated_at)
-            put_condition = {
-                "ConditionExpression": "version = :base AND fencing_token <= :tok",
-                "ExpressionAttributeValues": {
-                    ":base": {"S": base.version},
-                    ":tok": {"N": str(fencing_token)},
-                },
-            }
+        new, put_condition = _moved_pointer(c, version, base, fencing_token)
         try:
             self.client.transact_write_items(
                 TransactItems=[
@@ -84,18 +66,8 @@ class SnapshotPointerOperations(DynamoBase):
             if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
                 raise
             reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
-            if reasons[:1] == ["ConditionalCheckFailed"]:
-                raise LeaseLostError(
-                    f"lease on {c.value} is no longer held by {owner} (token {fencing_token}); "
-                    f"pointer not moved to {version}"
-                ) from error
-            if reasons[1:2] == ["ConditionalCheckFailed"]:
-                raise PointerMovedError(
-                    f"pointer of {c.value} moved away from "
-                    f"{base.version if base else 'nothing'}; not moved to {version}"
-                ) from error
-            raise ReceiptDynamoError(
-                f"publish of {version} on {c.value} was cancelled: {reasons}"
+            raise _refusal(
+                c, version, base, owner=owner, fencing_token=fencing_token, reasons=reasons
             ) from error
         return new
 
@@ -126,3 +98,54 @@ class SnapshotPointerOperations(DynamoBase):
                 ) from error
             raise
         return pointer
+
+
+def _moved_pointer(
+    collection: ChromaDBCollection,
+    version: str,
+    base: SnapshotPointer | None,
+    fencing_token: int,
+) -> tuple[SnapshotPointer, dict[str, Any]]:
+    """The pointer at ``version`` and the condition that the item is still at ``base``."""
+    updated_at = now_iso()
+    if base is None:
+        first = SnapshotPointer(
+            collection=collection,
+            version=version,
+            history=(version,),
+            fencing_token=fencing_token,
+            updated_at=updated_at,
+        )
+        return first, {"ConditionExpression": "attribute_not_exists(PK)"}
+    return base.successor(version, fencing_token, updated_at), {
+        "ConditionExpression": "version = :base AND fencing_token <= :tok",
+        "ExpressionAttributeValues": {
+            ":base": {"S": base.version},
+            ":tok": {"N": str(fencing_token)},
+        },
+    }
+
+
+def _refusal(
+    collection: ChromaDBCollection,
+    version: str,
+    base: SnapshotPointer | None,
+    *,
+    owner: str,
+    fencing_token: int,
+    reasons: list[str | None],
+) -> ReceiptDynamoError:
+    """Why the transaction was cancelled: the lease check (first item) or the pointer."""
+    if reasons[:1] == ["ConditionalCheckFailed"]:
+        return LeaseLostError(
+            f"lease on {collection.value} is no longer held by {owner} "
+            f"(token {fencing_token}); pointer not moved to {version}"
+        )
+    if reasons[1:2] == ["ConditionalCheckFailed"]:
+        return PointerMovedError(
+            f"pointer of {collection.value} moved away from "
+            f"{base.version if base else 'nothing'}; not moved to {version}"
+        )
+    return ReceiptDynamoError(
+        f"publish of {version} on {collection.value} was cancelled: {reasons}"
+    )

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -22,7 +24,7 @@ from receipt_chroma.archive import check_member_name
 from receipt_chroma.compaction.deltas.files import DELTA_TARBALL, unpack_delta
 from receipt_chroma.compaction.deltas.reader import DeltaReader, DeltaReadRequest
 from receipt_chroma.compaction.models import DeltaRecord
-from receipt_chroma.exceptions import DeltaError, DeltaFetchError
+from receipt_chroma.exceptions import DeltaError, DeltaFetchError, DeltaUrlUnreachableError
 from receipt_dynamo.entities import CompactionRun
 
 if TYPE_CHECKING:
@@ -33,6 +35,7 @@ _LOGGER = logging.getLogger(__name__)
 URL_EXPIRY_SECONDS = 900
 FETCH_WORKERS = 2  # threads that download or wait on the reader while upserts run
 FETCH_AHEAD = 8  # deltas fetched ahead of the upserts, bounding memory
+URL_RETRY_SECONDS = 300  # after S3 proved unreachable by URL, the S3 API alone this long
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,10 +106,29 @@ def _list_keys(s3_client: S3Client, location: DeltaLocation) -> list[str]:
     return keys
 
 
+class _UrlReach:
+    """When presigned URLs last proved unreachable in this process (monotonic seconds)."""
+
+    lock = threading.Lock()
+    failed_at: float | None = None
+
+    @classmethod
+    def usable(cls) -> bool:
+        with cls.lock:
+            return cls.failed_at is None or time.monotonic() - cls.failed_at >= URL_RETRY_SECONDS
+
+    @classmethod
+    def failed(cls) -> None:
+        with cls.lock:
+            cls.failed_at = time.monotonic()
+
+
 class DeltaFetcher:
     """Gets each run's records through ``reader``: by a presigned URL of the tarball when
-    the reader downloads for itself, else (or once that has failed in this merge) by
-    downloading through the S3 API here and handing the reader the file."""
+    the reader downloads for itself, else by downloading through the S3 API here and
+    handing the reader the file. A delta without a tarball takes the S3 API path alone;
+    once S3 proved unreachable by URL, every fetch of this process does for
+    ``URL_RETRY_SECONDS`` (each failed attempt costs a DNS lookup or a timeout)."""
 
     def __init__(
         self,
@@ -136,7 +158,7 @@ class DeltaFetcher:
             receipt_id=run.receipt_id,
             dimension=self.dimension,
         )
-        if self.by_url:
+        if self.by_url and _UrlReach.usable():
             url = self.s3.generate_presigned_url(
                 "get_object",
                 Params={"Bucket": location.bucket, "Key": location.tarball_key},
@@ -144,11 +166,11 @@ class DeltaFetcher:
             )
             try:
                 return self.reader.load(dataclasses.replace(request, url=url))
-            except DeltaFetchError as error:
-                # No tarball (a tree-layout delta), or the URL is unreachable from the
-                # helper: the S3 API path below handles both.
+            except DeltaUrlUnreachableError as error:
+                _LOGGER.info("S3 unreachable by URL, using the S3 API: %s", error)
+                _UrlReach.failed()
+            except DeltaFetchError as error:  # no tarball: a tree-layout delta
                 _LOGGER.info("delta URL not fetched, using the S3 API: %s", error)
-                self.by_url = False
         fetched = fetch_delta_files(
             location, request.destination, run_id=run.run_id, s3_client=self.s3
         )

@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -27,7 +28,7 @@ from typing import Any, Protocol
 
 from receipt_chroma.compaction.deltas.files import read_delta, unpack_delta
 from receipt_chroma.compaction.models import DeltaRecord
-from receipt_chroma.exceptions import DeltaError, DeltaFetchError
+from receipt_chroma.exceptions import DeltaError, DeltaFetchError, DeltaUrlUnreachableError
 from receipt_chroma.ids import parse_vector_id
 
 LOGGER = logging.getLogger(__name__)
@@ -85,10 +86,15 @@ def _download(request: DeltaReadRequest) -> Path:
             target.open("wb") as output,
         ):
             shutil.copyfileobj(response, output, COPY_BUFFER_BYTES)
-    except (OSError, ValueError) as error:  # URLError and HTTPError are OSErrors
+    except urllib.error.HTTPError as error:  # S3 answered: e.g. no tarball under the prefix
         target.unlink(missing_ok=True)
         raise DeltaFetchError(
             f"run {request.run_id}: cannot fetch the delta by URL: {error}"
+        ) from error
+    except (OSError, ValueError) as error:  # URLError and socket errors are OSErrors
+        target.unlink(missing_ok=True)
+        raise DeltaUrlUnreachableError(
+            f"run {request.run_id}: S3 is not reachable by URL: {error}"
         ) from error
     return target
 

@@ -10,7 +10,7 @@ from receipt_chroma.snapshots.base import open_base
 from receipt_chroma.snapshots.check import SnapshotCheck, check_snapshot
 from receipt_chroma.snapshots.hnsw import HnswPolicy, IndexState, index_state
 from receipt_chroma.snapshots.manifest import FileEntry, Manifest
-from receipt_chroma.snapshots.publisher import move_pointer, publish, refresh_pointer_file
+from receipt_chroma.snapshots.publisher import publish, refresh_pointer_file, swap_pointer
 from receipt_chroma.snapshots.reader import VersionRead, read_version
 from receipt_chroma.snapshots.retention import RetentionReport, apply_retention
 from receipt_chroma.snapshots.s3_store import S3SnapshotStore
@@ -41,7 +41,7 @@ __all__ = [
     "apply_retention",
     "check_snapshot",
     "index_state",
-    "move_pointer",
+    "swap_pointer",
     "new_version_id",
     "open_base",
     "publish",

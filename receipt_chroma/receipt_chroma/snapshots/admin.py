@@ -28,7 +28,7 @@ from receipt_chroma.exceptions import (
 from receipt_chroma.snapshots.check import check_snapshot
 from receipt_chroma.snapshots.efs_tier import EfsTier
 from receipt_chroma.snapshots.hnsw import apply_flush_policy
-from receipt_chroma.snapshots.publisher import move_pointer, publish, refresh_pointer_file
+from receipt_chroma.snapshots.publisher import publish, refresh_pointer_file, swap_pointer
 from receipt_chroma.snapshots.reader import VersionRead, read_version
 from receipt_chroma.snapshots.s3_store import S3SnapshotStore
 from receipt_chroma.snapshots.service import CollectionSnapshots, Lease, SnapshotSettings
@@ -206,7 +206,7 @@ def rollback(
             raise SnapshotError(
                 f"{version} is no longer a retained {collection} version: {retained}"
             )
-        moved = move_pointer(dynamo, collection, version, base=base, lease=held)
+        moved = swap_pointer(dynamo, collection, version, base=base, lease=held)
     outcome: dict[str, Any] = {
         "collection": collection,
         "version": moved.version,

@@ -5,13 +5,13 @@
    directory is reopened, checked (collection, count, dimension) and closed again.
 2. Every file is hashed; the objects S3 lacks are uploaded (bounded parallelism), then
    ``manifest.json`` and ``.manifest_hash`` under a new version id.
-3. ``move_pointer``: one transaction — lease check and pointer put conditioned on the
+3. ``swap_pointer``: one transaction — lease check and pointer put conditioned on the
    base. Lease lost / pointer moved raise; nothing is published.
 4. ``latest-pointer.txt`` is refreshed from the pointer item's *current* value.
 5. The EFS version is written (best effort; failures are reported, never raised).
 6. ``after_commit`` (the cycle marks its runs), then retention of S3 and EFS.
 
-``move_pointer`` and ``refresh_pointer_file`` are also what rollback uses.
+``swap_pointer`` and ``refresh_pointer_file`` are also what rollback uses.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def _no_stage(_: str) -> None:
     return None
 
 
-def move_pointer(
+def swap_pointer(
     dynamo: DynamoClient,
     collection: str,
     version: str,
@@ -56,7 +56,7 @@ def move_pointer(
     Raises LeaseLostError or PointerMovedError; nothing is written in either case.
     """
     lease.ensure_held()
-    return dynamo.publish_snapshot_pointer(
+    return dynamo.swap_snapshot_pointer(
         collection, version, base=base, owner=lease.owner, fencing_token=lease.token
     )
 
@@ -151,7 +151,7 @@ def publish(
     )
     on_stage("uploaded")
     try:
-        published = move_pointer(
+        published = swap_pointer(
             snapshots.dynamo, snapshots.collection, manifest.version_id, base=base, lease=lease
         )
     except (LeaseLostError, PointerMovedError):

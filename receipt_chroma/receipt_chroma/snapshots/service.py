@@ -1,7 +1,7 @@
 """One collection's snapshot machinery, bundled: S3 store, working copy, EFS tier, settings.
 
 ``CollectionSnapshots`` is what the compaction cycle, the planned flush and rollback hand
-to ``open_base`` / ``publish`` / ``move_pointer``. Settings follow contract §8
+to ``open_base`` / ``publish`` / ``swap_pointer``. Settings follow contract §8
 (``SNAPSHOT_ZSTD_LEVEL``, ``HNSW_SYNC_THRESHOLD``, ``HNSW_FLUSH_RECORDS``); the orphan age
 of retention is twice the lease duration.
 """

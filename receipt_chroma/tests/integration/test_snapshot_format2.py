@@ -31,7 +31,7 @@ from receipt_chroma.exceptions import SnapshotUnavailableError
 from receipt_chroma.ids import word_vector_id
 from receipt_chroma.snapshots import admin
 from receipt_chroma.snapshots.base import open_base
-from receipt_chroma.snapshots.publisher import move_pointer, prepare_directory, write_version
+from receipt_chroma.snapshots.publisher import prepare_directory, swap_pointer, write_version
 from receipt_chroma.snapshots.retention import apply_retention
 from receipt_chroma.snapshots.s3_store import S3SnapshotStore
 from receipt_chroma.snapshots.service import CollectionSnapshots, SnapshotSettings
@@ -239,7 +239,7 @@ def test_two_publishers_race_on_the_same_objects_and_exactly_one_swap_wins(
         # as it found it, undoing the other). DynamoDB itself serialises them.
         with swaps:
             try:
-                outcome[name] = move_pointer(
+                outcome[name] = swap_pointer(
                     world.dynamo, "words", manifest.version_id, base=base, lease=lease
                 )
             except (LeaseLostError, PointerMovedError) as error:

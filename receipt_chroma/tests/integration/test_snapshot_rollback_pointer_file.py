@@ -39,7 +39,7 @@ class PublishAfterMove(DynamoClient):
             self.fired = True
             self.concurrent()
 
-    def publish_snapshot_pointer(
+    def swap_snapshot_pointer(
         self,
         collection: ChromaDBCollection | str,
         version: str,
@@ -48,7 +48,7 @@ class PublishAfterMove(DynamoClient):
         owner: str,
         fencing_token: int,
     ) -> SnapshotPointer:
-        moved = super().publish_snapshot_pointer(
+        moved = super().swap_snapshot_pointer(
             collection, version, base=base, owner=owner, fencing_token=fencing_token
         )
         self.moved_to = moved.version

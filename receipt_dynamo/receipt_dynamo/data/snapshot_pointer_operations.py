@@ -27,7 +27,7 @@ class SnapshotPointerOperations(DynamoBase):
         item = self._get_item(snapshot_pointer_pk(c), "POINTER")
         return None if item is None else SnapshotPointer.from_item(item)
 
-    def publish_snapshot_pointer(
+    def swap_snapshot_pointer(
         self,
         collection: ChromaDBCollection | str,
         version: str,

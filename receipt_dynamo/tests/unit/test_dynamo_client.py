@@ -209,7 +209,7 @@ def test_fencing_token_continues_from_pointer_after_row_removal(
 ) -> None:
     client = mocked_table.client
     lease = client.acquire_lease("lines", owner="a", duration_seconds=60)
-    client.publish_snapshot_pointer(
+    client.swap_snapshot_pointer(
         "lines", "v1", base=None, owner="a", fencing_token=lease.fencing_token
     )
     boto3.client("dynamodb").delete_item(
@@ -228,17 +228,17 @@ def test_pointer_compare_and_swap_has_one_winner(mocked_table: TableFixture) -> 
     client = mocked_table.client
     lease = client.acquire_lease("lines", owner="a", duration_seconds=60)
     token = lease.fencing_token
-    v1 = client.publish_snapshot_pointer("lines", "v1", base=None, owner="a", fencing_token=token)
+    v1 = client.swap_snapshot_pointer("lines", "v1", base=None, owner="a", fencing_token=token)
 
     # Two publishes from the same base version: the first moves the pointer...
-    v2 = client.publish_snapshot_pointer("lines", "v2", base=v1, owner="a", fencing_token=token)
+    v2 = client.swap_snapshot_pointer("lines", "v2", base=v1, owner="a", fencing_token=token)
     assert (v2.version, v2.previous_version, v2.history) == ("v2", "v1", ("v2", "v1"))
     # ...and the second, still based on v1, is refused.
     with pytest.raises(PointerMovedError, match="moved away from v1"):
-        client.publish_snapshot_pointer("lines", "v3", base=v1, owner="a", fencing_token=token)
+        client.swap_snapshot_pointer("lines", "v3", base=v1, owner="a", fencing_token=token)
     # Creating a pointer that already exists is refused the same way.
     with pytest.raises(PointerMovedError):
-        client.publish_snapshot_pointer("lines", "v3", base=None, owner="a", fencing_token=token)
+        client.swap_snapshot_pointer("lines", "v3", base=None, owner="a", fencing_token=token)
     assert client.get_snapshot_pointer("lines") == v2
 
 
@@ -248,11 +248,11 @@ def test_publish_without_the_lease_is_refused(mocked_table: TableFixture) -> Non
     old = client.acquire_lease("words", owner="a", duration_seconds=1, now=now - timedelta(5))
     new = client.acquire_lease("words", owner="b", duration_seconds=60)
     with pytest.raises(LeaseLostError, match="no longer held by a"):
-        client.publish_snapshot_pointer(
+        client.swap_snapshot_pointer(
             "words", "v1", base=None, owner="a", fencing_token=old.fencing_token
         )
     assert client.get_snapshot_pointer("words") is None
-    published = client.publish_snapshot_pointer(
+    published = client.swap_snapshot_pointer(
         "words", "v1", base=None, owner="b", fencing_token=new.fencing_token
     )
     assert published.fencing_token == new.fencing_token

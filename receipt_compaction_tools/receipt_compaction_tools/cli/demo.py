@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import boto3
 
@@ -20,7 +21,7 @@ from receipt_compaction_tools.local.pump import LambdaPump
 from receipt_compaction_tools.local.resources import PipelineResources, create_resources
 from receipt_dynamo import DynamoClient, ValidationStatus
 
-Progress = Callable[[str, int], Callable[[int], None]]
+Progress = Callable[[str, int | None], Callable[[int], None]]
 
 
 def apply_edits(dataset: DemoDataset, dynamo: DynamoClient) -> dict[str, Any]:
@@ -152,6 +153,9 @@ def run_demo(
                     },
                     "versions": {"lines": lines.get("history"), "words": words.get("history")},
                     "edits": edits,
+                    # Against --endpoint-url the resources stay: status, query and the
+                    # snapshot commands can be tried on them.
+                    "resources": dataclasses.asdict(resources),
                     "sample_query": sample_query(words, words["path"]) if words else [],
                     "timings": {k: round(v, 2) for k, v in timings.items()},
                 }
@@ -161,3 +165,61 @@ def run_demo(
     finally:
         if server is not None:
             server.stop()
+
+
+def render_demo(summary: dict[str, Any], stream: IO[str]) -> None:
+    from rich.table import Table
+
+    from receipt_compaction_tools.cli.common import console
+
+    out = console(stream)
+    out.print("[bold]Receipt compaction demo[/bold]")
+    overview = Table(show_header=False)
+    for key in (
+        "receipts",
+        "rows_written",
+        "stream_records",
+        "stream_invocations",
+        "messages_per_queue",
+        "messages_failed",
+        "records",
+        "queue_depths",
+    ):
+        overview.add_row(key.replace("_", " "), json.dumps(summary[key]))
+    out.print(overview)
+    cycles = Table(
+        "collection",
+        "cache tier",
+        "published",
+        "vectors merged",
+        "failures",
+        title="compaction cycles",
+    )
+    for cycle in summary["cycles"]:
+        cycles.add_row(
+            cycle["collection"],
+            str(cycle["tier"]),
+            str(cycle["published"]),
+            str(cycle["vectors_merged"]),
+            str(cycle["failures"]),
+        )
+    out.print(cycles)
+    out.print(f"snapshot versions: {json.dumps(summary['versions'])}")
+    query = Table(
+        "text",
+        "merchant",
+        "valid labels",
+        "label status",
+        "distance",
+        title="nearest words to a labelled word (published snapshot)",
+    )
+    for row in summary["sample_query"]:
+        query.add_row(
+            str(row["text"]),
+            str(row["merchant"]),
+            str(row["labels"]),
+            str(row["label_status"]),
+            str(row["distance"]),
+        )
+    out.print(query)
+    out.print(f"timings: {json.dumps(summary['timings'])}")

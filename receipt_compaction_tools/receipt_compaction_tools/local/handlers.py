@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
+import sys
 from types import ModuleType
 
 HANDLERS_PACKAGE = "chromadb_compaction.lambdas"
@@ -22,4 +24,11 @@ def load_handler(name: str) -> ModuleType:
         )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    # Powertools keeps one handler per service name for the life of the process, bound to
+    # the stdout of its first creation; a fresh container logs to today's stdout (the CLI
+    # points it at stderr, so results alone reach stdout). Assigned, not setStream(): that
+    # flushes the old stream first, which may be closed by now.
+    for handler in getattr(getattr(module, "logger", None), "handlers", []):
+        if isinstance(handler, logging.StreamHandler):
+            handler.stream = sys.stdout
     return module

@@ -16,6 +16,7 @@ import json
 import os
 import random
 from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +60,12 @@ class PumpStats:
     cycles: list[dict[str, Any]] = field(default_factory=list)
     duplicates_injected: int = 0
     redeliveries_injected: int = 0
+    # What the stream handler reported in its metrics: messages per queue, records it
+    # could not parse (and how many of those it parked), messages SQS refused.
+    messages_published: Counter[str] = field(default_factory=Counter)
+    stream_unparseable: int = 0
+    stream_parked: int = 0
+    stream_publish_failures: int = 0
 
 
 def queue_arn(queue_url: str) -> str:
@@ -71,13 +78,31 @@ def _sequence(record: dict[str, Any]) -> int:
     return int(record["dynamodb"]["SequenceNumber"])
 
 
+def _metric_documents(output: str) -> Iterator[dict[str, Any]]:
+    for line in output.splitlines():
+        if line.startswith('{"_aws"'):
+            yield json.loads(line)
+
+
+def _total(document: dict[str, Any], name: str) -> int:
+    value = document.get(name, 0)
+    return int(sum(value) if isinstance(value, list) else value)
+
+
+def count_stream_metrics(output: str, stats: PumpStats) -> None:
+    """Add the stream handler's EMF counts (one document per invocation) to ``stats``."""
+    for document in _metric_documents(output):
+        stats.messages_published["lines"] += _total(document, "LinesMessagesPublished")
+        stats.messages_published["words"] += _total(document, "WordsMessagesPublished")
+        stats.stream_unparseable += _total(document, "StreamParseFailures")
+        stats.stream_parked += _total(document, "StreamRecordsParked")
+        stats.stream_publish_failures += _total(document, "StreamPublishFailures")
+
+
 def cycles_from_metrics(output: str) -> list[dict[str, Any]]:
     """One entry per compaction cycle, read from the handler's EMF metric lines."""
     cycles = []
-    for line in output.splitlines():
-        if not line.startswith('{"_aws"'):
-            continue
-        metrics = json.loads(line)
+    for metrics in _metric_documents(output):
         if "collection" not in metrics:
             continue
         tier = next((t.removeprefix("CacheTier").lower() for t in TIERS if t in metrics), None)
@@ -205,6 +230,12 @@ class QueueConsumer:
             self._settle(url, messages, failed)
         return busy
 
+    def close(self) -> None:
+        """End this "container": release the working copies its cycles keep locked (an
+        exclusive flock each), so a later consumer in the same process can use them."""
+        for cycle in getattr(self.handler, "_cycles", {}).values():
+            cycle.working.unlock()
+
     def drain(self, max_rounds: int = 50) -> None:
         """Invoke the compactor until the queues are empty (or ``max_rounds`` pass)."""
         for _ in range(max_rounds):
@@ -276,9 +307,12 @@ class StreamPump:
             temporary.write_text(json.dumps(positions))
             temporary.replace(self.checkpoint)
 
-    def pump(self, limit: int | None = None) -> int:
+    def pump(
+        self, limit: int | None = None, *, on_batch: Callable[[int], None] | None = None
+    ) -> int:
         """Deliver the records after the saved positions, in whole batches, up to about
-        ``limit`` records (all without one); returns how many were delivered."""
+        ``limit`` records (all without one); returns how many were delivered.
+        ``on_batch`` is told the size of each delivered batch (progress)."""
         positions = dict(self._load_positions())
         total = 0
         for shard_id, records in self.reader.read_after(positions).items():
@@ -290,7 +324,14 @@ class StreamPump:
                 positions[shard_id] = batch[-1]["dynamodb"]["SequenceNumber"]
                 self._save_positions(positions)
                 total += len(batch)
+                if on_batch is not None:
+                    on_batch(len(batch))
         return total
+
+    @property
+    def positions(self) -> dict[str, str]:
+        """The last delivered sequence number of each shard."""
+        return dict(self._load_positions())
 
     def deliver(self, records: list[Any]) -> None:
         """Invoke the stream handler on ``records`` as one batch, with the mapping's retries."""
@@ -298,8 +339,10 @@ class StreamPump:
         pending = records
         for attempt in range(STREAM_RETRIES + 1):
             self.stats.stream_invocations += 1
-            with redirect_stdout(io.StringIO()):
+            output = io.StringIO()
+            with redirect_stdout(output):
                 response = self.handler.lambda_handler({"Records": pending}, self.context)
+            count_stream_metrics(output.getvalue(), self.stats)
             failures = response["batchItemFailures"]
             if not failures:
                 return

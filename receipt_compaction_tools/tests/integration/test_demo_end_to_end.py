@@ -1,16 +1,13 @@
 """The demo, in process, on a small dataset: the published snapshots equal what the table
-says, and the CLI's user errors print one line and exit non-zero."""
+says. (The CLI itself is tested in test_cli.py.)"""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from receipt_compaction_tools.cli.demo import run_demo
-from receipt_compaction_tools.cli.main import main
 from receipt_compaction_tools.local.dataset import generate
 
 pytestmark = pytest.mark.integration
@@ -64,69 +61,3 @@ def test_queues_drained_and_every_cycle_published(summary: dict[str, Any]) -> No
     assert all(c["failures"] == 0 for c in summary["cycles"])
     assert {c["tier"] for c in summary["cycles"]} == {"bootstrap", "warm"}
     assert summary["sample_query"]
-
-
-def test_cli_prints_one_line_for_a_malformed_replay_file(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    events = tmp_path / "events.jsonl"
-    events.write_text('{"dynamodb": {}}\nnot json\n')
-    code = main(["replay", str(events), "--table", "t", "--bucket", "b"])
-    error = capsys.readouterr().err.strip()
-    assert code == 2
-    assert error.startswith("error:")
-    assert "events.jsonl:2: not a JSON record" in error
-    assert "Traceback" not in error
-
-
-def test_cli_reports_an_unreachable_endpoint_without_a_traceback(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    code = main(
-        [
-            "snapshot",
-            "list",
-            "--table",
-            "t",
-            "--bucket",
-            "b",
-            "--endpoint-url",
-            "http://127.0.0.1:9",
-        ]
-    )
-    error = capsys.readouterr().err
-    assert code == 1
-    assert "cannot reach AWS" in error
-    assert "Traceback" not in error
-
-
-def test_cli_reports_a_missing_bucket(
-    aws_endpoint: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from receipt_dynamo import create_table
-
-    create_table("cli-table")
-    code = main(
-        [
-            "snapshot",
-            "inspect",
-            "v1",
-            "--table",
-            "cli-table",
-            "--bucket",
-            "no-such-bucket",
-            "--json",
-        ]
-    )
-    assert code == 1
-    assert "NoSuchBucket" in capsys.readouterr().err
-
-
-def test_cli_demo_json_output(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit):
-        main(["demo", "--receipts", "2"])
-    assert "must be at least 3" in capsys.readouterr().err
-    assert main(["demo", "--receipts", "3", "--dim", "8", "--json"]) == 0
-    result = json.loads(capsys.readouterr().out)
-    assert result["records"]["words"] > 0
-    assert "snapshot" not in result

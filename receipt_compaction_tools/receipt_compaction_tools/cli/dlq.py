@@ -1,0 +1,287 @@
+"""``receipt-compaction dlq export|redrive``: the dead letters of the pipeline.
+
+Queues by name: ``lines`` / ``words`` (the compactor's dead-letter queues, holding §3.4
+messages) and ``stream`` (the parking queue of unparseable stream records, whose bodies
+wrap the record: ``{"kind": "unparseable_stream_record", "record": …}``), or any URL.
+
+``export`` writes one JSON object per line — the message, or the parked record unwrapped
+— which ``replay`` accepts. Messages are received with a visibility timeout and left in
+the queue (``--delete`` removes them once the file is written). ``redrive`` sends dead
+letters back: a DLQ's messages to their collection's queue, the parking queue's records
+through message building again (records that still do not parse stay parked).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from receipt_compaction_tools.cli import common
+from receipt_compaction_tools.cli.common import (
+    LINES_DLQ,
+    LINES_QUEUE,
+    STREAM_DLQ,
+    WORDS_DLQ,
+    WORDS_QUEUE,
+    OperationFailed,
+    Output,
+    UsageError,
+)
+
+PARKED_KIND = "unparseable_stream_record"
+SOURCES = {"lines": LINES_DLQ, "words": WORDS_DLQ, "stream": STREAM_DLQ}
+TARGETS = {"lines": LINES_QUEUE, "words": WORDS_QUEUE}
+SQS_BATCH = 10
+
+
+def _source_url(args: argparse.Namespace) -> str:
+    if args.queue in SOURCES:
+        return str(SOURCES[args.queue].value(args, required=True))
+    if args.queue.startswith(("https://", "http://")):
+        return str(args.queue)
+    raise UsageError(f"queue {args.queue!r}: expected lines, words, stream or a queue URL")
+
+
+def receive_all(sqs: Any, url: str, *, visibility: int, limit: int | None) -> list[dict[str, Any]]:
+    """Every message the queue hands out within one visibility window (up to ``limit``):
+    each stays invisible for ``visibility`` seconds, so none is received twice."""
+    messages: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    while limit is None or len(messages) < limit:
+        batch = sqs.receive_message(
+            QueueUrl=url,
+            MaxNumberOfMessages=SQS_BATCH
+            if limit is None
+            else min(SQS_BATCH, limit - len(messages)),
+            VisibilityTimeout=visibility,
+            MessageAttributeNames=["All"],
+            AttributeNames=["All"],
+            WaitTimeSeconds=1,
+        ).get("Messages", [])
+        fresh = [m for m in batch if m["MessageId"] not in seen]
+        if not fresh:
+            break
+        seen.update(m["MessageId"] for m in fresh)
+        messages += fresh
+    return messages
+
+
+def unwrap(body: str) -> tuple[dict[str, Any] | None, str | None]:
+    """The replayable object of a dead letter and, when there is none, why."""
+    try:
+        parsed = json.loads(body)
+    except json.JSONDecodeError as error:
+        return None, f"body is not JSON ({error.msg})"
+    if not isinstance(parsed, dict):
+        return None, "body is not a JSON object"
+    if parsed.get("kind") == PARKED_KIND:
+        if parsed.get("record_truncated"):
+            return None, "the parked record was truncated (too large for SQS); only its keys remain"
+        record = parsed.get("record")
+        if not isinstance(record, dict):
+            return None, "the parked body holds no record"
+        return record, None
+    return parsed, None
+
+
+def delete_messages(sqs: Any, url: str, messages: list[dict[str, Any]]) -> int:
+    """Delete ``messages``; returns how many could not be deleted."""
+    failed = 0
+    for start in range(0, len(messages), SQS_BATCH):
+        chunk = messages[start : start + SQS_BATCH]
+        response = sqs.delete_message_batch(
+            QueueUrl=url,
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)
+            ],
+        )
+        failed += len(response.get("Failed", []))
+    return failed
+
+
+def command_export(args: argparse.Namespace, out: Output) -> None:
+    import boto3
+
+    url = _source_url(args)
+    destination = Path(args.output)
+    if destination.exists() and not args.force:
+        raise UsageError(f"{destination} exists; pass --force to overwrite")
+    sqs = boto3.client("sqs")
+    with common.progress() as bars:
+        advance = bars("receiving dead letters", args.limit)
+        messages = receive_all(sqs, url, visibility=args.visibility_timeout, limit=args.limit)
+        advance(len(messages))
+    lines, skipped = [], []
+    for message in messages:
+        entry, reason = unwrap(message["Body"])
+        if entry is None:
+            skipped.append({"message_id": message["MessageId"], "reason": reason})
+        else:
+            lines.append(json.dumps(entry, separators=(",", ":")))
+    temporary = destination.with_name(f".{destination.name}.{os.getpid()}.tmp")
+    temporary.write_text("".join(f"{line}\n" for line in lines))
+    temporary.replace(destination)
+    not_deleted = 0
+    if args.delete:
+        exported = [m for m in messages if m["MessageId"] not in {s["message_id"] for s in skipped}]
+        not_deleted = delete_messages(sqs, url, exported)
+    result = {
+        "queue": url,
+        "received": len(messages),
+        "exported": len(lines),
+        "skipped": skipped,
+        "deleted": (len(lines) - not_deleted) if args.delete else 0,
+        "file": str(destination),
+    }
+    out.emit(result, common.render_mapping)
+    if skipped or not_deleted:
+        raise OperationFailed(
+            f"{len(skipped)} message(s) not exportable, {not_deleted} not deleted (see output)"
+        )
+
+
+def command_redrive(args: argparse.Namespace, out: Output) -> None:
+    import boto3
+
+    source = _source_url(args)
+    sqs = boto3.client("sqs")
+    with common.progress() as bars:
+        advance = bars("redriving", args.limit)
+        messages = receive_all(sqs, source, visibility=args.visibility_timeout, limit=args.limit)
+        if args.queue == "stream":
+            outcome = _redrive_parked(args, sqs, source, messages)
+        else:
+            outcome = _redrive_messages(args, sqs, source, messages)
+        advance(len(messages))
+    out.emit({"queue": source, "received": len(messages), **outcome}, common.render_mapping)
+    if outcome["failed"]:
+        raise OperationFailed(f"{outcome['failed']} dead letter(s) not redriven; they stay queued")
+
+
+def _redrive_messages(
+    args: argparse.Namespace, sqs: Any, source: str, messages: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """A DLQ's messages to their collection's queue (sent, then deleted from the DLQ)."""
+    if args.queue in TARGETS:
+        target = str(TARGETS[args.queue].value(args, required=True))
+    elif args.to:
+        target = args.to
+    else:
+        raise UsageError("redriving a queue given by URL needs --to <queue url>")
+    sent = []
+    failed = 0
+    for start in range(0, len(messages), SQS_BATCH):
+        chunk = messages[start : start + SQS_BATCH]
+        response = sqs.send_message_batch(
+            QueueUrl=target,
+            Entries=[
+                {
+                    "Id": str(i),
+                    "MessageBody": m["Body"],
+                    "MessageAttributes": {
+                        k: {"DataType": v["DataType"], "StringValue": v["StringValue"]}
+                        for k, v in m.get("MessageAttributes", {}).items()
+                        if "StringValue" in v
+                    },
+                }
+                for i, m in enumerate(chunk)
+            ],
+        )
+        ok = {int(s["Id"]) for s in response.get("Successful", [])}
+        failed += len(chunk) - len(ok)
+        sent += [m for i, m in enumerate(chunk) if i in ok]
+    not_deleted = delete_messages(sqs, source, sent)
+    return {"target": target, "sent": len(sent), "failed": failed, "not_deleted": not_deleted}
+
+
+def _redrive_parked(
+    args: argparse.Namespace, sqs: Any, source: str, messages: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Parked records through message building again; each record whose messages were all
+    published is deleted from the parking queue, the others stay."""
+    from receipt_dynamo_stream import MessageSource, build_messages, publish_messages
+
+    urls = common.queue_urls(args, ["lines", "words"])
+    published = still_unparseable = failed = 0
+    done: list[dict[str, Any]] = []
+    for message in messages:
+        record, _reason = unwrap(message["Body"])
+        if record is None:
+            still_unparseable += 1
+            continue
+        built = build_messages([record])
+        if built.unparseable:
+            still_unparseable += 1
+            continue
+        pairs = [(s, _as_replay(m, MessageSource.REPLAY)) for s, m in built.messages]
+        result = publish_messages(
+            pairs, lines_queue_url=urls["lines"], words_queue_url=urls["words"]
+        )
+        published += len(result.published)
+        if result.failed:
+            failed += 1
+        else:
+            done.append(message)
+    not_deleted = delete_messages(sqs, source, done)
+    return {
+        "records_redriven": len(done),
+        "messages_published": published,
+        "still_unparseable": still_unparseable,
+        "failed": failed + not_deleted,
+    }
+
+
+def _as_replay(message: Any, source: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(message, source=source)
+
+
+def _seconds(text: str) -> int:
+    try:
+        value = common.positive_int(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if value > 43200:
+        raise argparse.ArgumentTypeError(f"must be at most 43200 (12 h), got {value}")
+    return value
+
+
+def _limit(text: str) -> int:
+    try:
+        return common.positive_int(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def register(commands: Any) -> None:
+    dlq = commands.add_parser("dlq", help="export or redrive dead letters", description=__doc__)
+    actions = dlq.add_subparsers(dest="action", required=True, metavar="ACTION")
+    export = actions.add_parser(
+        "export", help="dead letters → JSONL that replay accepts (parked records unwrapped)"
+    )
+    redrive = actions.add_parser(
+        "redrive", help="dead letters back into the pipeline (deleted once sent)"
+    )
+    for sub in (export, redrive):
+        sub.add_argument("queue", help="lines, words, stream or a queue URL")
+        sub.add_argument("--limit", type=_limit, help="at most this many messages")
+        sub.add_argument(
+            "--visibility-timeout",
+            type=_seconds,
+            default=300,
+            help="seconds the received messages stay hidden while this runs (300)",
+        )
+        common.add_settings(sub, common.ENDPOINT, common.REGION, *SOURCES.values())
+    export.add_argument("-o", "--output", required=True, help="the JSONL file to write")
+    export.add_argument("--force", action="store_true", help="overwrite an existing file")
+    export.add_argument(
+        "--delete", action="store_true", help="delete the exported messages from the queue"
+    )
+    export.set_defaults(handler=command_export)
+    common.add_settings(redrive, *TARGETS.values())
+    redrive.add_argument("--to", help="target queue URL when the source is given by URL")
+    redrive.set_defaults(handler=command_redrive)

@@ -1,0 +1,171 @@
+"""``receipt-compaction query``: nearest neighbours of a record (by id) or of a vector (a
+JSON file), with ``--where key=value`` filters, on the published snapshot of a collection
+(downloaded once per version into the cache: versions are immutable) or on a Chroma
+server (``--host``/``--port``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import IO, Any
+
+from receipt_compaction_tools.cli import common
+from receipt_compaction_tools.cli.common import BUCKET, TABLE, Output, UsageError
+
+
+def published_copy(
+    args: argparse.Namespace, collection: str, version: str | None = None
+) -> tuple[str, Path]:
+    """The version (the pointer's unless given) and a verified local copy of it."""
+    from receipt_chroma.snapshots import admin
+
+    bucket = BUCKET.value(args, required=True)
+    if version is None:
+        pointer = common.dynamo(args).get_snapshot_pointer(collection)
+        if pointer is None:
+            raise UsageError(f"{collection} has no published snapshot (no pointer item)")
+        version = pointer.version
+    target = common.cache_dir() / "snapshots" / bucket / collection / version
+    # A version directory appears complete or not at all (built aside, then renamed).
+    if not (target.is_dir() and any(target.iterdir())):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        admin.download(bucket, collection, version, target)
+    return version, target
+
+
+def parse_where(conditions: list[str]) -> dict[str, Any] | None:
+    """``key=value`` pairs as a Chroma ``where`` (one condition plain, several ``$and``).
+    Values: true/false, integers and decimals are typed; everything else is a string."""
+    clauses: list[dict[str, Any]] = []
+    for condition in conditions:
+        key, separator, text = condition.partition("=")
+        if not separator or not key:
+            raise UsageError(f"--where {condition!r}: expected key=value")
+        value: Any = text
+        if text in ("true", "false"):
+            value = text == "true"
+        else:
+            for kind in (int, float):
+                try:
+                    value = kind(text)
+                    break
+                except ValueError:
+                    continue
+        clauses.append({key: value})
+    if not clauses:
+        return None
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+def read_vector(path: Path) -> list[float]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except (OSError, ValueError) as error:
+        raise UsageError(f"{path}: not a JSON array of numbers ({error})") from None
+    if isinstance(data, dict) and "embedding" in data:
+        data = data["embedding"]
+    if (
+        not isinstance(data, list)
+        or not data
+        or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in data)
+    ):
+        raise UsageError(f"{path}: not a JSON array of numbers")
+    return [float(x) for x in data]
+
+
+def command_query(args: argparse.Namespace, out: Output) -> None:
+    from receipt_chroma.chroma_client import ChromaClient
+
+    where = parse_where(args.where or [])
+    vector = read_vector(Path(args.vector)) if args.vector else None
+    if args.host:
+        source: dict[str, Any] = {"server": f"{args.host}:{args.port}"}
+        client = ChromaClient(http_host=args.host, http_port=args.port)
+    else:
+        version, path = published_copy(args, args.collection, args.version)
+        source = {"version": version, "path": str(path)}
+        client = ChromaClient(path, mode="read")
+    with client:
+        collection = client.get_collection(args.collection)
+        if vector is None:
+            found = collection.get(ids=[args.id], include=["embeddings"])
+            embeddings: Any = found["embeddings"]
+            if not found["ids"] or embeddings is None or len(embeddings) == 0:
+                raise UsageError(f"{args.id} is not in the {args.collection} collection")
+            vector = [float(x) for x in embeddings[0]]
+        sample: Any = collection.peek(1)["embeddings"]
+        if sample is not None and len(sample) and len(sample[0]) != len(vector):
+            raise UsageError(
+                f"the vector has {len(vector)} dimensions, the collection {len(sample[0])}"
+            )
+        result = collection.query(
+            query_embeddings=[vector],
+            n_results=args.n,
+            where=where,
+            include=["metadatas", "distances", "documents"],
+        )
+    ids: Any = result["ids"][0]
+    metadatas: Any = (result["metadatas"] or [[]])[0]
+    distances: Any = (result["distances"] or [[]])[0]
+    neighbours = [
+        {"id": i, "distance": round(float(d), 6), "metadata": m}
+        for i, m, d in zip(ids, metadatas, distances, strict=True)
+    ]
+    out.emit(
+        {"collection": args.collection, **source, "where": where, "neighbours": neighbours},
+        render_query,
+    )
+
+
+def render_query(result: dict[str, Any], stream: IO[str]) -> None:
+    """One neighbour per line (ids are long: never cut to the terminal's width)."""
+    where = result["where"]
+    origin = result.get("version") or result.get("server")
+    lines = [
+        f"{result['collection']} @ {origin}" + (f" where {json.dumps(where)}" if where else "")
+    ]
+    for row in result["neighbours"]:
+        metadata = row["metadata"] or {}
+        merchant = metadata.get("canonical_merchant_name") or metadata.get("merchant_name")
+        facts = [
+            f"text={metadata.get('text')!r}",
+            f"merchant={merchant!r}" if merchant else "",
+            f"label_status={metadata['label_status']}" if "label_status" in metadata else "",
+            f"valid_labels={metadata['valid_labels_array']}"
+            if "valid_labels_array" in metadata
+            else "",
+        ]
+        distance = max(0.0, row["distance"])  # cosine distance of a vector to itself: -0.0
+        lines.append(f"{distance:.4f}  {row['id']}  " + "  ".join(f for f in facts if f))
+    stream.write("\n".join(lines) + "\n")
+
+
+def register(commands: Any) -> None:
+    query = commands.add_parser(
+        "query",
+        help="nearest neighbours on the published snapshot or a Chroma server",
+        description=__doc__,
+    )
+    target = query.add_mutually_exclusive_group(required=True)
+    target.add_argument("--id", help="a record id, e.g. IMAGE#<uuid>#RECEIPT#00001#LINE#00002")
+    target.add_argument("--vector", help="a JSON file holding an array of numbers")
+    query.add_argument("--collection", choices=["lines", "words"], default="words")
+    query.add_argument("-n", type=common_positive, default=5, help="how many neighbours (5)")
+    query.add_argument(
+        "--where", action="append", metavar="KEY=VALUE", help="metadata filter (repeatable)"
+    )
+    query.add_argument("--version", help="a version instead of the pointer's")
+    query.add_argument("--host", help="query this Chroma server instead of the snapshot")
+    query.add_argument("--port", type=int, default=8000, help="the server's port (8000)")
+    common.add_settings(query, common.ENDPOINT, common.REGION, TABLE, BUCKET)
+    query.set_defaults(handler=command_query)
+
+
+def common_positive(text: str) -> int:
+    try:
+        return common.positive_int(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None

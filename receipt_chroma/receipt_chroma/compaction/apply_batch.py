@@ -36,6 +36,7 @@ from receipt_chroma.compaction.operations import (
     merchant_metadata,
     receipt_record_ids,
 )
+from receipt_chroma.exceptions import OperationError
 from receipt_chroma.ids import line_vector_id, word_vector_id
 from receipt_chroma.settings import EMBEDDING_DIMENSION
 from receipt_dynamo.constants import ChromaDBCollection, CompactionState, EntityType
@@ -271,11 +272,13 @@ def process_collection_updates(
                 work_dir=work_dir,
             )
         except Exception as error:
-            reason = f"merge failed: {type(error).__name__}: {error}"
-            merged = [
-                RunMergeResult(t.run.run_id, t.run.image_id, t.run.receipt_id, kind, error=reason)
-                for t in targets
-            ]
+            # A write into the collection failed mid-merge: it may hold part of runs that
+            # did not merge, whose provenance would then hold back older runs. Nothing of
+            # this batch may be published; every message is retried.
+            runs = ", ".join(sorted({t.run.run_id for t in targets}))
+            raise OperationError(
+                f"merge of runs {runs} failed: {type(error).__name__}: {error}"
+            ) from error
         result.runs += merged
         for run_result in merged:
             if run_result.error is not None:
@@ -302,6 +305,8 @@ def record_run_outcomes(dynamo_client: DynamoClient, result: CollectionUpdateRes
     errors: list[str] = []
     for run in result.runs:
         try:
+            if run.error is not None and run.was_completed:
+                continue  # a failed backfill re-merge: the published version still has it
             if run.error is not None:
                 dynamo_client.mark_compaction_run_failed(
                     run.image_id, run.receipt_id, run.run_id, run.collection, run.error

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -38,7 +38,7 @@ from receipt_chroma.compaction.operations import (
 from receipt_chroma.exceptions import DeltaError
 from receipt_chroma.ids import VectorKey, line_vector_id, parse_vector_id, word_vector_id
 from receipt_chroma.settings import EMBEDDING_DIMENSION
-from receipt_dynamo.constants import ChromaDBCollection
+from receipt_dynamo.constants import ChromaDBCollection, CompactionState
 from receipt_dynamo.entities import CompactionRun
 from receipt_dynamo.receipt_state import ReceiptState
 from receipt_dynamo.timestamps import instant
@@ -144,9 +144,24 @@ class _HeldRuns:
     """Which run's vector each record holds: read from the snapshot once per id, then
     kept up to date with what this merge adds."""
 
-    def __init__(self, snapshot: ClientCollection) -> None:
+    def __init__(
+        self, snapshot: ClientCollection, collection: str, merging: frozenset[str]
+    ) -> None:
         self.snapshot = snapshot
+        self.collection = collection
+        self.merging = merging  # the runs this merge writes
         self.orders: dict[str, RunOrder | None] = {}
+
+    def holders(self, runs: Sequence[CompactionRun]) -> dict[str, bool]:
+        """Whether each of a receipt's runs counts when its vector is newer. A run counts
+        while it is a run of the receipt (its row exists: a receipt deleted and re-created
+        forgets its old runs) and has not failed (a failed merge never counts as merged),
+        or when this merge writes it."""
+        return {
+            run.run_id: run.run_id in self.merging
+            or run.state(self.collection) is not CompactionState.FAILED
+            for run in runs
+        }
 
     def load(self, ids: list[str]) -> None:
         unknown = [i for i in ids if i not in self.orders]
@@ -155,10 +170,12 @@ class _HeldRuns:
             for record_id in unknown:
                 self.orders[record_id] = held_run_order(found.get(record_id))
 
-    def accepts(self, record_id: str, order: RunOrder) -> bool:
-        """Whether a run of ``order`` may write the record (equal: an idempotent re-merge)."""
+    def accepts(self, record_id: str, order: RunOrder, holders: Mapping[str, bool]) -> bool:
+        """Whether a run of ``order`` may write the record: it holds no vector, or one of
+        an older or the same run (an idempotent re-merge), or one of a run that no longer
+        counts — ``holders`` maps the receipt's run ids to whether each counts."""
         held = self.orders[record_id]
-        return held is None or held <= order
+        return held is None or held <= order or not holders.get(held[1], False)
 
     def take(self, record_id: str, order: RunOrder) -> None:
         self.orders[record_id] = order
@@ -193,7 +210,7 @@ def merge_compaction_deltas(
     snapshot = client.get_or_create_collection(name)
     results: list[RunMergeResult] = []
     batch = _UpsertBatch(client, snapshot)
-    held = _HeldRuns(snapshot)
+    held = _HeldRuns(snapshot, name, frozenset(t.run.run_id for t in targets))
     with tempfile.TemporaryDirectory(prefix="merge-", dir=work_dir) as tmp:
         fetch = DeltaFetcher(
             name,
@@ -206,7 +223,11 @@ def merge_compaction_deltas(
         for target, fetched, next_ready in fetched_ahead(targets, fetch):
             run = target.run
             result = RunMergeResult(
-                run.run_id, run.image_id, run.receipt_id, ChromaDBCollection(name)
+                run.run_id,
+                run.image_id,
+                run.receipt_id,
+                ChromaDBCollection(name),
+                was_completed=run.state(name) is CompactionState.COMPLETED,
             )
             results.append(result)
             if isinstance(fetched, Exception):
@@ -257,8 +278,9 @@ def _add_run(
     held.load([record.id for record in wanted])
     labels = label_metadata_by_record(rows.labels) if collection == "words" else None
     order = run.order_key
+    holders = held.holders(rows.runs)
     for record in wanted:
-        if not held.accepts(record.id, order):
+        if not held.accepts(record.id, order, holders):
             result.held_by_newer += 1
             continue
         if held.orders[record.id] == order:

@@ -34,6 +34,9 @@ class RunMergeResult:
     held_by_newer: int = 0  # delta records whose record holds a newer run's vector
     skipped_reason: str | None = None
     error: str | None = None
+    # A backfill re-merge of a run already COMPLETED: a failure leaves it COMPLETED (the
+    # published version still holds its merge).
+    was_completed: bool = False
 
     @property
     def merged(self) -> bool:

@@ -19,7 +19,7 @@ from receipt_chroma.compaction.cycle import FailureCause
 from receipt_chroma.snapshots.working_copy import WorkingCopy
 from receipt_compaction_tools.testing.factories import IMAGE_ID, make_label, make_metadata
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
-from receipt_compaction_tools.testing.world import CompactionWorld, read_snapshot
+from receipt_compaction_tools.testing.world import CompactionWorld
 from receipt_dynamo import CompactionRun, CompactionState
 from receipt_dynamo_stream import MessageValidationError, StreamMessage
 
@@ -118,19 +118,24 @@ def test_defect_2_writes_never_published_do_not_survive_in_the_warm_copy(
         raise RuntimeError("injected failure after the write")
 
     monkeypatch.setattr(chroma_collection.Collection, "upsert", upsert_then_fail)
-    failed = cycle.run(world.pump()["words"])
+    messages = world.pump()["words"]
+    failed = cycle.run(messages)
     monkeypatch.undo()
     assert failed.failures  # the run's message is retried later
 
-    # The write call made the copy dirty: it is published (never relabelled as the old
-    # version), and the warm copy holds exactly what was published.
-    copy = WorkingCopy(world.config.work_dir, "words")
-    pointer = world.published_version("words")
-    assert pointer != published
-    assert copy.version == pointer
-    assert read_snapshot(copy.path, "words") == world.snapshot_from_s3("words")
+    # The write call made the copy dirty and the merge failed: nothing of the batch is
+    # published (a failed run's vectors must not hold back older runs), and the copy is
+    # deleted, never relabelled as the published version.
+    assert world.published_version("words") == published
+    assert WorkingCopy(world.config.work_dir, "words").version is None
+    assert set(provenance(world).values()) == {"run-a"}
     run_b = world.dynamo.get_compaction_run(IMAGE_ID, 1, "run-b")
-    assert run_b.words_state is CompactionState.FAILED
+    assert run_b.words_state is not CompactionState.COMPLETED
+
+    # Retried without the fault, run-b merges.
+    retry = [(mid, m) for mid, m in messages if mid in failed.failed_message_ids]
+    assert cycle.run(retry).failures == []
+    assert set(provenance(world).values()) == {"run-b"}
 
 
 def test_defect_3_a_partial_newer_delta_keeps_the_other_records(world: CompactionWorld) -> None:
@@ -297,3 +302,83 @@ def test_a_lease_lost_before_publish_completes_no_run(world: CompactionWorld) ->
     retry = world.cycle("words").run(messages)
     assert retry.failures == []
     assert set(provenance(world).values()) == {"run-a"}
+
+
+# --- found by the adversarial review of the provenance rule ------------------------------
+
+
+def fail_upserts_after_writing(monkeypatch: pytest.MonkeyPatch) -> None:
+    import chromadb.api.models.Collection as chroma_collection
+
+    real_upsert = chroma_collection.Collection.upsert
+
+    def upsert_then_fail(self: Any, *args: Any, **kwargs: Any) -> None:
+        real_upsert(self, *args, **kwargs)
+        raise RuntimeError("injected failure after the write")
+
+    monkeypatch.setattr(chroma_collection.Collection, "upsert", upsert_then_fail)
+
+
+def test_a_failed_merge_never_holds_back_an_older_run(
+    world: CompactionWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A newer run whose merge failed after writing, and whose delta then disappears for
+    good, leaves the records with the older run's vectors — whatever the fault's timing."""
+    receipt = receipt_with_rows(world)
+    add_run(world, "run-b", T1, receipt.word_records())
+    cycle = world.cycle("words")
+    fail_upserts_after_writing(monkeypatch)
+    assert cycle.run(world.pump()["words"]).failures
+    monkeypatch.undo()
+    world.s3.delete_object(Bucket=world.bucket, Key="words/delta/run-b/delta.tar.gz")
+
+    add_run(world, "run-a", T0, receipt.word_records())
+    older = [(mid, m) for mid, m in world.pump()["words"] if m.entity_data["run_id"] == "run-a"]
+    assert cycle.run(older).failures == []
+
+    all_ids = {word_id(line, word) for line in (1, 2) for word in (1, 2)}
+    assert provenance(world) == dict.fromkeys(all_ids, "run-a")
+    run_a = world.dynamo.get_compaction_run(IMAGE_ID, 1, "run-a")
+    assert run_a.words_state is CompactionState.COMPLETED
+
+
+def test_a_receipt_recreated_by_an_older_run_takes_that_runs_vectors(
+    world: CompactionWorld,
+) -> None:
+    """The newest run is the newest run of the receipt as it is now: once a receipt is
+    deleted (rows and runs) and re-created by a run with an earlier created_at, the
+    records take that run's vectors, even when its messages come after all the changes."""
+    receipt = receipt_with_rows(world)
+    add_run(world, "run-new", T1, receipt.word_records())
+    cycle = world.cycle("words")
+    assert cycle.run(world.pump()["words"]).failures == []
+
+    for row in receipt.rows:
+        world.dynamo.delete_entity(row)
+    world.dynamo.delete_compaction_run(IMAGE_ID, 1, "run-new")
+    world.dynamo.put_entities(receipt.rows)
+    add_run(world, "run-old", T0, receipt.word_records())
+    assert cycle.run(world.pump()["words"]).failures == []
+
+    all_ids = {word_id(line, word) for line in (1, 2) for word in (1, 2)}
+    assert provenance(world) == dict.fromkeys(all_ids, "run-old")
+
+
+def test_a_failed_backfill_leaves_a_completed_run_completed(world: CompactionWorld) -> None:
+    receipt = receipt_with_rows(world)
+    add_run(world, "run-a", T0, receipt.word_records())
+    messages = world.pump()["words"]
+    cycle = world.cycle("words")
+    assert cycle.run(messages).failures == []
+    world.s3.delete_object(Bucket=world.bucket, Key="words/delta/run-a/delta.tar.gz")
+
+    run_message = next(m for _, m in messages if m.entity_data.get("run_id") == "run-a")
+    backfill = StreamMessage.from_json(
+        json.dumps({**json.loads(run_message.to_json()), "source": "backfill"})
+    )
+    assert cycle.run([("backfill-1", backfill)]).failed_message_ids == {"backfill-1"}
+
+    run_a = world.dynamo.get_compaction_run(IMAGE_ID, 1, "run-a")
+    assert run_a.words_state is CompactionState.COMPLETED
+    # An ordinary redelivery is still recognised as done.
+    assert cycle.run(messages).failures == []

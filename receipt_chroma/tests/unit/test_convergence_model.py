@@ -18,7 +18,7 @@ which run's vector each record holds, documents and every metadata key.
 Modelling rules that keep the expected state a function of the final table (SPEC §3.3 and
 §5.4 make these inherent, they are not product leniency): a word or line deleted on its
 own is never re-created; re-creating a receipt re-creates its rows with a new run covering
-all of them, newer than every earlier run of the receipt; deleting a receipt deletes all
+all of them (older or newer than the deleted receipt's runs); deleting a receipt deletes all
 its rows; every label/metadata write is an INSERT or changes a §3.2 field; relevant fields
 always validate (invalid rows are made with unparseable timestamps).
 
@@ -611,9 +611,13 @@ class ConvergenceMachine(RuleBasedStateMachine):
             )
         self.sync()
         instants = [oracle.parse_instant(r.created_at) for r in self.all_runs.get(key, [])]
-        self.run_floor[key] = max([self.run_floor[key], *filter(None, instants)]) + timedelta(
-            hours=2
-        )
+        known = [self.run_floor[key], *filter(None, instants)]
+        # Newer or older than every run of the deleted receipt: its runs are gone with it,
+        # so the re-creating run is the receipt's newest either way (§5.4).
+        if data.draw(st.booleans(), "recreated_by_an_older_run"):
+            self.run_floor[key] = min(known) - timedelta(hours=2)
+        else:
+            self.run_floor[key] = max(known) + timedelta(hours=2)
         style = data.draw(st.sampled_from(TIME_STYLES), "created_at_style")
         self.new_run(
             receipt,

@@ -5,31 +5,102 @@ embeddings, so nothing may try to download a model). ``close()`` closes the clie
 then clears chromadb's shared system cache, in that order, so the directory is flushed
 and released before it is copied or archived.
 
-Every collection it hands out is a ``ClientCollection``: all writes pass through it, so
+Every collection it hands out is a ``ClientCollection``: all calls pass through it, so
 the client knows whether a write call was ever issued (``wrote``) — the one fact that
-decides whether a working copy still matches the version it was made from.
+decides whether a working copy still matches the version it was made from — and every
+write is split into batches within the client's maximum batch size.
+
+Against a Chroma server (``http_host``, contract §12) calls also get what a network needs:
+a timeout per request, retries of transient failures (connection errors, timeouts, rate
+limiting) with exponential backoff, and a breaker — once a call has used up its retries
+on an unreachable server, the client is ``unavailable`` and every later call fails at
+once with ``SinkUnavailableError`` instead of waiting out its own retries.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, TypeVar
 
 import chromadb
+import httpx
 import numpy as np
 from chromadb.api import ClientAPI
+from chromadb.api.base_http_client import BaseHTTPClient
 from chromadb.api.models.Collection import Collection
 from chromadb.api.shared_system_client import SharedSystemClient
 from chromadb.config import Settings
+from chromadb.errors import RateLimitError
 
-from receipt_chroma.constants import COLLECTION_CONFIGURATION
-from receipt_chroma.exceptions import ChromaClientError
+from receipt_chroma import settings as defaults
+from receipt_chroma.constants import COLLECTION_CONFIGURATION, WRITE_CHUNK
+from receipt_chroma.exceptions import ChromaClientError, SinkUnavailableError
 
 Mode = Literal["read", "write", "delta"]
 MODES: tuple[Mode, ...] = ("read", "write", "delta")
+T = TypeVar("T")
+API_PATH = "/api/v2"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Attempts per call and the exponential backoff between them (full jitter)."""
+
+    attempts: int = defaults.CHROMA_RETRY_ATTEMPTS
+    base_seconds: float = defaults.CHROMA_RETRY_BASE_SECONDS
+    max_seconds: float = defaults.CHROMA_RETRY_MAX_SECONDS
+
+    def delays(self) -> Iterator[float]:
+        """The pause before each retry (``attempts - 1`` of them)."""
+        for attempt in range(max(0, self.attempts - 1)):
+            ceiling = min(self.max_seconds, self.base_seconds * 2**attempt)
+            yield random.uniform(ceiling / 2, ceiling)
+
+
+@dataclass(frozen=True)
+class HttpOptions:
+    """How to reach a Chroma server beyond its host and port."""
+
+    ssl: bool = defaults.CHROMA_SSL
+    tenant: str = defaults.CHROMA_TENANT
+    database: str = defaults.CHROMA_DATABASE
+    headers: Mapping[str, str] = field(default_factory=dict)
+    connect_timeout_seconds: float = defaults.CHROMA_CONNECT_TIMEOUT_SECONDS
+    request_timeout_seconds: float = defaults.CHROMA_REQUEST_TIMEOUT_SECONDS
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+def server_url(host: str, port: int, ssl: bool) -> str:
+    """The API root chromadb's HttpClient uses for these settings."""
+    return BaseHTTPClient.resolve_url(
+        chroma_server_host=host,
+        chroma_server_ssl_enabled=ssl,
+        default_api_path=API_PATH,
+        chroma_server_http_port=port,
+    )
+
+
+def unreachable(error: BaseException) -> bool:
+    """Whether ``error`` means the server could not be reached or refused the load for
+    now — worth retrying, and once retries are used up, the server is unavailable.
+
+    chromadb raises ``httpx`` transport errors (refused, reset, timed out) as they are, or
+    wrapped in a ValueError while a client is being created; a server shedding load answers
+    429 (``RateLimitError``). Anything else (a 4xx, an internal error) is an answer about
+    the request itself and is not retried.
+    """
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, httpx.TransportError | RateLimitError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 @functools.cache
@@ -50,10 +121,28 @@ def _rows(embeddings: Any, start: int, end: int) -> Any:
     return [list(row) for row in embeddings[start:end]]
 
 
+def _batches(call: dict[str, Any], size: int) -> Iterator[dict[str, Any]]:
+    """A write call's arguments split into calls of at most ``size`` ids: every argument
+    with one entry per id is sliced alike, the others (``where``) are passed whole."""
+    ids = call.get("ids")
+    if not isinstance(ids, list | tuple) or len(ids) <= size:
+        yield call
+        return
+    count = len(ids)
+    for start in range(0, count, size):
+        yield {
+            name: value[start : start + size]
+            if isinstance(value, list | tuple | np.ndarray) and len(value) == count
+            else value
+            for name, value in call.items()
+        }
+
+
 class ClientCollection:
-    """A collection of a ``ChromaClient``. Reads go straight to chromadb; each write call
-    (upsert, update, delete, modify) first tells the client — whether it then succeeds,
-    fails or raises — and is refused on a read-only client."""
+    """A collection of a ``ChromaClient``. Every call goes through the client (retries
+    against a server); each write call (upsert, update, delete, modify) first tells the
+    client — whether it then succeeds, fails or raises — is refused on a read-only
+    client, and is split into batches within the client's maximum batch size."""
 
     def __init__(self, collection: Collection, owner: ChromaClient) -> None:
         self.collection = collection
@@ -72,32 +161,33 @@ class ClientCollection:
         return self.collection.metadata
 
     def count(self) -> int:
-        return self.collection.count()
+        return self._owner.call(self.collection.count)
 
     def get(self, **kwargs: Any) -> Any:
-        return self.collection.get(**kwargs)
+        return self._owner.call(lambda: self.collection.get(**kwargs))
 
     def peek(self, limit: int = 10) -> Any:
-        return self.collection.peek(limit)
+        return self._owner.call(lambda: self.collection.peek(limit))
 
     def query(self, **kwargs: Any) -> Any:
-        return self.collection.query(**kwargs)
+        return self._owner.call(lambda: self.collection.query(**kwargs))
 
     def upsert(self, **kwargs: Any) -> None:
-        self._owner.before_write()
-        self.collection.upsert(**kwargs)
+        self._write(self.collection.upsert, kwargs)
 
     def update(self, **kwargs: Any) -> None:
-        self._owner.before_write()
-        self.collection.update(**kwargs)
+        self._write(self.collection.update, kwargs)
 
     def delete(self, **kwargs: Any) -> None:
-        self._owner.before_write()
-        self.collection.delete(**kwargs)
+        self._write(self.collection.delete, kwargs)
 
     def modify(self, **kwargs: Any) -> None:
-        self._owner.before_write()
-        self.collection.modify(**kwargs)
+        self._owner.call(lambda: self.collection.modify(**kwargs), write=True)
+
+    def _write(self, method: Callable[..., object], kwargs: dict[str, Any]) -> None:
+        self._owner.before_write()  # recorded even if the batch size cannot be read
+        for part in _batches(kwargs, self._owner.max_batch_size):
+            self._owner.call(functools.partial(method, **part), write=True)
 
 
 class ChromaClient:
@@ -107,8 +197,12 @@ class ChromaClient:
     - ``read`` opens an existing persisted directory; writes are refused.
     - ``write`` opens or creates a snapshot directory.
     - ``delta`` creates a fresh delta in a new or empty directory.
-    - with ``http_host`` it wraps ``chromadb.HttpClient`` (a Chroma server);
+    - with ``http_host`` it wraps ``chromadb.HttpClient`` (a Chroma server; ``http``
+      holds TLS, tenant, database, headers, timeouts and retries);
       without a directory or host it is an in-memory client.
+
+    ``write_guard`` runs before every write call and every retry of one (the server sink
+    passes the lease's check, so a holder that lost its lease stops writing).
     """
 
     def __init__(
@@ -117,6 +211,9 @@ class ChromaClient:
         mode: Mode = "read",
         http_host: str | None = None,
         http_port: int | None = None,
+        *,
+        http: HttpOptions | None = None,
+        write_guard: Callable[[], None] | None = None,
     ) -> None:
         if mode not in MODES:
             raise ChromaClientError(f"mode must be one of {'|'.join(MODES)}, got {mode!r}")
@@ -124,12 +221,15 @@ class ChromaClient:
         self.persist_directory = Path(persist_directory) if persist_directory else None
         self._closed = False
         self.wrote = False
+        self.write_guard = write_guard
+        self.url: str | None = None
+        self.unavailable: str | None = None  # why the server is considered unreachable
+        self._retry: RetryPolicy | None = None
+        self._max_batch_size: int | None = None
         if http_host is not None:
             if self.persist_directory is not None:
                 raise ChromaClientError("give either persist_directory or http_host, not both")
-            self._client: ClientAPI = chromadb.HttpClient(
-                host=http_host, port=http_port or 8000, settings=_settings(persistent=False)
-            )
+            self._client: ClientAPI = self._connect(http_host, http_port or 8000, http)
         elif self.persist_directory is None:
             self._client = chromadb.EphemeralClient(settings=_settings(persistent=False))
         else:
@@ -137,6 +237,47 @@ class ChromaClient:
             self._client = chromadb.PersistentClient(
                 path=str(self.persist_directory), settings=_settings(persistent=True)
             )
+
+    def _connect(self, host: str, port: int, options: HttpOptions | None) -> ClientAPI:
+        """An HttpClient with a timeout on every request. A heartbeat with the connect
+        timeout comes first: chromadb makes its first requests (tenant, database) while it
+        builds the client, without a timeout, so an address that never answers would
+        otherwise hang there."""
+        http = options or HttpOptions()
+        self.url = server_url(host, port, http.ssl)
+        self._retry = http.retry
+        headers = dict(http.headers)
+        timeout = httpx.Timeout(http.request_timeout_seconds, connect=http.connect_timeout_seconds)
+
+        def heartbeat() -> None:
+            httpx.get(
+                f"{self.url}/heartbeat", headers=headers, timeout=http.connect_timeout_seconds
+            ).raise_for_status()
+
+        def create() -> ClientAPI:
+            return chromadb.HttpClient(
+                host=host,
+                port=port,
+                ssl=http.ssl,
+                headers=dict(headers),  # chromadb adds its own headers to the mapping
+                settings=_settings(persistent=False),
+                tenant=http.tenant,
+                database=http.database,
+            )
+
+        self.call(heartbeat)
+        client = self.call(create)
+        # chromadb 1.5 gives its httpx session no timeout and has no setting for one; the
+        # session is reached through the client's server API (checked by a unit test, so
+        # a chromadb upgrade that moves it fails there, not in production).
+        session = getattr(getattr(client, "_server", None), "_session", None)
+        if not isinstance(session, httpx.Client):
+            client.close()  # type: ignore[attr-defined]
+            raise ChromaClientError(
+                f"chromadb {chromadb.__version__}: cannot set a request timeout on its client"
+            )
+        session.timeout = timeout
+        return client
 
     def _prepare_directory(self, directory: Path) -> None:
         if self.mode == "read":
@@ -149,6 +290,31 @@ class ChromaClient:
         else:
             directory.mkdir(parents=True, exist_ok=True)
 
+    # --- calls ------------------------------------------------------------------------------
+
+    def call(self, action: Callable[[], T], *, write: bool = False) -> T:
+        """Run ``action`` (one chromadb call); against a server, retry it while the server
+        is unreachable and the policy allows, then mark the client unavailable."""
+        if self.unavailable is not None:
+            raise SinkUnavailableError(self.unavailable)
+        delays = self._retry.delays() if self._retry is not None else iter(())
+        while True:
+            if write:
+                self.before_write()
+            try:
+                return action()
+            except Exception as error:
+                if self._retry is None or not unreachable(error):
+                    raise
+                delay = next(delays, None)
+                if delay is None:
+                    self.unavailable = (
+                        f"Chroma server {self.url} unreachable after "
+                        f"{self._retry.attempts} attempts: {type(error).__name__}: {error}"
+                    )
+                    raise SinkUnavailableError(self.unavailable) from error
+                time.sleep(delay)
+
     # --- collections --------------------------------------------------------------------
 
     @property
@@ -158,25 +324,33 @@ class ChromaClient:
 
     @property
     def max_batch_size(self) -> int:
-        return int(self.client.get_max_batch_size())
+        """The most records one write call may carry (read once; a server that does not
+        say gets the project's write chunk)."""
+        if self._max_batch_size is None:
+            size = int(self.call(self.client.get_max_batch_size))
+            self._max_batch_size = size if size > 0 else WRITE_CHUNK
+        return self._max_batch_size
 
     def get_collection(self, name: str) -> ClientCollection:
-        return ClientCollection(self.client.get_collection(name, embedding_function=None), self)
+        found = self.call(lambda: self.client.get_collection(name, embedding_function=None))
+        return ClientCollection(found, self)
 
     def get_or_create_collection(
         self, name: str, metadata: Mapping[str, Any] | None = None
     ) -> ClientCollection:
         self._check_writable()
-        collection = self.client.get_or_create_collection(
-            name,
-            configuration=COLLECTION_CONFIGURATION,  # type: ignore[arg-type]
-            metadata=dict(metadata) if metadata else None,
-            embedding_function=None,
+        collection = self.call(
+            lambda: self.client.get_or_create_collection(
+                name,
+                configuration=COLLECTION_CONFIGURATION,  # type: ignore[arg-type]
+                metadata=dict(metadata) if metadata else None,
+                embedding_function=None,
+            )
         )
         return ClientCollection(collection, self)
 
     def list_collection_names(self) -> list[str]:
-        return [c.name for c in self.client.list_collections()]
+        return [c.name for c in self.call(self.client.list_collections)]
 
     # --- writes ---------------------------------------------------------------------------
 
@@ -211,15 +385,19 @@ class ChromaClient:
             raise ChromaClientError("the client is closed")
 
     def before_write(self) -> None:
-        """Called before every write call: refuses on a read client, records the write."""
+        """Called before every write call: refuses on a read client, records the write,
+        then runs the write guard."""
         self._check_writable()
         self.wrote = True
+        if self.write_guard is not None:
+            self.write_guard()
 
     def _check_writable(self) -> None:
         self._check_open()
         if self.mode == "read":
             raise ChromaClientError(
-                f"client for {self.persist_directory} was opened read-only (mode='read')"
+                f"client for {self.persist_directory or self.url} was opened read-only "
+                "(mode='read')"
             )
 
     def close(self) -> None:

@@ -16,3 +16,21 @@ LOCK_WAIT_SECONDS: Final = 60
 # Visibility of messages failed by lease contention or a moved pointer, jittered in this
 # range (seconds): retried within minutes instead of after the queue's visibility timeout.
 RETRY_VISIBILITY_SECONDS: Final = (30, 90)
+
+# Where a cycle's effect goes (contract §12): "snapshot" (§6), "server" (a Chroma server)
+# or "both" (migration). The server settings matter only for "server" and "both".
+CHROMA_SINK: Final = "snapshot"
+CHROMA_SINKS: Final = ("snapshot", "server", "both")
+CHROMA_PORT: Final = 8000
+CHROMA_SSL: Final = False
+CHROMA_TENANT: Final = "default_tenant"
+CHROMA_DATABASE: Final = "default_database"
+# Calls to a Chroma server: a timeout per request (an unanswered call must not hold the
+# lease until the Lambda timeout) and retries of transient failures with exponential
+# backoff. The retries span about 15 s, longer than a server restart takes (~2-5 s for
+# `chroma run`), so a restart mid-batch costs a pause, not the batch.
+CHROMA_CONNECT_TIMEOUT_SECONDS: Final = 5.0
+CHROMA_REQUEST_TIMEOUT_SECONDS: Final = 120.0
+CHROMA_RETRY_ATTEMPTS: Final = 6
+CHROMA_RETRY_BASE_SECONDS: Final = 0.5
+CHROMA_RETRY_MAX_SECONDS: Final = 8.0

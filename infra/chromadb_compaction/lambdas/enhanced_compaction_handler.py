@@ -12,14 +12,17 @@ back within minutes instead of after the queue's visibility timeout (contract §
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -43,6 +46,90 @@ NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "ReceiptCompaction")
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+tracer = Tracer(service=SERVICE)
+
+# Every module's records — the packages' plain `logging` loggers (lease, working copy,
+# delta reader, …) included — reach the Lambda log as the same JSON as the handler's
+# (contract §9). Registering the package loggers first lets the copy find them; their
+# modules' loggers propagate to them.
+LOGGED_PACKAGES = frozenset({"receipt_chroma", "receipt_dynamo", "receipt_dynamo_stream"})
+for _package in LOGGED_PACKAGES:
+    logging.getLogger(_package)
+copy_config_to_registered_loggers(source_logger=logger, include=set(LOGGED_PACKAGES))
+
+
+class CacheFailureCounter(logging.Filter):
+    """Counts the derived-cache failures the snapshot code reports only in its log: the
+    repairs of ``latest-pointer.txt`` / EFS ``.version`` at a cycle's start and EFS writes
+    after an S3 download (publish-time failures come in ``derived_cache_errors``). A filter
+    that never drops: it only counts, per cycle."""
+
+    PHRASES: ClassVar[dict[str, str]] = {
+        "pointer file not repaired": "CacheRepairFailures",
+        "EFS .version not repaired": "CacheRepairFailures",
+        "could not write version to EFS": "EfsWriteFailures",
+    }
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: Counter[str] = Counter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        metric = self.PHRASES.get(str(record.msg))
+        if metric is not None:
+            self.counts[metric] += 1
+        return True
+
+
+cache_failures = CacheFailureCounter()
+logger.addFilter(cache_failures)  # the cycle's snapshot logger is this one
+logging.getLogger("receipt_chroma.snapshots.working_copy").addFilter(cache_failures)
+
+# Publish-time derived-cache errors, by the prefix the publisher gives each.
+DERIVED_ERROR_METRICS = {"efs:": "EfsWriteFailures", "pointer file:": "CacheRepairFailures"}
+
+
+class StageSegments:
+    """One X-Ray subsegment per cycle stage. The cycle marks the end of each stage
+    (``on_stage``); the mark closes the running subsegment and opens the next stage's."""
+
+    NEXT: ClassVar[dict[str, str]] = {
+        "lease_acquired": "working_copy",
+        "working_copy_ready": "apply",
+        "applied": "publish_check",
+        "checked": "publish_upload",
+        "uploaded": "publish_swap",
+        "committed": "publish_derived_caches",
+        "pointer_file_synced": "publish_efs_and_retention",
+    }
+
+    def __init__(self) -> None:
+        self._open: AbstractContextManager[Any] | None = None
+
+    def _begin(self, stage: str) -> None:
+        self._end()
+        self._open = tracer.provider.in_subsegment(f"## {stage}")
+        self._open.__enter__()
+
+    def _end(self) -> None:
+        if self._open is not None:
+            self._open.__exit__(None, None, None)
+            self._open = None
+
+    def mark(self, name: str) -> None:
+        self._begin(self.NEXT.get(name, f"after_{name}"))
+
+    @contextmanager
+    def cycle(self, collection: str) -> Iterator[None]:
+        with tracer.provider.in_subsegment(f"## compaction_cycle {collection}"):
+            self._begin("lease")
+            try:
+                yield
+            finally:
+                self._end()
+
+
+stages = StageSegments()
 
 # One cycle per collection per container: it keeps the warm working copy between calls.
 _cycles: dict[ChromaDBCollection, CompactionCycle] = {}
@@ -58,6 +145,7 @@ CAUSE_METRICS = {
     FailureCause.POINTER_MOVED: "SnapshotPublishFailures",
     FailureCause.PUBLISH_FAILED: "SnapshotPublishFailures",
     FailureCause.SNAPSHOT_UNAVAILABLE: "SnapshotUnavailable",
+    FailureCause.SINK_UNAVAILABLE: "SinkUnavailable",
 }
 # Failures that only need the other holder to finish: retried soon, not after the queue's
 # visibility timeout (6 x the function timeout).
@@ -69,6 +157,7 @@ TIMING_METRICS = {
     "working_copy": "WorkingCopyTime",
     "apply": "ApplyTime",
     "publish": "PublishTime",
+    "server_apply": "ServerApplyTime",
 }
 
 
@@ -82,6 +171,7 @@ def cycle_for(collection: ChromaDBCollection) -> CompactionCycle:
             dynamo=DynamoClient(config.table_name),
             s3_client=s3,
             logger=logger,
+            on_stage=stages.mark,
         )
     return _cycles[collection]
 
@@ -244,6 +334,8 @@ def emit_cycle_metrics(
         )
     if result.published_version is not None:
         sink.add_metric(name="SnapshotPublished", unit=MetricUnit.Count, value=1)
+    if result.server_applied:
+        sink.add_metric(name="ServerSinkApplied", unit=MetricUnit.Count, value=1)
     if result.cause is not None:
         sink.add_metric(name=CAUSE_METRICS[result.cause], unit=MetricUnit.Count, value=1)
     if result.derived_cache_errors:
@@ -257,6 +349,13 @@ def emit_cycle_metrics(
     if reset is not None:
         sink.add_metric(name="VisibilityResets", unit=MetricUnit.Count, value=reset.reset)
         sink.add_metric(name="VisibilityResetFailures", unit=MetricUnit.Count, value=reset.failed)
+    failures = Counter(cache_failures.counts)
+    for error in result.derived_cache_errors:
+        for prefix, name in DERIVED_ERROR_METRICS.items():
+            if error.startswith(prefix):
+                failures[name] += 1
+    for name in ("CacheRepairFailures", "EfsWriteFailures"):
+        sink.add_metric(name=name, unit=MetricUnit.Count, value=failures[name])
     sink.flush_metrics()
 
 
@@ -279,7 +378,9 @@ def process_records(records: list[dict[str, Any]]) -> list[str]:
 
     for collection, pairs in grouped.items():
         cycle = cycle_for(collection)
-        result = cycle.run(pairs)
+        cache_failures.counts.clear()
+        with stages.cycle(collection.value):
+            result = cycle.run(pairs)
         for failure in result.failures:
             logger.warning(
                 "message not applied",
@@ -293,6 +394,7 @@ def process_records(records: list[dict[str, Any]]) -> list[str]:
             messages=len(pairs),
             failed=len(result.failures),
             cause=result.cause.value if result.cause else None,
+            sink=result.sink,
             tier=result.tier.value if result.tier else None,
             version=result.published_version,
             base_version=result.base_version,
@@ -320,6 +422,7 @@ def process_records(records: list[dict[str, Any]]) -> list[str]:
 
 
 @logger.inject_lambda_context
+@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # Success / Error count invocations (contract §9): Error when any message of the event,

@@ -6,9 +6,11 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from receipt_chroma import settings as defaults
+from receipt_chroma.chroma_server import ChromaServer
 from receipt_dynamo_stream.exceptions import ConfigurationError
 
 
@@ -58,6 +60,23 @@ def _seconds_range(env: Mapping[str, str], name: str, default: tuple[int, int]) 
     return low, high
 
 
+class SinkKind(StrEnum):
+    """Where a cycle's effect goes (``CHROMA_SINK``, contract §12)."""
+
+    SNAPSHOT = "snapshot"  # published snapshot versions (§6)
+    SERVER = "server"  # a Chroma server's collection
+    BOTH = "both"  # both, for the migration from snapshots to a server
+
+
+def _sink(env: Mapping[str, str]) -> SinkKind:
+    text = env.get("CHROMA_SINK", "").strip().lower() or defaults.CHROMA_SINK
+    try:
+        return SinkKind(text)
+    except ValueError:
+        choices = "|".join(defaults.CHROMA_SINKS)
+        raise ConfigurationError(f"CHROMA_SINK must be {choices}, got {text!r}") from None
+
+
 @dataclass(frozen=True)
 class CompactionConfig:
     table_name: str
@@ -72,10 +91,18 @@ class CompactionConfig:
     lock_backoff_seconds: tuple[float, float] = (1.0, 5.0)
     # Visibility given to messages failed by lease contention or a moved pointer (§7).
     retry_visibility_seconds: tuple[int, int] = defaults.RETRY_VISIBILITY_SECONDS
+    # Contract §12: the snapshot (default), a Chroma server, or both during a migration.
+    sink: SinkKind = SinkKind.SNAPSHOT
+    server: ChromaServer | None = None
+
+    def __post_init__(self) -> None:
+        if self.sink is not SinkKind.SNAPSHOT and self.server is None:
+            raise ConfigurationError(f"CHROMA_SINK={self.sink.value} needs the Chroma server")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> CompactionConfig:
         values = os.environ if env is None else env
+        sink = _sink(values)
         return cls(
             table_name=_required(values, "DYNAMODB_TABLE_NAME"),
             bucket=_required(values, "CHROMADB_BUCKET"),
@@ -95,4 +122,8 @@ class CompactionConfig:
             retry_visibility_seconds=_seconds_range(
                 values, "RETRY_VISIBILITY_SECONDS", defaults.RETRY_VISIBILITY_SECONDS
             ),
+            sink=sink,
+            # The server settings are read only when a server is the sink (a snapshot
+            # deployment carries none of them).
+            server=None if sink is SinkKind.SNAPSHOT else ChromaServer.from_env(values),
         )

@@ -1,37 +1,34 @@
-"""One compaction cycle for one collection (contract §5.2 and §6).
+"""One compaction cycle for one collection (contract §5.2, §6 and §12).
 
-lease → pointer → working copy from the cheapest tier → apply the batch → publish
-(``receipt_chroma.snapshots``: check, upload what S3 lacks, compare-and-swap of the
-pointer under the lease, derived pointers and EFS, mark runs, retention) → release.
-Messages are reported failed exactly when their effect was not durably published.
+lease → the sink (``compaction.sinks``, chosen by ``CHROMA_SINK``) → release. The snapshot
+sink takes the pointer, a working copy from the cheapest tier, applies the batch and
+publishes (``receipt_chroma.snapshots``: check, upload what S3 lacks, compare-and-swap of
+the pointer under the lease, derived pointers and EFS, mark runs, retention); the server
+sink applies the batch to a Chroma server and marks the runs once every write is
+acknowledged; ``both`` does both. Messages are reported failed exactly when their effect
+is not durably in the sink.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from receipt_chroma.chroma_client import ChromaClient
-from receipt_chroma.compaction.apply_batch import process_collection_updates, record_run_outcomes
+from receipt_chroma.compaction.apply_batch import record_run_outcomes
 from receipt_chroma.compaction.config import CompactionConfig
 from receipt_chroma.compaction.efs_snapshot_manager import EFSSnapshotManager
 from receipt_chroma.compaction.lease import LockManager
 from receipt_chroma.compaction.models import CollectionUpdateResult, MessageFailure
 from receipt_chroma.compaction.operations import OperationLogger
-from receipt_chroma.exceptions import SnapshotUnavailableError
-from receipt_chroma.snapshots.base import open_base
-from receipt_chroma.snapshots.manifest import Manifest
-from receipt_chroma.snapshots.publisher import publish
+from receipt_chroma.compaction.sinks import Sink, sink_for
+from receipt_chroma.exceptions import SinkUnavailableError, SnapshotUnavailableError
 from receipt_chroma.snapshots.service import CollectionSnapshots, SnapshotSettings
-from receipt_chroma.snapshots.stats import SnapshotStats
 from receipt_chroma.snapshots.working_copy import CacheTier
 from receipt_dynamo.constants import ChromaDBCollection
 from receipt_dynamo.data.dynamo_client import DynamoClient
-from receipt_dynamo.entities import SnapshotPointer
 from receipt_dynamo.exceptions import LeaseHeldError, LeaseLostError, PointerMovedError
 from receipt_dynamo_stream.models import StreamMessage
 
@@ -41,12 +38,17 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 
+def _no_stage(_: str) -> None:
+    return None
+
+
 class FailureCause(StrEnum):
     LEASE_ACQUISITION = "lease_acquisition"
     LEASE_LOST = "lease_lost"
     POINTER_MOVED = "pointer_moved"
     SNAPSHOT_UNAVAILABLE = "snapshot_unavailable"
     PUBLISH_FAILED = "publish_failed"
+    SINK_UNAVAILABLE = "sink_unavailable"  # the Chroma server cannot be reached (§12)
 
 
 @dataclass
@@ -69,6 +71,8 @@ class CycleResult:
     snapshot_bytes_downloaded: int = 0
     unindexed_records: int | None = None
     hnsw_flushed: bool = False
+    sink: str = "snapshot"
+    server_applied: bool = False  # every server write of the batch was acknowledged
 
     @property
     def failed_message_ids(self) -> set[str]:
@@ -116,6 +120,17 @@ class CompactionCycle:
         self.store = self.snapshots.store
         self.efs = self.snapshots.efs
         self.working = self.snapshots.working
+        # The sink gets the caller's callback, not a method of this cycle: no reference
+        # cycle, so a dropped cycle (and the flock of its working copy) is freed at once.
+        self.sink: Sink = sink_for(
+            config,
+            self.collection,
+            self.snapshots,
+            dynamo=dynamo,
+            s3_client=s3_client,
+            logger=logger,
+            stage=on_stage or _no_stage,
+        )
 
     def _stage(self, name: str) -> None:
         if self.on_stage is not None:
@@ -140,100 +155,27 @@ class CompactionCycle:
             result.timings_ms["lease_wait"] = lease.waited_seconds * 1000
             return result.fail_all(FailureCause.LEASE_ACQUISITION, str(error))
         result.timings_ms["lease_wait"] = lease.waited_seconds * 1000
-        stats = SnapshotStats()
-        copy_changed = False
+        result.sink = self.sink.name
         try:
             self._stage("lease_acquired")
-            started = time.perf_counter()
-            pointer, result.tier = open_base(self.snapshots, stats)
-            result.base_version = pointer.version if pointer else None
-            result.timings_ms["working_copy"] = (time.perf_counter() - started) * 1000
-            self._stage("working_copy_ready")
-
-            started = time.perf_counter()
-            # Unlabelled before the first write, so a crash mid-apply never leaves
-            # unpublished writes under the published version's label.
-            manifest = self.working.manifest()
-            self.working.mark_dirty()
-            copy_changed = True
-            with ChromaClient(self.working.path, mode="write") as client:
-                update = process_collection_updates(
-                    messages,
-                    self.collection,
-                    client,
-                    self.dynamo,
-                    bucket=self.config.bucket,
-                    s3_client=self.s3_client,
-                    dimension=self.config.dimension,
-                    work_dir=self.config.work_dir,
-                    logger=self.logger,
-                )
-            result.update = update
-            result.timings_ms["apply"] = (time.perf_counter() - started) * 1000
-            self._stage("applied")
-
-            self._conclude(
-                pointer,
-                manifest=manifest,
-                wrote=client.wrote,
-                update=update,
-                lease=lease,
-                stats=stats,
-                result=result,
+            update = self.sink.apply(
+                messages, lease, result, durable=lambda done: self._mark_runs(done, result)
             )
-            copy_changed = False
+            result.failures = list(update.failures)
         except LeaseLostError as error:
             result.fail_all(FailureCause.LEASE_LOST, str(error))
         except PointerMovedError as error:
             result.fail_all(FailureCause.POINTER_MOVED, str(error))
         except SnapshotUnavailableError as error:
             result.fail_all(FailureCause.SNAPSHOT_UNAVAILABLE, str(error))
+        except SinkUnavailableError as error:
+            result.fail_all(FailureCause.SINK_UNAVAILABLE, str(error))
         except Exception as error:
             result.fail_all(FailureCause.PUBLISH_FAILED, f"{type(error).__name__}: {error}")
         finally:
-            if copy_changed:
-                self.working.discard()
-            result.snapshot_bytes_uploaded = stats.bytes_uploaded
-            result.snapshot_bytes_downloaded = stats.bytes_downloaded
             result.timings_ms["lease_hold"] = lease.held_seconds * 1000
             lease.release()
         return result
-
-    def _conclude(
-        self,
-        pointer: SnapshotPointer | None,
-        *,
-        manifest: Manifest | None,
-        wrote: bool,
-        update: CollectionUpdateResult,
-        lease: LockManager,
-        stats: SnapshotStats,
-        result: CycleResult,
-    ) -> None:
-        """Publish the applied copy — or, when no write call reached it, give it its
-        label back — and mark the runs. Raises (before the pointer moved) what fails the
-        cycle's messages."""
-        if pointer is not None and not wrote:
-            # No write call reached the copy: it still is that version.
-            self.working.relabel(pointer.version, manifest)
-            result.failures = list(update.failures)
-            self._mark_runs(update, result)
-            return
-        started = time.perf_counter()
-        published = publish(
-            self.snapshots,
-            pointer,
-            lease,
-            stats=stats,
-            errors=result.derived_cache_errors,
-            on_stage=self._stage,
-            after_commit=lambda: self._mark_runs(update, result),
-        )
-        result.published_version = published.version
-        result.unindexed_records = stats.unindexed_records
-        result.hnsw_flushed = stats.hnsw_flushed
-        result.failures = list(update.failures)
-        result.timings_ms["publish"] = (time.perf_counter() - started) * 1000
 
     def _mark_runs(self, update: CollectionUpdateResult, result: CycleResult) -> None:
         """Mark each run on its own; none of it can unpublish, so errors are reported."""

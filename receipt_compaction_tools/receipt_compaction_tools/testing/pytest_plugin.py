@@ -1,4 +1,5 @@
-"""Fixtures for every package's tests: fake credentials, moto in-process and moto server.
+"""Fixtures for every package's tests: fake credentials, moto in-process and moto server,
+and a real Chroma server (``chroma run``) for the server sink.
 
 Registered by the repository's root ``conftest.py``.
 """
@@ -15,6 +16,7 @@ from moto import mock_aws
 
 from receipt_compaction_tools.aws.local_aws import LOCAL_CREDENTIALS, LocalAwsServer
 from receipt_compaction_tools.aws.streams import StreamReader
+from receipt_compaction_tools.local.chroma_server import LocalChromaServer
 from receipt_dynamo.data.dynamo_client import DynamoClient
 from receipt_dynamo.schema import create_table
 
@@ -86,3 +88,24 @@ def server_table(aws_endpoint: str) -> TableFixture:
 def mocked_table(mocked_aws: None) -> TableFixture:
     """A receipt table in moto in-process (unit tests)."""
     return _new_table()
+
+
+@pytest.fixture(scope="session")
+def chroma_server() -> Iterator[LocalChromaServer]:
+    """One real Chroma server for the whole session (it starts in a few seconds; tests
+    keep apart by database, see ``chroma_database``)."""
+    with LocalChromaServer() as server:
+        yield server
+
+
+@pytest.fixture
+def chroma_database(chroma_server: LocalChromaServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh database on the session's Chroma server, with the compactor's contract §8
+    variables (``CHROMA_HOST``, ``CHROMA_PORT``, ``CHROMA_DATABASE``) pointing at it."""
+    if not chroma_server.running:  # a test that restarts the server may have failed midway
+        chroma_server.start()
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    chroma_server.create_database(name)
+    for variable, value in chroma_server.environment(name).items():
+        monkeypatch.setenv(variable, value)
+    return name

@@ -3,7 +3,7 @@
 A table (with its real stream), a bucket, an EFS directory and a work directory, all on
 whatever AWS endpoint the environment names (a moto server in integration tests), plus
 helpers that turn the table's real stream records into queue messages and read back
-what a published snapshot holds.
+what a published snapshot — or, with a Chroma server as the sink, the server — holds.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from typing import Any
 
 import boto3
 
-from receipt_chroma.chroma_client import ChromaClient
-from receipt_chroma.compaction.config import CompactionConfig
+from receipt_chroma.chroma_client import ChromaClient, ClientCollection
+from receipt_chroma.chroma_server import ChromaServer
+from receipt_chroma.compaction.config import CompactionConfig, SinkKind
 from receipt_chroma.compaction.cycle import CompactionCycle, CycleResult
 from receipt_chroma.compaction.deltas import produce_compaction_run
 from receipt_chroma.snapshots.s3_store import S3SnapshotStore
@@ -82,6 +83,10 @@ class CompactionWorld:
             by_collection[message.collection.value].append((f"msg-{self.message_count}", message))
         return by_collection
 
+    def use_sink(self, sink: SinkKind, server: ChromaServer | None = None) -> None:
+        """Cycles built from now on write to ``sink`` (contract §12)."""
+        self.config = replace(self.config, sink=sink, server=server)
+
     # --- compacting -------------------------------------------------------------------------
 
     def cycle(self, collection: str, *, work: str = "work", **kwargs: Any) -> CompactionCycle:
@@ -104,11 +109,24 @@ class CompactionWorld:
             S3SnapshotStore(self.s3, self.bucket, collection).download(name, Path(tmp) / "s")
             return read_snapshot(Path(tmp) / "s", collection)
 
+    def server_records(self, collection: str) -> SnapshotContents:
+        """What the Chroma server's collection holds (empty when it does not exist)."""
+        assert self.config.server is not None, "no Chroma server configured"
+        with self.config.server.connect(mode="read") as client:
+            if collection not in client.list_collection_names():
+                return {}
+            return read_collection(client.get_collection(collection))
+
 
 def read_snapshot(path: Path, collection: str) -> SnapshotContents:
     """Every record of a closed persist directory: id → (metadata, embedding)."""
     with ChromaClient(path, mode="read") as client:
-        found = client.get_collection(collection).get(include=["metadatas", "embeddings"])
+        return read_collection(client.get_collection(collection))
+
+
+def read_collection(collection: ClientCollection) -> SnapshotContents:
+    """Every record of a collection: id → (metadata, embedding rounded to 5 places)."""
+    found = collection.get(include=["metadatas", "embeddings"])
     embeddings = found["embeddings"] if found["embeddings"] is not None else []
     metadatas = found["metadatas"] or []
     return {

@@ -1,0 +1,189 @@
+"""The Chroma server as the sink (contract §8, §12): its settings and how to connect.
+
+``CHROMA_HOST``, ``CHROMA_PORT``, ``CHROMA_SSL``, ``CHROMA_TENANT`` and ``CHROMA_DATABASE``
+say where the server is; ``CHROMA_AUTH_TOKEN_SECRET`` names the Secrets Manager secret
+holding its token — the token itself is never an environment variable. The secret is read
+once per container (process) and kept; when the server refuses the token, it is read
+again once, so a rotated token is picked up without a restart. The token travels in the
+``X-Chroma-Token`` header, the one Chroma Cloud and Chroma's own token authentication read.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+from chromadb.errors import AuthorizationError, ChromaAuthError, ChromaError
+
+from receipt_chroma import settings as defaults
+from receipt_chroma.chroma_client import ChromaClient, HttpOptions, Mode, RetryPolicy, server_url
+from receipt_chroma.exceptions import SinkUnavailableError
+from receipt_dynamo_stream.exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from types_boto3_secretsmanager.client import SecretsManagerClient
+
+TOKEN_HEADER = "X-Chroma-Token"
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+# The token of each secret, read once per process (contract §12: cached per container).
+_tokens: dict[str, str] = {}
+_tokens_lock = threading.Lock()
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    text = env.get(name, "").strip().lower()
+    if not text:
+        return default
+    if text in _TRUE | _FALSE:
+        return text in _TRUE
+    raise ConfigurationError(f"{name} must be true or false, got {env[name]!r}")
+
+
+def _whole(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or not low <= int(text) <= high:
+        raise ConfigurationError(
+            f"{name} must be a whole number from {low} to {high}, got {text!r}"
+        )
+    return int(text)
+
+
+def read_token(
+    secret: str, *, refresh: bool = False, client: SecretsManagerClient | None = None
+) -> str:
+    """The server token held by the Secrets Manager secret ``secret`` (name or ARN), read
+    once per process unless ``refresh``. A secret that cannot be read makes the server
+    unusable: ``SinkUnavailableError`` naming the secret (never the value)."""
+    with _tokens_lock:
+        if not refresh and secret in _tokens:
+            return _tokens[secret]
+    try:
+        secrets = client or boto3.client("secretsmanager")
+        value = secrets.get_secret_value(SecretId=secret).get("SecretString", "")
+    except (ClientError, BotoCoreError) as error:
+        raise SinkUnavailableError(
+            f"cannot read the Chroma token from Secrets Manager secret {secret!r}: {error}"
+        ) from error
+    token = value.strip()
+    if not token:
+        raise SinkUnavailableError(
+            f"Secrets Manager secret {secret!r} holds no token (an empty SecretString)"
+        )
+    with _tokens_lock:
+        _tokens[secret] = token
+    return token
+
+
+def forget_tokens() -> None:
+    """Drop every cached token (the next connection reads its secret again)."""
+    with _tokens_lock:
+        _tokens.clear()
+
+
+@dataclass(frozen=True)
+class ChromaServer:
+    """Where the server sink writes: a self-hosted ``chroma run``, a cluster or Chroma Cloud."""
+
+    host: str
+    port: int = defaults.CHROMA_PORT
+    ssl: bool = defaults.CHROMA_SSL
+    tenant: str = defaults.CHROMA_TENANT
+    database: str = defaults.CHROMA_DATABASE
+    auth_token_secret: str | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    connect_timeout_seconds: float = defaults.CHROMA_CONNECT_TIMEOUT_SECONDS
+    request_timeout_seconds: float = defaults.CHROMA_REQUEST_TIMEOUT_SECONDS
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ChromaServer:
+        """The server settings of contract §8; ``CHROMA_HOST`` is required.
+        ``CHROMA_RETRY_ATTEMPTS`` (default 6) tunes how long a call waits for an
+        unreachable server before the cycle gives up."""
+        values = os.environ if env is None else env
+        host = values.get("CHROMA_HOST", "").strip()
+        if not host:
+            raise ConfigurationError(
+                "CHROMA_HOST is not set (CHROMA_SINK=server or both needs a Chroma server)"
+            )
+        return cls(
+            host=host,
+            port=_whole(values, "CHROMA_PORT", defaults.CHROMA_PORT, 1, 65535),
+            ssl=_flag(values, "CHROMA_SSL", defaults.CHROMA_SSL),
+            tenant=values.get("CHROMA_TENANT", "").strip() or defaults.CHROMA_TENANT,
+            database=values.get("CHROMA_DATABASE", "").strip() or defaults.CHROMA_DATABASE,
+            auth_token_secret=values.get("CHROMA_AUTH_TOKEN_SECRET", "").strip() or None,
+            retry=RetryPolicy(
+                attempts=_whole(
+                    values, "CHROMA_RETRY_ATTEMPTS", defaults.CHROMA_RETRY_ATTEMPTS, 1, 20
+                )
+            ),
+        )
+
+    @property
+    def url(self) -> str:
+        return server_url(self.host, self.port, self.ssl)
+
+    def describe(self) -> str:
+        """Where, for logs and errors (never the token)."""
+        return f"{self.url} (tenant {self.tenant}, database {self.database})"
+
+    def options(self, token: str | None) -> HttpOptions:
+        return HttpOptions(
+            ssl=self.ssl,
+            tenant=self.tenant,
+            database=self.database,
+            headers={TOKEN_HEADER: token} if token else {},
+            connect_timeout_seconds=self.connect_timeout_seconds,
+            request_timeout_seconds=self.request_timeout_seconds,
+            retry=self.retry,
+        )
+
+    def connect(
+        self,
+        *,
+        mode: Mode = "write",
+        write_guard: Callable[[], None] | None = None,
+        secrets_client: SecretsManagerClient | None = None,
+    ) -> ChromaClient:
+        """A client of the server's database. Raises ``SinkUnavailableError`` when the
+        server cannot be reached, refuses the token (read afresh once first) or the tenant
+        or database, or when the token cannot be read."""
+        refreshed = False
+        while True:
+            token = (
+                read_token(self.auth_token_secret, refresh=refreshed, client=secrets_client)
+                if self.auth_token_secret
+                else None
+            )
+            try:
+                return ChromaClient(
+                    http_host=self.host,
+                    http_port=self.port,
+                    mode=mode,
+                    http=self.options(token),
+                    write_guard=write_guard,
+                )
+            except (AuthorizationError, ChromaAuthError) as error:
+                if self.auth_token_secret and not refreshed:
+                    refreshed = True  # the token may have been rotated since it was read
+                    continue
+                raise SinkUnavailableError(
+                    f"Chroma server {self.describe()} refused the credentials: {error}"
+                ) from error
+            except (ChromaError, ValueError) as error:
+                # ValueError: chromadb's words for a server it cannot reach while building a
+                # client; a ChromaError here refuses the tenant or database. Either way no
+                # message of the cycle can be applied until an operator acts.
+                raise SinkUnavailableError(
+                    f"Chroma server {self.describe()} cannot be used: "
+                    f"{type(error).__name__}: {error}"
+                ) from error

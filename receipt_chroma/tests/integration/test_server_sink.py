@@ -1,0 +1,338 @@
+"""The Chroma server as the sink (contract §12): full cycles against a real ``chroma run``
+server (one per session, a fresh database per test) and a moto server — the §4 ids and
+metadata, the §5.4 rules without a local copy, runs COMPLETED once acknowledged, an
+unreachable server, a server that restarts or dies mid-batch, batches within the server's
+limit, and both sinks at once."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from chromadb.api.models.Collection import Collection
+
+from receipt_chroma.chroma_client import ChromaClient, RetryPolicy
+from receipt_chroma.chroma_server import ChromaServer
+from receipt_chroma.compaction import FailureCause
+from receipt_chroma.compaction.config import SinkKind
+from receipt_chroma.compaction.deltas import produce_compaction_run
+from receipt_chroma.compaction.sinks import migration
+from receipt_chroma.exceptions import SinkUnavailableError
+from receipt_chroma.ids import line_vector_id, word_vector_id
+from receipt_compaction_tools.local.chroma_server import LocalChromaServer, _free_port
+from receipt_compaction_tools.testing.factories import (
+    IMAGE_ID,
+    OTHER_IMAGE_ID,
+    make_label,
+    make_metadata,
+)
+from receipt_compaction_tools.testing.synthetic import SyntheticReceipt, embedding_for
+from receipt_compaction_tools.testing.world import CompactionWorld
+from receipt_dynamo import ValidationStatus
+from receipt_dynamo_stream import StreamMessage
+
+pytestmark = pytest.mark.integration
+
+# Long enough to outlast a restart of `chroma run` (~3 s here), short enough for tests.
+PATIENT = RetryPolicy(attempts=10, base_seconds=0.2, max_seconds=2.0)
+IMPATIENT = RetryPolicy(attempts=2, base_seconds=0.05, max_seconds=0.05)
+
+
+@pytest.fixture
+def server(chroma_server: LocalChromaServer, chroma_database: str) -> ChromaServer:
+    return ChromaServer(
+        host=chroma_server.host, port=chroma_server.port, database=chroma_database, retry=PATIENT
+    )
+
+
+@pytest.fixture
+def world(aws_endpoint: str, tmp_path: Path, server: ChromaServer) -> CompactionWorld:
+    world = CompactionWorld(tmp_path)
+    world.use_sink(SinkKind.SERVER, server)
+    return world
+
+
+def _populate(world: CompactionWorld) -> tuple[SyntheticReceipt, SyntheticReceipt]:
+    first = SyntheticReceipt(IMAGE_ID, 1, dimension=world.dimension)
+    second = SyntheticReceipt(OTHER_IMAGE_ID, 1, dimension=world.dimension)
+    for receipt in (first, second):
+        world.add_receipt(receipt)
+        world.dynamo.put_receipt_metadata(make_metadata(receipt.image_id, 1))
+    world.dynamo.put_receipt_word_label(
+        make_label(IMAGE_ID, 1, 1, 1, "TOTAL", validation_status=ValidationStatus.VALID)
+    )
+    return first, second
+
+
+def _run_states(world: CompactionWorld, image_id: str) -> set[tuple[str, str]]:
+    runs = world.dynamo.list_compaction_runs_for_receipt(image_id, 1)
+    return {(r.lines_state.value, r.words_state.value) for r in runs}
+
+
+@pytest.fixture
+def chroma_calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, Callable[[], None]]:
+    """Hooks run before chromadb's own ``Collection.upsert`` / ``update`` (the library is
+    wrapped, never this project's modules): a test puts a callable under a method name and
+    it runs once, before that method's next call."""
+    hooks: dict[str, Callable[[], None]] = {}
+    for name in ("upsert", "update"):
+        original = getattr(Collection, name)
+
+        def wrapped(self: Any, *args: Any, _name: str = name, _orig: Any = original, **kw: Any):
+            hook = hooks.pop(_name, None)
+            if hook is not None:
+                hook()
+            return _orig(self, *args, **kw)
+
+        monkeypatch.setattr(Collection, name, wrapped)
+    return hooks
+
+
+def test_server_mode_applies_the_contract_ids_metadata_and_deletions(
+    world: CompactionWorld,
+) -> None:
+    first, _ = _populate(world)
+    results = world.compact(world.pump())
+    assert all(r.failures == [] for r in results), [r.failures for r in results]
+    assert {(r.sink, r.server_applied, r.tier, r.published_version) for r in results} == {
+        ("server", True, None, None)
+    }
+    assert _run_states(world, IMAGE_ID) == {("COMPLETED", "COMPLETED")}
+
+    world.dynamo.put_receipt_metadata(make_metadata(IMAGE_ID, 1, merchant_name="Corner Mkt"))
+    world.dynamo.delete_receipt_line(IMAGE_ID, 1, 3)
+    for row in SyntheticReceipt(OTHER_IMAGE_ID, 1).rows:
+        world.dynamo.delete_entity(row)
+    results = world.compact(world.pump())
+    assert all(r.failures == [] for r in results), [r.failures for r in results]
+
+    words = world.server_records("words")
+    assert set(words) == {r[0] for r in first.word_records()}
+    metadata, vector = words[word_vector_id(IMAGE_ID, 1, 1, 1)]
+    run = world.dynamo.list_compaction_runs_for_receipt(IMAGE_ID, 1)[0]
+    label = make_label(IMAGE_ID, 1, 1, 1, "TOTAL")
+    assert metadata == {
+        "image_id": IMAGE_ID,
+        "receipt_id": 1,
+        "line_id": 1,
+        "word_id": 1,
+        "text": "w1.1",
+        "embedding_run_id": run.run_id,
+        "embedding_created_at": run.created_at,
+        "merchant_name": "Corner Mkt",
+        "merchant_category": "grocery",
+        "address": "1 Main St",
+        "phone_number": "555-0100",
+        "place_id": "ChIJ-test-place",
+        "merchant_updated_at": make_metadata(IMAGE_ID, 1).timestamp,
+        "label_status": "validated",
+        "valid_labels_array": ["TOTAL"],
+        "label_validated_at": label.timestamp_added,
+        "labels_updated_at": label.timestamp_added,
+    }
+    assert vector == [round(x, 5) for x in embedding_for(word_vector_id(IMAGE_ID, 1, 1, 1), 8)]
+    assert set(world.server_records("lines")) == {line_vector_id(IMAGE_ID, 1, n) for n in (1, 2)}
+    # No working copy, snapshot or pointer: the server is the only sink.
+    assert world.dynamo.get_snapshot_pointer("words") is None
+    assert (
+        not boto3.client("s3")
+        .list_objects_v2(Bucket=world.bucket, Prefix="words/snapshot/")
+        .get("Contents")
+    )
+    assert not (world.config.work_dir / "words" / "snapshot").exists()
+
+
+def test_merges_are_order_proof_without_a_local_copy(world: CompactionWorld) -> None:
+    receipt = SyntheticReceipt(IMAGE_ID, 1, lines=2, words_per_line=1, dimension=world.dimension)
+    world.add_receipt(receipt, run_id="00000000-0000-4000-8000-000000000001")
+    older = world.pump()
+    newer_words = [
+        (record_id, embedding_for(f"{record_id} again", world.dimension), text, meta)
+        for record_id, _, text, meta in receipt.word_records()
+    ]
+    newer = produce_compaction_run(
+        world.dynamo,
+        image_id=IMAGE_ID,
+        receipt_id=1,
+        run_id="00000000-0000-4000-8000-000000000002",
+        lines=receipt.line_records(),
+        words=newer_words,
+        bucket=world.bucket,
+    )
+    later = world.pump()
+    # The newer run is merged first, the older one after it: the record keeps the newer.
+    assert world.cycle("words").run(later["words"]).failures == []
+    assert world.cycle("words").run(older["words"]).failures == []
+    assert world.cycle("words").run(older["words"] + later["words"]).failures == []
+    words = world.server_records("words")
+    for record_id, vector, _, _ in newer_words:
+        assert words[record_id][0]["embedding_run_id"] == newer.run_id
+        assert words[record_id][1] == [round(x, 5) for x in vector]
+
+
+def test_an_unreachable_server_fails_every_message_with_one_error(
+    world: CompactionWorld,
+) -> None:
+    _populate(world)
+    closed = ChromaServer(host="127.0.0.1", port=_free_port(), retry=IMPATIENT)
+    world.use_sink(SinkKind.SERVER, closed)
+    messages = world.pump()["words"]
+    result = world.cycle("words").run(messages)
+    assert result.cause is FailureCause.SINK_UNAVAILABLE
+    assert result.failed_message_ids == {m for m, _ in messages}
+    (reason,) = {f.reason for f in result.failures}
+    assert reason.startswith("sink_unavailable: Chroma server http://127.0.0.1:")
+    assert "cannot be used" in reason or "unreachable" in reason
+    assert _run_states(world, IMAGE_ID) == {("PENDING", "PENDING")}
+    lock = world.dynamo.get_compaction_lock("words")
+    assert lock is not None
+    assert lock.owner is None  # released
+
+
+def test_a_server_restart_mid_batch_costs_a_pause_not_the_batch(
+    world: CompactionWorld,
+    chroma_server: LocalChromaServer,
+    chroma_calls: dict[str, Callable[[], None]],
+) -> None:
+    first, _ = _populate(world)
+    messages = world.pump()["words"]
+
+    def restart() -> None:
+        # Killed just before the merge's upsert; back a second later, while it retries.
+        chroma_server.stop(kill=True)
+        threading.Timer(1.0, chroma_server.start).start()
+
+    chroma_calls["upsert"] = restart
+    result = world.cycle("words").run(messages)
+    assert result.failures == [], result.failures
+    assert chroma_server.running
+    words = world.server_records("words")
+    assert len(words) == 12
+    assert words[word_vector_id(IMAGE_ID, 1, 1, 1)][0]["valid_labels_array"] == ["TOTAL"]
+    assert _run_states(world, IMAGE_ID) == {("PENDING", "COMPLETED")}
+    assert set(words) >= {record[0] for record in first.word_records()}
+
+
+def test_a_server_gone_mid_batch_fails_the_batch_then_the_retry_converges(
+    world: CompactionWorld,
+    chroma_server: LocalChromaServer,
+    chroma_calls: dict[str, Callable[[], None]],
+    server: ChromaServer,
+) -> None:
+    _populate(world)
+    messages = world.pump()["words"]
+    world.use_sink(SinkKind.SERVER, dataclasses.replace(server, retry=IMPATIENT))
+    chroma_calls["upsert"] = lambda: chroma_server.stop(kill=True)
+    try:
+        result = world.cycle("words").run(messages)
+    finally:
+        chroma_server.start()
+    assert result.cause is FailureCause.SINK_UNAVAILABLE
+    assert result.failed_message_ids == {m for m, _ in messages}
+    (reason,) = {f.reason for f in result.failures}
+    assert "unreachable after 2 attempts" in reason
+    assert _run_states(world, IMAGE_ID) == {("PENDING", "PROCESSING")}  # not COMPLETED
+
+    retried = world.cycle("words").run(messages)
+    assert retried.failures == []
+    words = world.server_records("words")
+    assert len(words) == 12
+    assert words[word_vector_id(IMAGE_ID, 1, 1, 1)][0]["valid_labels_array"] == ["TOTAL"]
+    assert _run_states(world, IMAGE_ID) == {("PENDING", "COMPLETED")}
+
+
+def test_writes_are_split_within_the_server_batch_limit(
+    server: ChromaServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    original = Collection.upsert
+
+    def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(len(kwargs["ids"]))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Collection, "upsert", counting)
+    with server.connect() as client:
+        assert client.max_batch_size == 5461  # what `chroma run` 1.5.9 reports
+        client._max_batch_size = 3  # as a server with a small limit (Chroma Cloud) says
+        words = client.get_or_create_collection("words")
+        ids = [f"id-{n}" for n in range(7)]
+        words.upsert(ids=ids, embeddings=[embedding_for(i, 4) for i in ids])
+        assert calls == [3, 3, 1]
+        assert words.count() == 7
+        assert words.configuration["hnsw"]["space"] == "cosine"
+
+
+def test_every_request_has_a_timeout(server: ChromaServer) -> None:
+    """chromadb 1.5 sets none; ChromaClient sets one on chromadb's session (if a chromadb
+    upgrade moves that session, this fails here rather than a cycle hanging in AWS)."""
+    with server.connect(mode="read") as client:
+        session = client.client._server._session  # type: ignore[attr-defined]
+        assert session.timeout.connect == server.connect_timeout_seconds
+        assert session.timeout.read == server.request_timeout_seconds
+
+
+def test_a_client_that_gave_up_fails_at_once(chroma_server: LocalChromaServer) -> None:
+    port = _free_port()
+    with pytest.raises(SinkUnavailableError, match=f"127.0.0.1:{port}"):
+        ChromaServer(host="127.0.0.1", port=port, retry=IMPATIENT).connect()
+    client = ChromaClient(http_host=chroma_server.host, http_port=chroma_server.port, mode="write")
+    client.unavailable = "gave up earlier"
+    with pytest.raises(SinkUnavailableError, match="gave up earlier"):
+        client.get_or_create_collection("words")
+    client.close()
+
+
+def test_both_sinks_hold_the_same_records(world: CompactionWorld, server: ChromaServer) -> None:
+    world.use_sink(SinkKind.BOTH, server)
+    _populate(world)
+    results = world.compact(world.pump())
+    assert all(r.failures == [] for r in results), [r.failures for r in results]
+    assert all(r.server_applied and r.published_version for r in results)
+    world.dynamo.delete_receipt_word(IMAGE_ID, 1, 2, 1)
+    world.dynamo.put_receipt_word_label(make_label(IMAGE_ID, 1, 1, 2, "TAX"))
+    results = world.compact(world.pump())
+    assert all(r.failures == [] for r in results)
+    assert _run_states(world, IMAGE_ID) == {("COMPLETED", "COMPLETED")}
+    for collection in ("lines", "words"):
+        assert world.server_records(collection) == world.snapshot_from_s3(collection)
+        report = migration.verify(world.dynamo, world.bucket, collection, server)
+        assert report["ok"], report
+        assert report["compared"] == len(world.server_records(collection))
+
+
+def test_both_sinks_fail_together_when_the_server_is_unreachable(
+    world: CompactionWorld,
+) -> None:
+    world.use_sink(
+        SinkKind.BOTH, ChromaServer(host="127.0.0.1", port=_free_port(), retry=IMPATIENT)
+    )
+    _populate(world)
+    messages = world.pump()["words"]
+    result = world.cycle("words").run(messages)
+    assert result.cause is FailureCause.SINK_UNAVAILABLE
+    assert result.failed_message_ids == {m for m, _ in messages}
+    assert world.dynamo.get_snapshot_pointer("words") is None  # the snapshot waits too
+    assert _run_states(world, IMAGE_ID) == {("PENDING", "PENDING")}
+
+
+def test_a_message_for_a_missing_database_fails_as_sink_unavailable(
+    world: CompactionWorld, chroma_server: LocalChromaServer
+) -> None:
+    world.use_sink(
+        SinkKind.SERVER,
+        ChromaServer(
+            host=chroma_server.host, port=chroma_server.port, database=f"nope-{uuid.uuid4().hex}"
+        ),
+    )
+    _populate(world)
+    messages: list[tuple[str, StreamMessage]] = world.pump()["lines"]
+    result = world.cycle("lines").run(messages)
+    assert result.cause is FailureCause.SINK_UNAVAILABLE
+    assert "NotFoundError" in result.failures[0].reason

@@ -22,6 +22,7 @@ import fcntl
 import logging
 import os
 import secrets
+from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
 from typing import IO
@@ -126,6 +127,15 @@ class WorkingCopy:
         temporary = self.base / ".version.tmp"
         temporary.write_text(version, encoding="ascii")
         os.replace(temporary, self._marker)
+
+    def relabel_unwritten(self, version: str, manifest: Manifest | None) -> None:
+        """Give the label back to a copy that received no write call. It still holds the
+        version's records, but opening Chroma to write rewrites some bytes (its write-lock
+        bookkeeping), so the label lists the files as they are now: catch-up reuses a
+        local file only when its recorded hash is true."""
+        if manifest is not None:
+            manifest = replace(manifest, files=tuple(directory_entries(self.path)))
+        self.relabel(version, manifest)
 
     def discard(self) -> None:
         """Forget the copy (after a cycle that changed it without publishing)."""

@@ -7,6 +7,7 @@ computed by product code.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -382,3 +383,60 @@ def test_a_failed_backfill_leaves_a_completed_run_completed(world: CompactionWor
     assert run_a.words_state is CompactionState.COMPLETED
     # An ordinary redelivery is still recognised as done.
     assert cycle.run(messages).failures == []
+
+
+def steal_lease_at_applied(world: CompactionWorld) -> Any:
+    table = boto3.client("dynamodb")
+
+    def steal(stage: str) -> None:
+        if stage == "applied":
+            table.update_item(
+                TableName=world.table,
+                Key={"PK": {"S": "LOCK#words#chroma-words-compaction"}, "SK": {"S": "LOCK"}},
+                UpdateExpression="SET #owner = :thief",
+                ExpressionAttributeNames={"#owner": "owner"},
+                ExpressionAttributeValues={":thief": {"S": "another-owner"}},
+            )
+
+    return steal
+
+
+def held_by_newer_run(world: CompactionWorld) -> list[tuple[str, StreamMessage]]:
+    """run-new merged and published; then run-old, every id of which run-new holds: a
+    merge that needs no write."""
+    receipt = receipt_with_rows(world)
+    add_run(world, "run-new", T1, receipt.word_records())
+    assert world.cycle("words").run(world.pump()["words"]).failures == []
+    add_run(world, "run-old", T0, receipt.word_records())
+    return world.pump()["words"]
+
+
+def test_a_merge_needing_no_write_marks_its_run_only_under_the_lease(
+    world: CompactionWorld,
+) -> None:
+    messages = held_by_newer_run(world)
+    result = world.cycle("words", on_stage=steal_lease_at_applied(world)).run(messages)
+
+    assert result.cause is FailureCause.LEASE_LOST
+    run_old = world.dynamo.get_compaction_run(IMAGE_ID, 1, "run-old")
+    assert run_old.words_state is not CompactionState.COMPLETED
+
+
+def test_a_copy_that_got_no_write_is_labelled_with_its_true_file_hashes(
+    world: CompactionWorld,
+) -> None:
+    messages = held_by_newer_run(world)
+    published = world.published_version("words")
+    assert world.cycle("words").run(messages).failures == []
+    assert world.published_version("words") == published  # nothing to publish
+
+    copy = WorkingCopy(world.config.work_dir, "words")
+    assert copy.version == published
+    manifest = copy.manifest()
+    assert manifest is not None
+    on_disk = {
+        path.relative_to(copy.path).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in copy.path.rglob("*")
+        if path.is_file()
+    }
+    assert {entry.path: entry.sha256 for entry in manifest.files} == on_disk

@@ -133,8 +133,11 @@ class SnapshotSink:
         label back — and mark the runs. Raises (before the pointer moved) what fails the
         cycle's messages."""
         if pointer is not None and not wrote:
-            # No write call reached the copy: it still is that version.
-            self.working.relabel(pointer.version, manifest)
+            # No write call reached the copy: it still is that version. Its runs are
+            # marked under the lease (§5.4), so the lease is confirmed first.
+            lease.heartbeat()
+            lease.ensure_held()
+            self.working.relabel_unwritten(pointer.version, manifest)
             durable(update)
             return
         started = time.perf_counter()

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from importlib import metadata
 from typing import IO, Any
 
-from receipt_compaction_tools.cli import backfill, dlq, pipeline, query, snapshots, status
+from receipt_compaction_tools.cli import backfill, dlq, pipeline, query, sink, snapshots, status
 from receipt_compaction_tools.cli.common import (
     PROG,
     CliParser,
@@ -34,7 +34,7 @@ from receipt_compaction_tools.cli.common import (
 
 # Each module adds its commands with ``register(subparsers)``; a new command module only
 # needs a line here.
-COMMAND_MODULES = (status, query, snapshots, dlq, pipeline, backfill)
+COMMAND_MODULES = (status, query, snapshots, dlq, pipeline, backfill, sink)
 
 
 def _version() -> str:

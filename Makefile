@@ -20,11 +20,11 @@ $(BIN)/python:
 # Everything in one pip command so the resolver sees every constraint at once
 # (installed separately, chromadb's kubernetes pin can conflict with botocore's
 # python-dateutil).
-# "compat" editable installs put each package folder on sys.path, so running from the
-# repository root never picks the outer folder up as a namespace package.
+# Editable installs put each package folder on sys.path (package-dir "" = "." in each
+# pyproject), so running from the repository root never picks the outer folder up as a
+# namespace package, and new modules are found without reinstalling.
 $(STAMP): $(BIN)/python $(PYPROJECTS)
-	$(BIN)/pip install --quiet --config-settings editable_mode=compat \
-		$(addprefix -e ./,$(INSTALLED)) --group dev
+	$(BIN)/pip install --quiet $(addprefix -e ./,$(INSTALLED)) --group dev
 	$(BIN)/pip check
 	@touch $@
 

@@ -20,8 +20,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 HANDLER = REPO / "infra" / "chromadb_compaction" / "lambdas" / "stream_processor.py"
 LOCAL_PACKAGES = [REPO / "receipt_dynamo", REPO / "receipt_dynamo_stream"]
-# Powertools and its one dependency the runtime lacks; pinned to the tested versions.
-THIRD_PARTY = ["aws-lambda-powertools", "typing-extensions"]
+# Powertools and what it needs that the runtime lacks (typing-extensions; aws-xray-sdk and
+# wrapt for the Tracer), pinned to the tested versions. wrapt's C extension is built for
+# this interpreter; wrapt falls back to its pure-Python implementation elsewhere.
+THIRD_PARTY = ["aws-lambda-powertools", "typing-extensions", "aws-xray-sdk", "wrapt"]
 FIXED_TIME = (2020, 1, 1, 0, 0, 0)
 
 

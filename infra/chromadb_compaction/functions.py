@@ -15,11 +15,19 @@ from chromadb_compaction.queues import CompactionQueues
 
 
 def _role(name: str, parent: pulumi.Resource) -> aws.iam.Role:
-    return aws.iam.Role(
+    role = aws.iam.Role(
         name,
         assume_role_policy=json.dumps(lambda_trust_policy()),
         opts=pulumi.ResourceOptions(parent=parent),
     )
+    # Both handlers trace with Powertools Tracer (active tracing): segments go to X-Ray.
+    aws.iam.RolePolicyAttachment(
+        f"{name}-xray",
+        role=role.name,
+        policy_arn=settings.XRAY_WRITE_POLICY_ARN,
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+    return role
 
 
 def _log_group(name: str, function_name: str, parent: pulumi.Resource) -> aws.cloudwatch.LogGroup:
@@ -70,6 +78,7 @@ class StreamProcessor(pulumi.ComponentResource):
             runtime=settings.PYTHON_RUNTIME,
             architectures=[settings.ARCHITECTURE],
             handler="stream_processor.lambda_handler",
+            tracing_config=aws.lambda_.FunctionTracingConfigArgs(mode="Active"),
             code=pulumi.FileArchive(zip_path),
             memory_size=settings.STREAM_MEMORY_MB,
             timeout=settings.STREAM_TIMEOUT_SECONDS,
@@ -170,6 +179,7 @@ class Compactor(pulumi.ComponentResource):
             name=resource_name,
             role=self.role.arn,
             package_type="Image",
+            tracing_config=aws.lambda_.FunctionTracingConfigArgs(mode="Active"),
             image_uri=image_uri,
             architectures=["x86_64"],
             memory_size=settings.COMPACTOR_MEMORY_MB,

@@ -9,6 +9,7 @@ import pulumi_aws as aws
 
 from chromadb_compaction.alarms import PipelineAlarms
 from chromadb_compaction.functions import Compactor, StreamProcessor
+from chromadb_compaction.image import CompactorImage
 from chromadb_compaction.network import CompactorNetwork
 from chromadb_compaction.queues import CompactionQueues
 from chromadb_compaction.storage import SnapshotBucket
@@ -22,6 +23,10 @@ class PipelineConfig:
     existing_table: tuple[str, str, str] | None = None
     alarm_email: str = ""
     vpc_cidr: str = "10.42.0.0/16"
+    # Deleting the table loses every receipt: on unless the stack says otherwise.
+    table_deletion_protection: bool = True
+    # The compactor image's build context (the repository root), relative to the project.
+    image_build_context: str = ".."
 
     @classmethod
     def from_stack(cls) -> PipelineConfig:
@@ -40,6 +45,8 @@ class PipelineConfig:
             existing_table=(existing[0], existing[1], existing[2]) if all(existing) else None,
             alarm_email=config.get("alarmEmail") or "",
             vpc_cidr=config.get("vpcCidr") or "10.42.0.0/16",
+            table_deletion_protection=config.get_bool("tableDeletionProtection") is not False,
+            image_build_context=config.get("imageBuildContext") or "..",
         )
 
 
@@ -53,6 +60,7 @@ class ReceiptCompactionPipeline(pulumi.ComponentResource):
             f"{name}-table",
             table_name=f"{name}-receipts",
             existing=config.existing_table,
+            deletion_protection=config.table_deletion_protection,
             opts=child,
         )
         self.queues = CompactionQueues(f"{name}", opts=child)
@@ -61,14 +69,13 @@ class ReceiptCompactionPipeline(pulumi.ComponentResource):
         image_uri: pulumi.Input[str] = config.compactor_image_uri
         repository: aws.ecr.Repository | None = None
         if not config.compactor_image_uri:
-            repository = aws.ecr.Repository(
-                f"{name}-compactor",
-                image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(
-                    scan_on_push=True
-                ),
-                opts=child,
+            # Built and pushed within this update, before the function that needs it: the
+            # first `pulumi up` on an empty account works.
+            image = CompactorImage(
+                f"{name}-compactor", context=config.image_build_context, opts=child
             )
-            image_uri = repository.repository_url.apply(lambda url: f"{url}:latest")
+            repository = image.repository
+            image_uri = image.ref
         self.stream_processor = StreamProcessor(
             f"{name}-stream-processor",
             zip_path=config.stream_zip_path,
@@ -113,6 +120,13 @@ class ReceiptCompactionPipeline(pulumi.ComponentResource):
             "table_stream_arn": self.table.stream_arn,
             "alarm_topic_arn": self.alarms.topic.arn,
         }
+        # What operators inspect (docs/deploy.md, docs/operations.md): the table's ARN, the
+        # image the compactor runs and each event source mapping.
+        self.outputs["table_arn"] = self.table.arn
+        self.outputs["compactor_image_uri"] = pulumi.Output.from_input(image_uri)
+        self.outputs["stream_mapping_id"] = self.stream_processor.mapping.uuid
+        for collection, mapping in zip(("lines", "words"), self.compactor.mappings, strict=True):
+            self.outputs[f"{collection}_mapping_id"] = mapping.uuid
         if repository is not None:
             self.outputs["compactor_repository_url"] = repository.repository_url
         self.register_outputs(dict(self.outputs))

@@ -12,6 +12,7 @@ LOG_RETENTION_DAYS: Final = 30
 SERVICE_STREAM: Final = "receipt-stream"
 SERVICE_COMPACTOR: Final = "receipt-compactor"
 METRICS_NAMESPACE: Final = "ReceiptCompaction"
+XRAY_WRITE_POLICY_ARN: Final = "arn:aws:iam::aws:policy/AWSXRayDaemonWriteAccess"
 
 # Stream processor: small, fast, no VPC.
 STREAM_MEMORY_MB: Final = 256

@@ -55,6 +55,7 @@ class ReceiptTable(pulumi.ComponentResource):
         *,
         table_name: str,
         existing: tuple[str, str, str] | None = None,
+        deletion_protection: bool = True,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("receipt:compaction:ReceiptTable", resource_name, None, opts)
@@ -67,6 +68,9 @@ class ReceiptTable(pulumi.ComponentResource):
             table = aws.dynamodb.Table(
                 resource_name,
                 **table_args(table_name),
+                # AWS refuses to delete the table while this is on (stack config
+                # tableDeletionProtection); Pulumi's protect would not stop the console.
+                deletion_protection_enabled=deletion_protection,
                 opts=pulumi.ResourceOptions(parent=self, protect=False),
             )
             self.name = table.name

@@ -8,6 +8,7 @@ published (``ReportBatchItemFailures``); unparseable records are parked on
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections import Counter
@@ -15,7 +16,8 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -29,6 +31,15 @@ NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "ReceiptCompaction")
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+tracer = Tracer(service=SERVICE)
+
+# Every module's records — the packages' plain `logging` loggers included — reach the
+# Lambda log as the same JSON as the handler's (contract §9). Registering the package
+# loggers first lets the copy find them; their modules' loggers propagate to them.
+LOGGED_PACKAGES = frozenset({"receipt_dynamo", "receipt_dynamo_stream"})
+for _package in LOGGED_PACKAGES:
+    logging.getLogger(_package)
+copy_config_to_registered_loggers(source_logger=logger, include=set(LOGGED_PACKAGES))
 
 
 @cache
@@ -85,14 +96,19 @@ def _park(unparseable: list[tuple[Any, Exception]]) -> set[str]:
 
 
 @logger.inject_lambda_context
+@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     records = event.get("Records") or []
-    built = build_messages(records)
+    # One subsegment per stage of the batch (X-Ray, active tracing).
+    with tracer.provider.in_subsegment("## build_messages"):
+        built = build_messages(records)
     unparseable: list[tuple[Any, Exception]] = list(built.unparseable)
-    retry = _park(unparseable)
+    with tracer.provider.in_subsegment("## park_unparseable"):
+        retry = _park(unparseable)
 
-    published = publish_messages(built.messages, sqs_client=_sqs())
+    with tracer.provider.in_subsegment("## publish_messages"):
+        published = publish_messages(built.messages, sqs_client=_sqs())
     for failure in published.failed:
         logger.error(
             "message not published",

@@ -39,9 +39,15 @@ class RecordingMocks(pulumi.runtime.Mocks):
             outputs["repositoryUrl"] = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/{name}"
         if args.typ == "aws:s3/bucket:Bucket":
             outputs["bucket"] = f"{args.name}-bucket"
+        if args.typ == "docker-build:index:Image":
+            outputs["ref"] = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/{args.name}@sha256:1"
+        if args.typ == "aws:lambda/eventSourceMapping:EventSourceMapping":
+            outputs["uuid"] = f"{args.name}-uuid"
         return f"{args.name}-id", outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+        if args.token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
+            return {"userName": "AWS", "password": "token", "id": "us-east-1"}
         if args.token == "aws:index/getRegion:getRegion":
             return {"name": "us-east-1", "region": "us-east-1", "id": "us-east-1"}
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":

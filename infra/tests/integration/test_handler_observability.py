@@ -1,0 +1,143 @@
+"""Contract §9 signals of the two handlers beyond metrics names: a Powertools Tracer
+subsegment per stage, every module's log records as the handler's JSON, and counted
+derived-cache failures (EFS writes that fail never fail the cycle, but are counted)."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from test_compaction_handler import _emf, _sqs_event
+
+from receipt_compaction_tools.testing.factories import IMAGE_ID, make_label, make_metadata
+from receipt_compaction_tools.testing.records import stream_record
+from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
+from receipt_compaction_tools.testing.world import CompactionWorld
+
+pytestmark = pytest.mark.integration
+
+
+class _Subsegment:
+    """Accepts whatever the Tracer records on a subsegment (annotations, metadata)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None
+
+
+class RecordingProvider:
+    """A tracing provider that records the subsegments opened, in order."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    @contextmanager
+    def in_subsegment(self, name: str | None = None, **_: Any) -> Iterator[Any]:
+        self.names.append(str(name))
+        yield _Subsegment()
+
+
+def _traced(module: ModuleType) -> RecordingProvider:
+    provider = RecordingProvider()
+    module.tracer.provider = provider
+    return provider
+
+
+def _json_lines(buffer: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in buffer.getvalue().splitlines() if line.startswith("{")]
+
+
+def _log_to(module: ModuleType, buffer: io.StringIO) -> None:
+    for handler in module.logger.handlers:
+        handler.stream = buffer
+
+
+def test_compactor_traces_every_cycle_stage_and_counts_efs_write_failures(
+    aws_endpoint: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    compaction_handler: ModuleType,
+    lambda_context: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    world = CompactionWorld(tmp_path)
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("EFS writes under a file fail")
+    for name, value in {
+        "DYNAMODB_TABLE_NAME": world.table,
+        "CHROMADB_BUCKET": world.bucket,
+        "CHROMA_ROOT": str(blocked / "efs"),
+        "CHROMA_WORK_DIR": str(world.config.work_dir),
+        "EMBEDDING_DIMENSION": str(world.dimension),
+        "LOCK_WAIT_SECONDS": "5",
+    }.items():
+        monkeypatch.setenv(name, value)
+    world.add_receipt(SyntheticReceipt(IMAGE_ID, 1, dimension=world.dimension))
+    world.dynamo.put_receipt_metadata(make_metadata(IMAGE_ID, 1))
+    event = _sqs_event(world.pump()["words"], [])
+    provider = _traced(compaction_handler)
+    logs = io.StringIO()
+    _log_to(compaction_handler, logs)
+
+    response = compaction_handler.lambda_handler(event, lambda_context)
+    logging.getLogger("receipt_chroma.compaction.lease").warning("probe", extra={"token": 7})
+
+    assert response == {"batchItemFailures": []}
+    assert provider.names[:3] == ["## lambda_handler", "## compaction_cycle words", "## lease"]
+    assert {
+        "## working_copy",
+        "## apply",
+        "## publish_check",
+        "## publish_upload",
+        "## publish_swap",
+        "## publish_derived_caches",
+        "## publish_efs_and_retention",
+    } <= set(provider.names)
+    (cycle,) = [m for m in _emf(capsys.readouterr().out) if m.get("collection") == "words"]
+    assert "SnapshotPublished" in cycle  # EFS is a cache: its failure fails nothing
+    assert cycle["EfsWriteFailures"][0] >= 1
+    assert cycle["CacheRepairFailures"] == [0.0]
+    records = _json_lines(logs)
+    (probe,) = [r for r in records if r.get("message") == "probe"]
+    assert probe["service"] == "receipt-compactor"
+    assert probe["name"] == "receipt_chroma.compaction.lease"
+    assert probe["token"] == 7
+    assert probe["function_request_id"] == lambda_context.aws_request_id
+    assert any(r.get("message") == "metadata update" for r in records)
+
+
+def test_stream_processor_traces_its_stages_and_logs_every_module_as_json(
+    aws_endpoint: str,
+    monkeypatch: pytest.MonkeyPatch,
+    stream_processor: ModuleType,
+    lambda_context: Any,
+) -> None:
+    import boto3
+
+    sqs = boto3.client("sqs")
+    for name in ("LINES_QUEUE_URL", "WORDS_QUEUE_URL"):
+        monkeypatch.setenv(name, sqs.create_queue(QueueName=name.lower())["QueueUrl"])
+    provider = _traced(stream_processor)
+    logs = io.StringIO()
+    _log_to(stream_processor, logs)
+    label = make_label(IMAGE_ID, 1, 1, 1)
+    event = {"Records": [stream_record("INSERT", new=label.to_item())]}
+
+    assert stream_processor.lambda_handler(event, lambda_context) == {"batchItemFailures": []}
+    logging.getLogger("receipt_dynamo_stream.publisher").info("probe")
+
+    assert provider.names == [
+        "## lambda_handler",
+        "## build_messages",
+        "## park_unparseable",
+        "## publish_messages",
+    ]
+    (probe,) = [r for r in _json_lines(logs) if r.get("message") == "probe"]
+    assert probe["service"] == "receipt-stream"
+    assert probe["name"] == "receipt_dynamo_stream.publisher"

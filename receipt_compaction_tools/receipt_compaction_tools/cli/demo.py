@@ -1,4 +1,8 @@
-"""``receipt-compaction demo``: the whole pipeline, locally, on a synthetic dataset."""
+"""``receipt-compaction demo``: the whole pipeline, locally, on a synthetic dataset.
+
+``--sink server`` (or ``both``) starts a local ``chroma run`` on a free port and points the
+compactor at it (contract §12): the records are then read back, and queried, on the
+server; with ``both`` the published snapshot is compared with it too (``sink verify``)."""
 
 from __future__ import annotations
 
@@ -12,9 +16,11 @@ from typing import IO, Any
 
 import boto3
 
-from receipt_chroma.chroma_client import ChromaClient
+from receipt_chroma.chroma_client import ChromaClient, ClientCollection
+from receipt_chroma.chroma_server import ChromaServer
 from receipt_chroma.snapshots.s3_store import S3SnapshotStore
 from receipt_compaction_tools.aws.local_aws import LocalAwsServer
+from receipt_compaction_tools.local.chroma_server import LocalChromaServer
 from receipt_compaction_tools.local.dataset import DemoDataset, generate, write
 from receipt_compaction_tools.local.environment import environment
 from receipt_compaction_tools.local.pump import LambdaPump
@@ -54,6 +60,11 @@ def apply_edits(dataset: DemoDataset, dynamo: DynamoClient) -> dict[str, Any]:
     }
 
 
+def _records(collection: ClientCollection) -> dict[str, Any]:
+    found = collection.get(include=["metadatas", "embeddings"])
+    return {"ids": found["ids"], "metadatas": found["metadatas"], "embeddings": found["embeddings"]}
+
+
 def snapshot_records(resources: PipelineResources, collection: str, root: Path) -> dict[str, Any]:
     dynamo = DynamoClient(resources.table)
     pointer = dynamo.get_snapshot_pointer(collection)
@@ -64,24 +75,31 @@ def snapshot_records(resources: PipelineResources, collection: str, root: Path) 
         pointer.version, target
     )
     with ChromaClient(target, mode="read") as client:
-        found = client.get_collection(collection).get(include=["metadatas", "embeddings"])
+        found = _records(client.get_collection(collection))
     return {
         "version": pointer.version,
         "history": list(pointer.history),
-        "ids": found["ids"],
-        "metadatas": found["metadatas"],
-        "embeddings": found["embeddings"],
+        **found,
         "path": str(target),
     }
 
 
-def sample_query(words: dict[str, Any], collection_path: str) -> list[dict[str, Any]]:
-    """The 3 nearest words to a labelled word, with their merchant and label metadata."""
+def server_records(server: ChromaServer, collection: str) -> dict[str, Any]:
+    with server.connect(mode="read") as client:
+        if collection not in client.list_collection_names():
+            return {}
+        return {**_records(client.get_collection(collection)), "server": server.describe()}
+
+
+def sample_query(words: dict[str, Any], open_words: Callable[[], Any]) -> list[dict[str, Any]]:
+    """The 3 nearest words to a labelled word, with their merchant and label metadata;
+    ``open_words`` gives a client and its words collection (a snapshot or the server)."""
     index = next(
         (i for i, m in enumerate(words["metadatas"]) if m and m.get("valid_labels_array")), 0
     )
-    with ChromaClient(collection_path, mode="read") as client:
-        result = client.get_collection("words").query(
+    client, collection = open_words()
+    with client:
+        result = collection.query(
             query_embeddings=[words["embeddings"][index]],
             n_results=3,
             include=["metadatas", "distances", "documents"],
@@ -100,12 +118,35 @@ def sample_query(words: dict[str, Any], collection_path: str) -> list[dict[str, 
     ]
 
 
+def _open_snapshot(path: str) -> Callable[[], Any]:
+    def open_words() -> Any:
+        client = ChromaClient(path, mode="read")
+        return client, client.get_collection("words")
+
+    return open_words
+
+
+def _open_server(server: ChromaServer) -> Callable[[], Any]:
+    def open_words() -> Any:
+        client = server.connect(mode="read")
+        return client, client.get_collection("words")
+
+    return open_words
+
+
 def run_demo(
-    *, receipts: int, dimension: int, seed: int, endpoint_url: str | None, progress: Progress
+    *,
+    receipts: int,
+    dimension: int,
+    seed: int,
+    endpoint_url: str | None,
+    progress: Progress,
+    sink: str = "snapshot",
 ) -> dict[str, Any]:
     started = time.perf_counter()
     timings: dict[str, float] = {}
     server = None if endpoint_url else LocalAwsServer().start()
+    chroma = LocalChromaServer().start() if sink != "snapshot" else None
     try:
         aws = server.environment() if server else {"AWS_ENDPOINT_URL": endpoint_url or ""}
         with tempfile.TemporaryDirectory(prefix="receipt-demo-") as tmp, environment(aws):
@@ -115,6 +156,8 @@ def run_demo(
                 **resources.environment(root / "efs", root / "work", dimension),
                 "LOG_LEVEL": "ERROR",
                 "LOCK_WAIT_SECONDS": "10",
+                "CHROMA_SINK": sink,
+                **(chroma.environment() if chroma else {}),
             }
             with environment(env):
                 dynamo = DynamoClient(resources.table)
@@ -138,6 +181,7 @@ def run_demo(
                 words = snapshot_records(resources, "words", root)
                 lines = snapshot_records(resources, "lines", root)
                 summary: dict[str, Any] = {
+                    "sink": sink,
                     "rows_written": dataset.rows,
                     "receipts": receipts,
                     "dimension": dimension,
@@ -147,24 +191,63 @@ def run_demo(
                     "messages_failed": dict(pump.stats.messages_failed),
                     "cycles": pump.stats.cycles,
                     "queue_depths": pump.queue_depths(),
-                    "records": {
-                        "lines": len(lines.get("ids", [])),
-                        "words": len(words.get("ids", [])),
-                    },
                     "versions": {"lines": lines.get("history"), "words": words.get("history")},
                     "edits": edits,
                     # Against --endpoint-url the resources stay: status, query and the
                     # snapshot commands can be tried on them.
                     "resources": dataclasses.asdict(resources),
-                    "sample_query": sample_query(words, words["path"]) if words else [],
-                    "timings": {k: round(v, 2) for k, v in timings.items()},
                 }
                 summary["snapshot"] = {"lines": lines, "words": words}
+                if chroma is not None:
+                    summary.update(
+                        _server_summary(chroma, sink, resources, dynamo, summary["snapshot"])
+                    )
+                shown = summary.get("server") or summary["snapshot"]
+                summary["records"] = {c: len(shown[c].get("ids", [])) for c in ("lines", "words")}
+                if "server" not in summary:
+                    summary["sample_query"] = (
+                        sample_query(words, _open_snapshot(words["path"])) if words else []
+                    )
+                summary["timings"] = {k: round(v, 2) for k, v in timings.items()}
                 summary["timings"]["total_seconds"] = round(time.perf_counter() - started, 2)
                 return summary
     finally:
+        if chroma is not None:
+            chroma.close()
         if server is not None:
             server.stop()
+
+
+def _server_summary(
+    chroma: LocalChromaServer,
+    sink: str,
+    resources: PipelineResources,
+    dynamo: DynamoClient,
+    snapshot: dict[str, Any],
+) -> dict[str, Any]:
+    """What the server holds, the sample query against it and, when both sinks were
+    written, ``sink verify`` of each collection."""
+    from receipt_chroma.compaction.sinks import migration
+
+    server = ChromaServer.from_env(chroma.environment())
+    records = {c: server_records(server, c) for c in ("lines", "words")}
+    summary: dict[str, Any] = {
+        "server": records,
+        "chroma_server": server.describe(),
+        "sample_query": sample_query(records["words"], _open_server(server))
+        if records["words"]
+        else [],
+    }
+    if sink == "both" and snapshot["words"]:
+        summary["sink_verify"] = {
+            c: {
+                k: v
+                for k, v in migration.verify(dynamo, resources.bucket, c, server).items()
+                if k in ("ok", "compared", "total_differences", "differences")
+            }
+            for c in ("lines", "words")
+        }
+    return summary
 
 
 def render_demo(summary: dict[str, Any], stream: IO[str]) -> None:
@@ -173,7 +256,7 @@ def render_demo(summary: dict[str, Any], stream: IO[str]) -> None:
     from receipt_compaction_tools.cli.common import console
 
     out = console(stream)
-    out.print("[bold]Receipt compaction demo[/bold]")
+    out.print(f"[bold]Receipt compaction demo[/bold] (sink: {summary['sink']})")
     overview = Table(show_header=False)
     for key in (
         "receipts",
@@ -191,6 +274,7 @@ def render_demo(summary: dict[str, Any], stream: IO[str]) -> None:
         "collection",
         "cache tier",
         "published",
+        "server applied",
         "vectors merged",
         "failures",
         title="compaction cycles",
@@ -200,18 +284,26 @@ def render_demo(summary: dict[str, Any], stream: IO[str]) -> None:
             cycle["collection"],
             str(cycle["tier"]),
             str(cycle["published"]),
+            str(cycle.get("server_applied", False)),
             str(cycle["vectors_merged"]),
             str(cycle["failures"]),
         )
     out.print(cycles)
-    out.print(f"snapshot versions: {json.dumps(summary['versions'])}")
+    if summary["sink"] != "server":
+        out.print(f"snapshot versions: {json.dumps(summary['versions'])}")
+    if "chroma_server" in summary:
+        out.print(f"chroma server: {summary['chroma_server']} (stopped after the demo)")
+    if "sink_verify" in summary:
+        out.print(f"sink verify: {json.dumps(summary['sink_verify'])}")
     query = Table(
         "text",
         "merchant",
         "valid labels",
         "label status",
         "distance",
-        title="nearest words to a labelled word (published snapshot)",
+        title="nearest words to a labelled word ("
+        + ("Chroma server" if "chroma_server" in summary else "published snapshot")
+        + ")",
     )
     for row in summary["sample_query"]:
         query.add_row(

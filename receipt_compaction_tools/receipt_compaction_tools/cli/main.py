@@ -69,8 +69,10 @@ def command_demo(args: argparse.Namespace, out: Output) -> None:
             seed=args.seed,
             endpoint_url=args.endpoint_url or os.environ.get("AWS_ENDPOINT_URL"),
             progress=bars,
+            sink=args.sink,
         )
     summary.pop("snapshot", None)
+    summary.pop("server", None)  # the records themselves (vectors included)
     out.emit(summary, render_demo)
 
 
@@ -93,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--dim", type=_dimension, default=1536, help="embedding dimension (1536)")
     demo.add_argument("--seed", type=int, default=7, help="random seed (7)")
     demo.add_argument("--endpoint-url", help="use this endpoint instead of a private moto server")
+    demo.add_argument(
+        "--sink",
+        choices=["snapshot", "server", "both"],
+        default="snapshot",
+        help="where the compactor writes (contract §12): server and both start a local "
+        "`chroma run` on a free port for the demo (snapshot)",
+    )
     demo.set_defaults(handler=command_demo)
 
     for module in COMMAND_MODULES:

@@ -111,6 +111,8 @@ def cycles_from_metrics(output: str) -> list[dict[str, Any]]:
                 "collection": metrics["collection"],
                 "tier": tier,
                 "published": "SnapshotPublished" in metrics,
+                # Every write acknowledged by the Chroma server (contract §12).
+                "server_applied": "ServerSinkApplied" in metrics,
                 "vectors_merged": int(sum(metrics.get("VectorsMerged", [0]))),
                 "failures": int(sum(metrics.get("MessageFailures", [0]))),
                 # Messages failed for lease contention (or a moved pointer) that the

@@ -126,6 +126,8 @@ def test_verify_prints_every_kind_of_difference_and_fails(
     }
     error = capsys.readouterr().err
     assert "6 differences between the published words snapshot" in error
+    assert _sink("seed", world, chroma_server, chroma_database)[0] == 1
+    assert "already holds 12 records" in capsys.readouterr().err
 
     code, text, _ = _sink("verify", world, chroma_server, chroma_database, "--show", "2")
     assert code == 1
@@ -134,23 +136,13 @@ def test_verify_prints_every_kind_of_difference_and_fails(
     assert "… 4 more (--show N)" in text
 
 
-def test_seed_refuses_a_collection_that_holds_records(
-    world: CompactionWorld,
-    chroma_server: LocalChromaServer,
-    chroma_database: str,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    assert _sink("seed", world, chroma_server, chroma_database)[0] == 0
-    assert _sink("seed", world, chroma_server, chroma_database)[0] == 1
-    assert "already holds 12 records" in capsys.readouterr().err
-
-
 def test_an_unreachable_server_is_one_line_and_exit_1(
-    world: CompactionWorld, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CHROMA_RETRY_ATTEMPTS", "1")
-    down = LocalChromaServer(port=9)  # never started
-    code, _, _ = _sink("verify", world, down, "default_database")
+    aws = ["--table", "t", "--bucket", "b", "--no-lease"]
+    server = ["--chroma-host", "127.0.0.1", "--chroma-port", "9"]
+    code = main(["sink", "verify", "--collection", "lines", *aws, *server])
     error = capsys.readouterr().err.strip()
     assert code == 1
     assert error.startswith("error: Chroma server http://127.0.0.1:9/api/v2")

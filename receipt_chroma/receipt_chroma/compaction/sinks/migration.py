@@ -121,9 +121,10 @@ def seed(
     with _lease(dynamo, collection, hold_lease) as lease:
         guard = lease.ensure_held if lease is not None else None
         s3 = s3_client or boto3.client("s3")
+        # The server first: an unreachable one fails before a snapshot is downloaded.
         with (
-            _Published(dynamo, bucket, collection, s3) as published,
             server.connect(mode="write", write_guard=guard) as client,
+            _Published(dynamo, bucket, collection, s3) as published,
         ):
             target = client.get_or_create_collection(collection)
             held = target.count()
@@ -236,8 +237,8 @@ def verify(
     with _lease(dynamo, collection, hold_lease):
         s3 = s3_client or boto3.client("s3")
         with (
-            _Published(dynamo, bucket, collection, s3) as published,
             server.connect(mode="read") as client,
+            _Published(dynamo, bucket, collection, s3) as published,
         ):
             target = client.get_collection(collection)
             local, remote = set(all_ids(published.collection)), set(all_ids(target))

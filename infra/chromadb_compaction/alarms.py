@@ -22,6 +22,8 @@ COMPACTOR_ALARM_METRICS = (
     "SnapshotUnavailable",
     "InvalidTableRows",
 )
+# Per collection, from a compactor that writes to a Chroma server (contract §12).
+SERVER_SINK_ALARM_METRICS = ("SinkUnavailable",)
 # From the stream processor (dimension service only).
 STREAM_ALARM_METRICS = ("StreamParseFailures", "StreamPublishFailures")
 
@@ -35,6 +37,7 @@ class PipelineAlarms(pulumi.ComponentResource):
         stream_function_name: pulumi.Input[str],
         compactor_function_name: pulumi.Input[str],
         email: str | None,
+        server_sink: bool = False,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("receipt:compaction:Alarms", resource_name, None, opts)
@@ -101,7 +104,10 @@ class PipelineAlarms(pulumi.ComponentResource):
                 statistic="Sum",
                 threshold=0,
             )
-        for metric in COMPACTOR_ALARM_METRICS:
+        compactor_metrics = COMPACTOR_ALARM_METRICS + (
+            SERVER_SINK_ALARM_METRICS if server_sink else ()
+        )
+        for metric in compactor_metrics:
             for collection in ("lines", "words"):
                 self._alarm(
                     f"{resource_name}-{metric}-{collection}",

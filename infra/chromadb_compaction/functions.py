@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import pulumi
 import pulumi_aws as aws
 
 from chromadb_compaction import settings
+from chromadb_compaction.chroma_sink import ChromaSinkConfig
 from chromadb_compaction.iam import compactor_policy, lambda_trust_policy, stream_processor_policy
 from chromadb_compaction.network import CompactorNetwork
 from chromadb_compaction.queues import CompactionQueues
@@ -116,7 +117,9 @@ class StreamProcessor(pulumi.ComponentResource):
 
 
 class Compactor(pulumi.ComponentResource):
-    """Container Lambda in the VPC with EFS at /mnt/chroma; one mapping per queue."""
+    """Container Lambda, one mapping per queue. Writing snapshots, it runs in the VPC with
+    EFS at /mnt/chroma; writing only to a Chroma server it needs neither EFS nor (for a
+    public server) a VPC, and may read the server's token secret (contract §12)."""
 
     def __init__(
         self,
@@ -127,39 +130,48 @@ class Compactor(pulumi.ComponentResource):
         table_arn: pulumi.Input[str],
         bucket: aws.s3.Bucket,
         queues: CompactionQueues,
-        network: CompactorNetwork,
+        network: CompactorNetwork | None,
+        sink: ChromaSinkConfig | None = None,
+        token_secret_arn: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("receipt:compaction:Compactor", resource_name, None, opts)
+        sink = sink or ChromaSinkConfig()
         child = pulumi.ResourceOptions(parent=self)
         self.role = _role(f"{resource_name}-role", self)
         log_group = _log_group(f"{resource_name}-logs", resource_name, self)
         queue_arns: Sequence[pulumi.Output[str]] = [q.arn for q in queues.collections.values()]
+        efs = network is not None and network.access_point is not None
+        file_system = network.file_system if network is not None else None
+        access_point = network.access_point if network is not None else None
         aws.iam.RolePolicy(
             f"{resource_name}-policy",
             role=self.role.id,
             policy=pulumi.Output.all(
                 table_arn,
                 bucket.arn,
-                network.file_system.arn,
-                network.access_point.arn,
+                file_system.arn if file_system else "",
+                access_point.arn if access_point else "",
                 log_group.arn,
+                token_secret_arn or "",
                 *queue_arns,
             ).apply(
                 lambda args: json.dumps(
                     compactor_policy(
                         table_arn=args[0],
                         bucket_arn=args[1],
-                        file_system_arn=args[2],
-                        access_point_arn=args[3],
+                        file_system_arn=args[2] or None,
+                        access_point_arn=args[3] or None,
                         log_group_arn=args[4],
-                        queue_arns=list(args[5:]),
+                        chroma_token_secret_arn=args[5] or None,
+                        in_vpc=network is not None,
+                        queue_arns=list(args[6:]),
                     )
                 )
             ),
             opts=child,
         )
-        environment: Mapping[str, pulumi.Input[str]] = {
+        environment: dict[str, pulumi.Input[str]] = {
             "DYNAMODB_TABLE_NAME": table_name,
             "CHROMADB_BUCKET": bucket.bucket,
             "CHROMA_ROOT": settings.EFS_MOUNT_PATH,
@@ -173,7 +185,10 @@ class Compactor(pulumi.ComponentResource):
             "LOG_LEVEL": "INFO",
             "POWERTOOLS_SERVICE_NAME": settings.SERVICE_COMPACTOR,
             "POWERTOOLS_METRICS_NAMESPACE": settings.METRICS_NAMESPACE,
+            **sink.environment(token_secret_arn),
         }
+        if not efs:
+            del environment["CHROMA_ROOT"]  # no EFS tier to mount
         self.function = aws.lambda_.Function(
             resource_name,
             name=resource_name,
@@ -182,22 +197,31 @@ class Compactor(pulumi.ComponentResource):
             tracing_config=aws.lambda_.FunctionTracingConfigArgs(mode="Active"),
             image_uri=image_uri,
             architectures=["x86_64"],
-            memory_size=settings.COMPACTOR_MEMORY_MB,
+            memory_size=settings.COMPACTOR_MEMORY_MB
+            if sink.snapshot
+            else settings.COMPACTOR_SERVER_MEMORY_MB,
             ephemeral_storage=aws.lambda_.FunctionEphemeralStorageArgs(
                 size=settings.COMPACTOR_EPHEMERAL_STORAGE_MB
+                if sink.snapshot
+                else settings.COMPACTOR_SERVER_EPHEMERAL_STORAGE_MB
             ),
             timeout=settings.COMPACTOR_TIMEOUT_SECONDS,
             reserved_concurrent_executions=settings.COMPACTOR_RESERVED_CONCURRENCY,
             vpc_config=aws.lambda_.FunctionVpcConfigArgs(
                 subnet_ids=[s.id for s in network.subnets],
                 security_group_ids=[network.compactor_security_group.id],
-            ),
+            )
+            if network is not None
+            else None,
             file_system_config=aws.lambda_.FunctionFileSystemConfigArgs(
-                arn=network.access_point.arn, local_mount_path=settings.EFS_MOUNT_PATH
-            ),
+                arn=access_point.arn, local_mount_path=settings.EFS_MOUNT_PATH
+            )
+            if access_point is not None
+            else None,
             environment=aws.lambda_.FunctionEnvironmentArgs(variables=environment),
             opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[log_group, *network.mount_targets]
+                parent=self,
+                depends_on=[log_group, *(network.mount_targets if network is not None else [])],
             ),
         )
         self.mappings = [

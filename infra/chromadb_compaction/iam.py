@@ -1,6 +1,6 @@
 """IAM and resource policy documents, least privilege: explicit actions only (no ``*``
 action anywhere), resources scoped to the table, its stream and indexes, the named
-queues, the bucket's prefixes and the EFS access point."""
+queues, the bucket's prefixes, the EFS access point and the Chroma token secret."""
 
 from __future__ import annotations
 
@@ -76,14 +76,18 @@ def compactor_policy(
     table_arn: str,
     bucket_arn: str,
     queue_arns: list[str],
-    file_system_arn: str,
-    access_point_arn: str,
+    file_system_arn: str | None,
+    access_point_arn: str | None,
     log_group_arn: str,
+    in_vpc: bool = True,
+    chroma_token_secret_arn: str | None = None,
 ) -> Document:
     """Table rows and indexes (not the stream), the bucket's two collection prefixes, the
-    compaction queues, the EFS access point, its logs and its VPC network interfaces."""
+    compaction queues, the EFS access point (when the snapshot is a sink), its logs, its
+    VPC network interfaces (when in the VPC) and the one Chroma token secret (when a
+    server is a sink)."""
     prefixes = ["lines/*", "words/*"]
-    return document(
+    statements = [
         allow("TableRows", TABLE_READ_WRITE, [table_arn, f"{table_arn}/index/*"]),
         allow(
             "SnapshotObjects",
@@ -97,16 +101,26 @@ def compactor_policy(
             Condition={"StringLike": {"s3:prefix": prefixes}},
         ),
         allow("ConsumeQueues", SQS_CONSUME, queue_arns),
-        allow(
-            "MountChromaFileSystem",
-            ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"],
-            [file_system_arn],
-            Condition={"StringEquals": {"elasticfilesystem:AccessPointArn": access_point_arn}},
-        ),
-        allow("WriteLogs", LOG_WRITE, [f"{log_group_arn}:*"]),
+    ]
+    if file_system_arn and access_point_arn:
+        statements.append(
+            allow(
+                "MountChromaFileSystem",
+                ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"],
+                [file_system_arn],
+                Condition={"StringEquals": {"elasticfilesystem:AccessPointArn": access_point_arn}},
+            )
+        )
+    if chroma_token_secret_arn:
+        # Contract §12: the server token is read from this one secret, never from a variable.
+        statements.append(
+            allow("ReadChromaToken", ["secretsmanager:GetSecretValue"], [chroma_token_secret_arn])
+        )
+    statements.append(allow("WriteLogs", LOG_WRITE, [f"{log_group_arn}:*"]))
+    if in_vpc:
         # Describe calls cannot be scoped to a resource; the actions stay explicit.
-        allow("VpcNetworkInterfaces", VPC_NETWORK_INTERFACES, ["*"]),
-    )
+        statements.append(allow("VpcNetworkInterfaces", VPC_NETWORK_INTERFACES, ["*"]))
+    return document(*statements)
 
 
 def queue_policy(queue_arn: str, producer_arn: str | None, consumer_arn: str | None) -> Document:

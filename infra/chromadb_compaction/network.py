@@ -1,6 +1,13 @@
 """The compactor's network and file system: a VPC with private subnets in two zones,
 endpoints for DynamoDB, S3 and SQS (no internet route needed), and an encrypted EFS with
-a non-root access point reachable over NFS from the compactor only."""
+a non-root access point reachable over NFS from the compactor only.
+
+With a Chroma server as a sink (contract §12) the compactor reads the server's token
+through a Secrets Manager endpoint (``secrets_endpoint``) and reaches the server either
+inside the VPC's range (a private server on ``private_server_port``, e.g. over peering) or
+on the internet through a NAT gateway (``internet_egress``: a public server such as Chroma
+Cloud while the snapshot still needs the VPC for EFS). With only a server as the sink there
+is no EFS (``efs=False``)."""
 
 from __future__ import annotations
 
@@ -14,7 +21,15 @@ ZONES = 2
 
 class CompactorNetwork(pulumi.ComponentResource):
     def __init__(
-        self, resource_name: str, *, cidr: str, opts: pulumi.ResourceOptions | None = None
+        self,
+        resource_name: str,
+        *,
+        cidr: str,
+        efs: bool = True,
+        private_server_port: int | None = None,
+        internet_egress: bool = False,
+        secrets_endpoint: bool = False,
+        opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("receipt:compaction:Network", resource_name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
@@ -47,35 +62,113 @@ class CompactorNetwork(pulumi.ComponentResource):
                 route_table_id=route_table.id,
                 opts=child,
             )
-        self.compactor_security_group = aws.ec2.SecurityGroup(
-            f"{resource_name}-compactor",
-            vpc_id=self.vpc.id,
-            description="Compactor Lambda: outbound to EFS and the VPC endpoints",
-            egress=[
+        egress = [
+            aws.ec2.SecurityGroupEgressArgs(
+                protocol="tcp", from_port=443, to_port=443, cidr_blocks=["0.0.0.0/0"]
+            )
+        ]
+        if efs:
+            egress.insert(
+                0,
                 aws.ec2.SecurityGroupEgressArgs(
                     protocol="tcp", from_port=2049, to_port=2049, cidr_blocks=[cidr]
                 ),
+            )
+        if private_server_port is not None and private_server_port != 443:
+            port = private_server_port
+            egress.append(
                 aws.ec2.SecurityGroupEgressArgs(
-                    protocol="tcp", from_port=443, to_port=443, cidr_blocks=["0.0.0.0/0"]
-                ),
-            ],
-            opts=child,
-        )
-        self.efs_security_group = aws.ec2.SecurityGroup(
-            f"{resource_name}-efs",
-            vpc_id=self.vpc.id,
-            description="EFS: NFS from the compactor only",
-            ingress=[
-                aws.ec2.SecurityGroupIngressArgs(
-                    protocol="tcp",
-                    from_port=2049,
-                    to_port=2049,
-                    security_groups=[self.compactor_security_group.id],
+                    protocol="tcp", from_port=port, to_port=port, cidr_blocks=[cidr]
                 )
-            ],
+            )
+        self.compactor_security_group = aws.ec2.SecurityGroup(
+            f"{resource_name}-compactor",
+            vpc_id=self.vpc.id,
+            description="Compactor Lambda: outbound to "
+            + ("EFS" if efs else "the Chroma server")
+            + " and the VPC endpoints",
+            egress=egress,
             opts=child,
         )
-        endpoint_security_group = aws.ec2.SecurityGroup(
+        endpoint_security_group = self._endpoint_security_group(resource_name, child)
+        interface_endpoints = ["sqs"] + (["secretsmanager"] if secrets_endpoint else [])
+        for service in ("dynamodb", "s3"):
+            aws.ec2.VpcEndpoint(
+                f"{resource_name}-{service}",
+                vpc_id=self.vpc.id,
+                service_name=f"com.amazonaws.{region.region}.{service}",
+                vpc_endpoint_type="Gateway",
+                route_table_ids=[route_table.id],
+                opts=child,
+            )
+        for service in interface_endpoints:
+            aws.ec2.VpcEndpoint(
+                f"{resource_name}-{service}",
+                vpc_id=self.vpc.id,
+                service_name=f"com.amazonaws.{region.region}.{service}",
+                vpc_endpoint_type="Interface",
+                private_dns_enabled=True,
+                subnet_ids=[s.id for s in self.subnets],
+                security_group_ids=[endpoint_security_group.id],
+                opts=child,
+            )
+        if internet_egress:
+            self._nat_gateway(resource_name, cidr, zones[0], route_table, child)
+        self.file_system: aws.efs.FileSystem | None = None
+        self.access_point: aws.efs.AccessPoint | None = None
+        self.mount_targets: list[aws.efs.MountTarget] = []
+        if efs:
+            self._file_system(resource_name, child)
+        self.register_outputs({"file_system_id": self.file_system.id if self.file_system else None})
+
+    def _nat_gateway(
+        self,
+        resource_name: str,
+        cidr: str,
+        zone: str,
+        route_table: aws.ec2.RouteTable,
+        child: pulumi.ResourceOptions,
+    ) -> None:
+        """A public subnet with a NAT gateway, and the private subnets' default route
+        through it: outbound HTTPS to a public Chroma server (nothing can reach in)."""
+        prefix = cidr.split(".")[:2]
+        gateway = aws.ec2.InternetGateway(f"{resource_name}-igw", vpc_id=self.vpc.id, opts=child)
+        public = aws.ec2.Subnet(
+            f"{resource_name}-public",
+            vpc_id=self.vpc.id,
+            availability_zone=zone,
+            cidr_block=f"{prefix[0]}.{prefix[1]}.{ZONES * 16}.0/24",
+            map_public_ip_on_launch=False,
+            opts=child,
+        )
+        public_routes = aws.ec2.RouteTable(
+            f"{resource_name}-public",
+            vpc_id=self.vpc.id,
+            routes=[aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", gateway_id=gateway.id)],
+            opts=child,
+        )
+        aws.ec2.RouteTableAssociation(
+            f"{resource_name}-public",
+            subnet_id=public.id,
+            route_table_id=public_routes.id,
+            opts=child,
+        )
+        address = aws.ec2.Eip(f"{resource_name}-nat", domain="vpc", opts=child)
+        nat = aws.ec2.NatGateway(
+            f"{resource_name}-nat", subnet_id=public.id, allocation_id=address.id, opts=child
+        )
+        aws.ec2.Route(
+            f"{resource_name}-private-default",
+            route_table_id=route_table.id,
+            destination_cidr_block="0.0.0.0/0",
+            nat_gateway_id=nat.id,
+            opts=child,
+        )
+
+    def _endpoint_security_group(
+        self, resource_name: str, child: pulumi.ResourceOptions
+    ) -> aws.ec2.SecurityGroup:
+        return aws.ec2.SecurityGroup(
             f"{resource_name}-endpoints",
             vpc_id=self.vpc.id,
             description="Interface endpoints: HTTPS from the compactor only",
@@ -89,23 +182,20 @@ class CompactorNetwork(pulumi.ComponentResource):
             ],
             opts=child,
         )
-        for service in ("dynamodb", "s3"):
-            aws.ec2.VpcEndpoint(
-                f"{resource_name}-{service}",
-                vpc_id=self.vpc.id,
-                service_name=f"com.amazonaws.{region.region}.{service}",
-                vpc_endpoint_type="Gateway",
-                route_table_ids=[route_table.id],
-                opts=child,
-            )
-        aws.ec2.VpcEndpoint(
-            f"{resource_name}-sqs",
+
+    def _file_system(self, resource_name: str, child: pulumi.ResourceOptions) -> None:
+        self.efs_security_group = aws.ec2.SecurityGroup(
+            f"{resource_name}-efs",
             vpc_id=self.vpc.id,
-            service_name=f"com.amazonaws.{region.region}.sqs",
-            vpc_endpoint_type="Interface",
-            private_dns_enabled=True,
-            subnet_ids=[s.id for s in self.subnets],
-            security_group_ids=[endpoint_security_group.id],
+            description="EFS: NFS from the compactor only",
+            ingress=[
+                aws.ec2.SecurityGroupIngressArgs(
+                    protocol="tcp",
+                    from_port=2049,
+                    to_port=2049,
+                    security_groups=[self.compactor_security_group.id],
+                )
+            ],
             opts=child,
         )
         self.file_system = aws.efs.FileSystem(
@@ -136,4 +226,3 @@ class CompactorNetwork(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        self.register_outputs({"file_system_id": self.file_system.id})

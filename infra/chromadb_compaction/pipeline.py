@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
 
 from chromadb_compaction.alarms import PipelineAlarms
+from chromadb_compaction.chroma_sink import ChromaSinkConfig
 from chromadb_compaction.functions import Compactor, StreamProcessor
 from chromadb_compaction.image import CompactorImage
 from chromadb_compaction.network import CompactorNetwork
@@ -27,6 +28,7 @@ class PipelineConfig:
     table_deletion_protection: bool = True
     # The compactor image's build context (the repository root), relative to the project.
     image_build_context: str = ".."
+    chroma: ChromaSinkConfig = field(default_factory=ChromaSinkConfig)
 
     @classmethod
     def from_stack(cls) -> PipelineConfig:
@@ -47,6 +49,7 @@ class PipelineConfig:
             vpc_cidr=config.get("vpcCidr") or "10.42.0.0/16",
             table_deletion_protection=config.get_bool("tableDeletionProtection") is not False,
             image_build_context=config.get("imageBuildContext") or "..",
+            chroma=ChromaSinkConfig.from_stack(config),
         )
 
 
@@ -65,7 +68,34 @@ class ReceiptCompactionPipeline(pulumi.ComponentResource):
         )
         self.queues = CompactionQueues(f"{name}", opts=child)
         self.storage = SnapshotBucket(f"{name}-chroma", opts=child)
-        self.network = CompactorNetwork(f"{name}-net", cidr=config.vpc_cidr, opts=child)
+        sink = config.chroma
+        # The VPC is there for EFS (snapshots) or for a private Chroma server; a public
+        # server alone needs neither. Writing both to EFS and a public server (migration)
+        # the VPC gets a NAT gateway.
+        self.network = (
+            CompactorNetwork(
+                f"{name}-net",
+                cidr=config.vpc_cidr,
+                efs=sink.snapshot,
+                private_server_port=sink.port if sink.server and sink.private else None,
+                internet_egress=sink.snapshot and sink.server and not sink.private,
+                secrets_endpoint=sink.server,
+                opts=child,
+            )
+            if sink.in_vpc
+            else None
+        )
+        # The server token's one secret: the stack's own unless an existing one is named.
+        self.chroma_token: aws.secretsmanager.Secret | None = None
+        token_secret_arn: pulumi.Input[str] | None = sink.token_secret_arn or None
+        if sink.server and not sink.token_secret_arn:
+            self.chroma_token = aws.secretsmanager.Secret(
+                f"{name}-chroma-token",
+                description="Chroma server token of the receipt compactor (put its value "
+                "with aws secretsmanager put-secret-value)",
+                opts=child,
+            )
+            token_secret_arn = self.chroma_token.arn
         image_uri: pulumi.Input[str] = config.compactor_image_uri
         repository: aws.ecr.Repository | None = None
         if not config.compactor_image_uri:
@@ -91,6 +121,8 @@ class ReceiptCompactionPipeline(pulumi.ComponentResource):
             bucket=self.storage.bucket,
             queues=self.queues,
             network=self.network,
+            sink=sink,
+            token_secret_arn=token_secret_arn,
             opts=child,
         )
         self.queues.restrict_access(
@@ -103,6 +135,7 @@ class ReceiptCompactionPipeline(pulumi.ComponentResource):
             stream_function_name=self.stream_processor.function.name,
             compactor_function_name=self.compactor.function.name,
             email=config.alarm_email or None,
+            server_sink=sink.server,
             opts=child,
         )
         self.outputs: dict[str, pulumi.Output[str]] = {
@@ -115,7 +148,6 @@ class ReceiptCompactionPipeline(pulumi.ComponentResource):
             "bucket_name": self.storage.bucket.bucket,
             "stream_processor_arn": self.stream_processor.function.arn,
             "compactor_arn": self.compactor.function.arn,
-            "file_system_id": self.network.file_system.id,
             "table_name": self.table.name,
             "table_stream_arn": self.table.stream_arn,
             "alarm_topic_arn": self.alarms.topic.arn,
@@ -127,6 +159,10 @@ class ReceiptCompactionPipeline(pulumi.ComponentResource):
         self.outputs["stream_mapping_id"] = self.stream_processor.mapping.uuid
         for collection, mapping in zip(("lines", "words"), self.compactor.mappings, strict=True):
             self.outputs[f"{collection}_mapping_id"] = mapping.uuid
+        if self.network is not None and self.network.file_system is not None:
+            self.outputs["file_system_id"] = self.network.file_system.id
+        if token_secret_arn is not None:
+            self.outputs["chroma_token_secret_arn"] = pulumi.Output.from_input(token_secret_arn)
         if repository is not None:
             self.outputs["compactor_repository_url"] = repository.repository_url
         self.register_outputs(dict(self.outputs))

@@ -25,6 +25,10 @@ STREAM_MAX_RECORD_AGE_SECONDS: Final = 6 * 3600
 # Compactor: sized for a ~1 GB snapshot (working copy + tarball + deltas on /tmp).
 COMPACTOR_MEMORY_MB: Final = 4096
 COMPACTOR_EPHEMERAL_STORAGE_MB: Final = 10240
+# With only a Chroma server as the sink (contract §12) nothing but the batch's deltas is
+# held locally; the memory still buys the CPU that reads deltas and encodes the writes.
+COMPACTOR_SERVER_MEMORY_MB: Final = 2048
+COMPACTOR_SERVER_EPHEMERAL_STORAGE_MB: Final = 2048
 COMPACTOR_TIMEOUT_SECONDS: Final = 900
 COMPACTOR_RESERVED_CONCURRENCY: Final = 4  # one lease per collection; spare for retries
 COMPACTOR_BATCH_SIZE: Final = 1000
@@ -40,6 +44,12 @@ LOCK_WAIT_SECONDS: Final = compactor_defaults.LOCK_WAIT_SECONDS
 # pointer: retried within minutes instead of after VISIBILITY_TIMEOUT_SECONDS (contract §7).
 RETRY_VISIBILITY_SECONDS: Final = "{}-{}".format(*compactor_defaults.RETRY_VISIBILITY_SECONDS)
 CHROMA_WORK_DIR: Final = compactor_defaults.CHROMA_WORK_DIR
+# The sink (contract §12) and the server's defaults.
+CHROMA_SINK: Final = compactor_defaults.CHROMA_SINK
+CHROMA_SINKS: Final = compactor_defaults.CHROMA_SINKS
+CHROMA_PORT: Final = compactor_defaults.CHROMA_PORT
+CHROMA_TENANT: Final = compactor_defaults.CHROMA_TENANT
+CHROMA_DATABASE: Final = compactor_defaults.CHROMA_DATABASE
 
 # Queues: a message must outlive its receives (maxReceiveCount x visibility < retention).
 VISIBILITY_TIMEOUT_SECONDS: Final = 6 * COMPACTOR_TIMEOUT_SECONDS

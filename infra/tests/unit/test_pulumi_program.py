@@ -322,6 +322,7 @@ def test_lambda_environments_follow_the_spec(program: RecordingMocks) -> None:
         "HEARTBEAT_MAX_FAILURES",
         "LOCK_WAIT_SECONDS",
         "RETRY_VISIBILITY_SECONDS",
+        "CHROMA_SINK",
         "LOG_LEVEL",
         "POWERTOOLS_SERVICE_NAME",
         "POWERTOOLS_METRICS_NAMESPACE",

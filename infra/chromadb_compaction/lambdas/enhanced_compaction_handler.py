@@ -309,9 +309,8 @@ def emit_cycle_metrics(
             value=count,
         )
     if result.tier is not None:
-        sink.add_metric(
-            name=f"CacheTier{result.tier.value.title()}", unit=MetricUnit.Count, value=1
-        )
+        # The contract's names: CacheTierWarm, CacheTierCatchUp, CacheTierEfs, CacheTierS3.
+        sink.add_metric(name=result.tier.metric_name, unit=MetricUnit.Count, value=1)
     if result.update is not None:
         merged = [r for r in result.update.runs if r.merged]
         sink.add_metric(name="DeltasMerged", unit=MetricUnit.Count, value=len(merged))
@@ -349,6 +348,20 @@ def emit_cycle_metrics(
     if reset is not None:
         sink.add_metric(name="VisibilityResets", unit=MetricUnit.Count, value=reset.reset)
         sink.add_metric(name="VisibilityResetFailures", unit=MetricUnit.Count, value=reset.failed)
+    # Contract §9 (rev 2): S3 bytes the cycle moved, and what the published version's HNSW
+    # files do not hold yet (only when a version was published).
+    sink.add_metric(
+        name="SnapshotBytesUploaded", unit=MetricUnit.Bytes, value=result.snapshot_bytes_uploaded
+    )
+    sink.add_metric(
+        name="SnapshotBytesDownloaded",
+        unit=MetricUnit.Bytes,
+        value=result.snapshot_bytes_downloaded,
+    )
+    if result.unindexed_records is not None:
+        sink.add_metric(
+            name="UnindexedRecords", unit=MetricUnit.Count, value=result.unindexed_records
+        )
     failures = Counter(cache_failures.counts)
     for error in result.derived_cache_errors:
         for prefix, name in DERIVED_ERROR_METRICS.items():

@@ -103,6 +103,10 @@ def test_compactor_traces_every_cycle_stage_and_counts_efs_write_failures(
     assert "SnapshotPublished" in cycle  # EFS is a cache: its failure fails nothing
     assert cycle["EfsWriteFailures"][0] >= 1
     assert cycle["CacheRepairFailures"] == [0.0]
+    assert cycle["CacheTierBootstrap"] == [1.0]
+    assert cycle["SnapshotBytesUploaded"][0] > 0
+    assert cycle["SnapshotBytesDownloaded"] == [0.0]  # bootstrap: nothing to read
+    assert cycle["UnindexedRecords"][0] >= 0
     records = _json_lines(logs)
     (probe,) = [r for r in records if r.get("message") == "probe"]
     assert probe["service"] == "receipt-compactor"

@@ -229,9 +229,9 @@ ProgressFactory = Callable[[str, int | None], Advance]
 
 @contextmanager
 def progress(enabled: bool = True) -> Iterator[ProgressFactory]:
-    """Progress bars on stderr (rich; hidden when stderr is not a terminal). The factory
+    """Progress bars on stderr (rich; none when stderr is not a terminal). The factory
     takes a description and a total (None: a running count) and returns ``advance(n)``."""
-    if not enabled:
+    if not enabled or not sys.stderr.isatty():  # bars are for people at a terminal
         yield lambda _description, _total: lambda _n: None
         return
     from rich.console import Console

@@ -5,8 +5,9 @@ messages) and ``stream`` (the parking queue of unparseable stream records, whose
 wrap the record: ``{"kind": "unparseable_stream_record", "record": …}``), or any URL.
 
 ``export`` writes one JSON object per line — the message, or the parked record unwrapped
-— which ``replay`` accepts. Messages are received with a visibility timeout and left in
-the queue (``--delete`` removes them once the file is written). ``redrive`` sends dead
+— which ``replay`` accepts. Messages are received under a visibility timeout (so none is
+read twice) and made visible again once the file is written, or deleted with
+``--delete``. ``redrive`` sends dead
 letters back: a DLQ's messages to their collection's queue, the parking queue's records
 through message building again (records that still do not parse stay parked).
 """
@@ -102,6 +103,19 @@ def delete_messages(sqs: Any, url: str, messages: list[dict[str, Any]]) -> int:
     return failed
 
 
+def release(sqs: Any, url: str, messages: list[dict[str, Any]]) -> None:
+    """Make received messages visible again at once (their receive window ends now)."""
+    for start in range(0, len(messages), SQS_BATCH):
+        chunk = messages[start : start + SQS_BATCH]
+        sqs.change_message_visibility_batch(
+            QueueUrl=url,
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+                for i, m in enumerate(chunk)
+            ],
+        )
+
+
 def command_export(args: argparse.Namespace, out: Output) -> None:
     import boto3
 
@@ -128,6 +142,8 @@ def command_export(args: argparse.Namespace, out: Output) -> None:
     if args.delete:
         exported = [m for m in messages if m["MessageId"] not in {s["message_id"] for s in skipped}]
         not_deleted = delete_messages(sqs, url, exported)
+    else:
+        release(sqs, url, messages)  # the queue as it was: every message visible again
     result = {
         "queue": url,
         "received": len(messages),

@@ -29,7 +29,7 @@ from receipt_compaction_tools.local.handlers import load_handler
 from receipt_compaction_tools.local.resources import PipelineResources
 
 STREAM_RETRIES = 5
-TIERS = ("CacheTierWarm", "CacheTierEfs", "CacheTierS3", "CacheTierBootstrap")
+TIERS = ("CacheTierWarm", "CacheTierCatchUp", "CacheTierEfs", "CacheTierS3", "CacheTierBootstrap")
 
 
 @dataclass(frozen=True)

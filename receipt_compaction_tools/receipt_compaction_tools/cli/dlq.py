@@ -210,6 +210,7 @@ def _redrive_messages(
         failed += len(chunk) - len(ok)
         sent += [m for i, m in enumerate(chunk) if i in ok]
     not_deleted = delete_messages(sqs, source, sent)
+    release(sqs, source, [m for m in messages if m not in sent])
     return {"target": target, "sent": len(sent), "failed": failed, "not_deleted": not_deleted}
 
 
@@ -242,6 +243,7 @@ def _redrive_parked(
         else:
             done.append(message)
     not_deleted = delete_messages(sqs, source, done)
+    release(sqs, source, [m for m in messages if m not in done])  # they stay parked, visible
     return {
         "records_redriven": len(done),
         "messages_published": published,

@@ -212,8 +212,11 @@ def test_flags_override_the_environment(
     assert "ResourceNotFoundException" in result.error_line
 
 
-def test_an_unreachable_endpoint_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    result = cli(capsys, "snapshot", "list", "--endpoint-url", "http://127.0.0.1:9")
+def test_an_unreachable_endpoint_is_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # the same one line, without botocore's retries
+    result = cli(capsys, "snapshot", "inspect", "v1", "--endpoint-url", "http://127.0.0.1:9")
     assert result.code == 1
     assert "cannot reach AWS" in result.error_line
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import IO, Any
 
@@ -82,8 +83,15 @@ def command_query(args: argparse.Namespace, out: Output) -> None:
     where = parse_where(args.where or [])
     vector = read_vector(Path(args.vector)) if args.vector else None
     if args.host:
-        source: dict[str, Any] = {"server": f"{args.host}:{args.port}"}
-        client = ChromaClient(http_host=args.host, http_port=args.port)
+        from receipt_chroma.chroma_server import ChromaServer
+
+        # The rest of the connection (tenant, database, TLS, the token's secret) as the
+        # compactor reads it (contract §8 CHROMA_* variables).
+        server = ChromaServer.from_env(
+            {**os.environ, "CHROMA_HOST": args.host, "CHROMA_PORT": str(args.port)}
+        )
+        source: dict[str, Any] = {"server": server.describe()}
+        client = server.connect(mode="read")
     else:
         version, path = published_copy(args, args.collection, args.version)
         source = {"version": version, "path": str(path)}
@@ -158,7 +166,11 @@ def register(commands: Any) -> None:
         "--where", action="append", metavar="KEY=VALUE", help="metadata filter (repeatable)"
     )
     query.add_argument("--version", help="a version instead of the pointer's")
-    query.add_argument("--host", help="query this Chroma server instead of the snapshot")
+    query.add_argument(
+        "--host",
+        help="query this Chroma server instead of the snapshot (tenant, database, TLS and "
+        "token from CHROMA_TENANT, CHROMA_DATABASE, CHROMA_SSL, CHROMA_AUTH_TOKEN_SECRET)",
+    )
     query.add_argument("--port", type=int, default=8000, help="the server's port (8000)")
     common.add_settings(query, common.ENDPOINT, common.REGION, TABLE, BUCKET)
     query.set_defaults(handler=command_query)

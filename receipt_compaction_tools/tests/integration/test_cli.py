@@ -483,3 +483,45 @@ def test_dlq_redrive_moves_dead_letters_back(
     assert moved[0]["Body"] == body
     assert moved[0]["MessageAttributes"]["collection"]["StringValue"] == "lines"
     empty(queue)
+
+
+def test_query_on_a_chroma_server(
+    stack: Any,
+    chroma_server: Any,
+    chroma_database: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from receipt_chroma.chroma_server import ChromaServer
+
+    server = ChromaServer.from_env()  # the fixture's CHROMA_* variables: a fresh database
+    ids = [
+        f"IMAGE#{stack.summary['edits']['merchant_corrected']}#RECEIPT#00001#LINE#0000{i}"
+        for i in (1, 2, 3)
+    ]
+    with server.connect(mode="write") as client:
+        lines = client.get_or_create_collection("lines")
+        client.upsert(
+            lines,
+            ids,
+            [[float(i), 1.0] + [0.0] * (DIMENSION - 2) for i in (1, 2, 3)],
+            ["a", "b", "c"],
+            [{"text": t, "receipt_id": 1} for t in ("a", "b", "c")],
+        )
+    result = cli(
+        capsys,
+        "query",
+        "--collection",
+        "lines",
+        "--id",
+        ids[0],
+        "-n",
+        "2",
+        "--host",
+        server.host,
+        "--port",
+        str(server.port),
+        "--json",
+    )
+    assert result.code == 0, result.err
+    assert chroma_database in result.json["server"]
+    assert [n["id"] for n in result.json["neighbours"]] == ids[:2]

@@ -30,14 +30,17 @@ def _requirements() -> list[str]:
 
 def test_dockerfile_builds_from_the_lambda_base_and_runs_the_handler() -> None:
     text = DOCKERFILE.read_text()
-    assert re.search(r"^FROM public\.ecr\.aws/lambda/python:3\.1[2-9]$", text, re.M)
+    # linux/amd64 whatever machine builds it: the function is x86_64.
+    assert re.search(
+        r"^FROM --platform=linux/amd64 public\.ecr\.aws/lambda/python:3\.1[2-9]$", text, re.M
+    )
     assert 'CMD ["enhanced_compaction_handler.lambda_handler"]' in text
     assert "pip install --no-cache-dir -r /build/requirements-compactor.txt" in text
     for package in ("receipt_dynamo", "receipt_dynamo_stream", "receipt_chroma"):
         assert f"COPY {package}/ /build/{package}/" in text
         assert f"/build/{package}" in _requirements()
-    # The image pins the Powertools version the tests ran with.
-    assert f"aws-lambda-powertools=={version('aws-lambda-powertools')}" in _requirements()
+    # The image pins the Powertools version the tests ran with (with the Tracer's X-Ray SDK).
+    assert f"aws-lambda-powertools[tracer]=={version('aws-lambda-powertools')}" in _requirements()
 
 
 def test_handler_imports_with_exactly_the_image_requirements(tmp_path: Path) -> None:

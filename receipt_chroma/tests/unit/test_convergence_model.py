@@ -440,7 +440,7 @@ class ConvergenceMachine(RuleBasedStateMachine):
     def __init__(self, aws: Aws, root: Path, faults: ChromaWriteFaults) -> None:
         super().__init__()
         self.faults = faults
-        self.world = World(aws, root)
+        self.world = self.new_world(aws, root)
         self.model = oracle.TableModel()
         self.written: dict[tuple[str, str], dict[str, Any]] = {}
         self.shapes: dict[tuple[str, int], Shape] = {}
@@ -457,6 +457,10 @@ class ConvergenceMachine(RuleBasedStateMachine):
         self.edit_count = 0
         self.rng = random.Random(0)
         self.drain_faults: list[Fault] = []
+
+    def new_world(self, aws: Aws, root: Path) -> World:
+        """The example's world (the server-sink variant puts the compactor's sink there)."""
+        return World(aws, root)
 
     # --- table writes ------------------------------------------------------------------------
 

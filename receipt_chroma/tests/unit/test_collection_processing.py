@@ -148,7 +148,9 @@ def test_completed_runs_are_not_merged_again_except_by_backfill(env: Env) -> Non
 
     backfill = [(mid, dataclasses.replace(m, source=MessageSource.BACKFILL)) for mid, m in message]
     rebuilt = env.process("lines", backfill)
-    assert rebuilt.runs[0].merged_vectors == 3
+    # Only the lost record is written: the other two already hold this run's vector, and
+    # rewriting them would publish a version that changes nothing.
+    assert rebuilt.runs[0].merged_vectors == 1
     assert lost in env.records("lines")
 
 

@@ -10,7 +10,11 @@ from receipt_compaction_tools.local.handlers import load_handler
 from receipt_compaction_tools.local.pump import LocalLambdaContext
 
 
-def _fresh_handler(name: str) -> ModuleType:
+def _fresh_handler(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    # The handler copies its level to every package logger at import, read from LOG_LEVEL:
+    # a tool run earlier in this process (the reliability suite sets WARNING) must not
+    # decide what these tests see.
+    monkeypatch.setenv("LOG_LEVEL", "INFO")
     module = load_handler(name)
     # Powertools reuses the stdlib logger of a service across imports, level included;
     # an earlier local run in this process may have lowered it.
@@ -24,10 +28,10 @@ def lambda_context() -> LocalLambdaContext:
 
 
 @pytest.fixture
-def stream_processor() -> ModuleType:
-    return _fresh_handler("stream_processor")
+def stream_processor(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    return _fresh_handler("stream_processor", monkeypatch)
 
 
 @pytest.fixture
-def compaction_handler() -> ModuleType:
-    return _fresh_handler("enhanced_compaction_handler")
+def compaction_handler(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    return _fresh_handler("enhanced_compaction_handler", monkeypatch)

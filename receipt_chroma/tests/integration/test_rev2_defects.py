@@ -276,18 +276,8 @@ def test_a_lease_lost_before_publish_completes_no_run(world: CompactionWorld) ->
     add_run(world, "run-a", T0, receipt.word_records())
     table = boto3.client("dynamodb")
 
-    def steal(stage: str) -> None:
-        if stage == "applied":
-            table.update_item(
-                TableName=world.table,
-                Key={"PK": {"S": "LOCK#words#chroma-words-compaction"}, "SK": {"S": "LOCK"}},
-                UpdateExpression="SET #owner = :thief",
-                ExpressionAttributeNames={"#owner": "owner"},
-                ExpressionAttributeValues={":thief": {"S": "another-owner"}},
-            )
-
     messages = world.pump()["words"]
-    result = world.cycle("words", on_stage=steal).run(messages)
+    result = world.cycle("words", on_stage=steal_lease_at_applied(world)).run(messages)
 
     assert result.cause is FailureCause.LEASE_LOST
     assert world.published_version("words") is None

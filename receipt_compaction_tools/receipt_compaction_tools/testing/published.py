@@ -2,7 +2,8 @@
 layout alone (§6: ``versions/<id>/manifest.json`` and ``objects/<sha256>.zst`` for format
 2, ``timestamped/<id>/snapshot.tar.gz`` for format 1), every hash checked, opened with
 chromadb itself. Test oracles use it instead of the product's snapshot reader, so a bug
-there cannot hide a wrong snapshot."""
+there cannot hide a wrong snapshot. A Chroma server's collection (contract §12) is read
+with chromadb's own ``HttpClient`` for the same reason."""
 
 from __future__ import annotations
 
@@ -95,6 +96,29 @@ def read_collection(directory: Path, collection: str) -> dict[str, PublishedReco
         if close is not None:
             close()
         SharedSystemClient.clear_system_cache()
+    return _records(found)
+
+
+def read_server_collection(
+    collection: str, *, host: str, port: int, database: str = "default_database"
+) -> dict[str, PublishedRecord]:
+    """Every record of ``collection`` on a Chroma server, by id (none when it does not
+    exist yet)."""
+    client = chromadb.HttpClient(
+        host=host, port=port, database=database, settings=Settings(anonymized_telemetry=False)
+    )
+    try:
+        if collection not in [c.name for c in client.list_collections()]:
+            return {}
+        found = client.get_collection(collection, embedding_function=None).get(
+            include=["embeddings", "documents", "metadatas"]
+        )
+    finally:
+        client.close()  # type: ignore[attr-defined]
+    return _records(found)
+
+
+def _records(found: Any) -> dict[str, PublishedRecord]:
     ids = found["ids"]
     embeddings = found["embeddings"] if found["embeddings"] is not None else []
     documents: list[str | None] = [None] * len(ids)

@@ -14,6 +14,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from test_compaction_handler import _emf, _sqs_event
 
 from receipt_compaction_tools.testing.factories import IMAGE_ID, make_label, make_metadata
@@ -134,6 +135,11 @@ def test_stream_processor_traces_its_stages_and_logs_every_module_as_json(
     event = {"Records": [stream_record("INSERT", new=label.to_item())]}
 
     assert stream_processor.lambda_handler(event, lambda_context) == {"batchItemFailures": []}
+    # Package loggers are process-wide: in a suite, another handler module loaded later
+    # rewires them, as it would not in a Lambda container (one handler per process).
+    copy_config_to_registered_loggers(
+        source_logger=stream_processor.logger, include=set(stream_processor.LOGGED_PACKAGES)
+    )
     logging.getLogger("receipt_dynamo_stream.publisher").info("probe")
 
     assert provider.names == [

@@ -8,7 +8,8 @@ and released before it is copied or archived.
 Every collection it hands out is a ``ClientCollection``: all calls pass through it, so
 the client knows whether a write call was ever issued (``wrote``) — the one fact that
 decides whether a working copy still matches the version it was made from — and every
-write is split into batches within the client's maximum batch size.
+write is split into batches within the client's maximum batch size (against a server, also
+within a request size that keeps each call to seconds of server work).
 
 Against a Chroma server (``http_host``, contract §12) calls also get what a network needs:
 a timeout per request, retries of transient failures (connection errors, timeouts, rate
@@ -74,6 +75,7 @@ class HttpOptions:
     connect_timeout_seconds: float = defaults.CHROMA_CONNECT_TIMEOUT_SECONDS
     request_timeout_seconds: float = defaults.CHROMA_REQUEST_TIMEOUT_SECONDS
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    write_batch: int = defaults.CHROMA_WRITE_BATCH
 
 
 def server_url(host: str, port: int, ssl: bool) -> str:
@@ -186,7 +188,7 @@ class ClientCollection:
 
     def _write(self, method: Callable[..., object], kwargs: dict[str, Any]) -> None:
         self._owner.before_write()  # recorded even if the batch size cannot be read
-        for part in _batches(kwargs, self._owner.max_batch_size):
+        for part in _batches(kwargs, self._owner.write_batch_size):
             self._owner.call(functools.partial(method, **part), write=True)
 
 
@@ -198,7 +200,7 @@ class ChromaClient:
     - ``write`` opens or creates a snapshot directory.
     - ``delta`` creates a fresh delta in a new or empty directory.
     - with ``http_host`` it wraps ``chromadb.HttpClient`` (a Chroma server; ``http``
-      holds TLS, tenant, database, headers, timeouts and retries);
+      holds TLS, tenant, database, headers, timeouts, retries and the write size);
       without a directory or host it is an in-memory client.
 
     ``write_guard`` runs before every write call and every retry of one (the server sink
@@ -226,6 +228,7 @@ class ChromaClient:
         self.unavailable: str | None = None  # why the server is considered unreachable
         self._retry: RetryPolicy | None = None
         self._max_batch_size: int | None = None
+        self._request_records: int | None = None  # a server's write request size
         if http_host is not None:
             if self.persist_directory is not None:
                 raise ChromaClientError("give either persist_directory or http_host, not both")
@@ -246,6 +249,7 @@ class ChromaClient:
         http = options or HttpOptions()
         self.url = server_url(host, port, http.ssl)
         self._retry = http.retry
+        self._request_records = http.write_batch
         headers = dict(http.headers)
         timeout = httpx.Timeout(http.request_timeout_seconds, connect=http.connect_timeout_seconds)
 
@@ -330,6 +334,14 @@ class ChromaClient:
             size = int(self.call(self.client.get_max_batch_size))
             self._max_batch_size = size if size > 0 else WRITE_CHUNK
         return self._max_batch_size
+
+    @property
+    def write_batch_size(self) -> int:
+        """Records per write call: the maximum batch size, and against a server no more
+        than its request size (``HttpOptions.write_batch``)."""
+        if self._request_records is None:
+            return self.max_batch_size
+        return min(self.max_batch_size, self._request_records)
 
     def get_collection(self, name: str) -> ClientCollection:
         found = self.call(lambda: self.client.get_collection(name, embedding_function=None))

@@ -39,8 +39,8 @@ from receipt_dynamo_stream import StreamMessage
 
 pytestmark = pytest.mark.integration
 
-# Long enough to outlast a restart of `chroma run` (~3 s here), short enough for tests.
-PATIENT = RetryPolicy(attempts=10, base_seconds=0.2, max_seconds=2.0)
+# Long enough to outlast a restart of `chroma run` (~3 s here, more on a busy machine).
+PATIENT = RetryPolicy(attempts=20, base_seconds=0.2, max_seconds=2.0)
 IMPATIENT = RetryPolicy(attempts=2, base_seconds=0.05, max_seconds=0.05)
 
 
@@ -203,13 +203,19 @@ def test_a_server_restart_mid_batch_costs_a_pause_not_the_batch(
     first, _ = _populate(world)
     messages = world.pump()["words"]
 
+    restarted = threading.Timer(1.0, chroma_server.start)
+
     def restart() -> None:
         # Killed just before the merge's upsert; back a second later, while it retries.
         chroma_server.stop(kill=True)
-        threading.Timer(1.0, chroma_server.start).start()
+        restarted.start()
 
     chroma_calls["upsert"] = restart
-    result = world.cycle("words").run(messages)
+    try:
+        result = world.cycle("words").run(messages)
+    finally:
+        if restarted.is_alive() or restarted.finished.is_set():
+            restarted.join()  # the next test finds the server up, not half started
     assert result.failures == [], result.failures
     assert chroma_server.running
     words = world.server_records("words")
@@ -260,6 +266,7 @@ def test_writes_are_split_within_the_server_batch_limit(
     monkeypatch.setattr(Collection, "upsert", counting)
     with server.connect() as client:
         assert client.max_batch_size == 5461  # what `chroma run` 1.5.9 reports
+        assert client.write_batch_size == 1000  # a request of seconds, not tens of them
         client._max_batch_size = 3  # as a server with a small limit (Chroma Cloud) says
         words = client.get_or_create_collection("words")
         ids = [f"id-{n}" for n in range(7)]

@@ -130,13 +130,21 @@ def verify(
     *,
     s3_client: S3Client | None = None,
 ) -> dict[str, Any]:
-    """Every hash, then open, count and dimension of one version."""
+    """Every hash, then open, count and dimension of one version.
+
+    Errors name the version, and for a file its path in the manifest and its object key
+    (sha256) — never the temporary directory the version is read into.
+    """
+    where = f"{collection} version {version}"
     with tempfile.TemporaryDirectory(prefix="verify-") as tmp:
-        read = read_version(_store(bucket, collection, s3_client), version, Path(tmp) / "s")
-        check = check_snapshot(Path(tmp) / "s", collection, dimension)
+        try:
+            read = read_version(_store(bucket, collection, s3_client), version, Path(tmp) / "s")
+            check = check_snapshot(Path(tmp) / "s", collection, dimension, label=where)
+        except OSError as error:
+            raise SnapshotError(_local_failure(where, Path(tmp), error)) from error
     if read.manifest is not None and read.manifest.record_count != check.record_count:
         raise SnapshotError(
-            f"{collection} {version}: manifest says {read.manifest.record_count} records, "
+            f"{where}: manifest says {read.manifest.record_count} records, "
             f"the snapshot holds {check.record_count}"
         )
     return {
@@ -145,6 +153,19 @@ def verify(
         "dimension": check.dimension,
         "ok": True,
     }
+
+
+def _local_failure(where: str, tmp: Path, error: OSError) -> str:
+    """``error`` (writing a version into ``tmp``) with the file named by its path in the
+    version — the part after the temporary build directory — instead of its local path."""
+    name = "a file"
+    if error.filename is not None:
+        local = Path(str(error.filename))
+        parts = local.relative_to(tmp).parts if local.is_relative_to(tmp) else (local.name,)
+        relative = "/".join(parts[1:]) if len(parts) > 1 else ""
+        name = relative or "the version's directory"
+    reason = error.strerror or type(error).__name__
+    return f"{where}: could not write {name} to local disk: {reason}"
 
 
 def inspect(

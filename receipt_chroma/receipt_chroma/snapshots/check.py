@@ -24,26 +24,31 @@ class SnapshotCheck:
     sync_threshold: int | None  # the collection's hnsw.sync_threshold
 
 
-def check_snapshot(path: Path, collection: str, dimension: int | None) -> SnapshotCheck:
+def check_snapshot(
+    path: Path, collection: str, dimension: int | None, *, label: str | None = None
+) -> SnapshotCheck:
     """Open ``path``, check ``collection`` exists with vectors of ``dimension`` (any
     dimension when None).
 
-    Raises SnapshotCheckError naming what is wrong.
+    Raises SnapshotCheckError naming what is wrong; its message names ``label`` (e.g.
+    ``words version <id>``) instead of ``path`` when one is given — a temporary
+    directory means nothing to an operator.
     """
+    where = label or str(path)
     try:
         with ChromaClient(path, mode="read") as client:
             if collection not in client.list_collection_names():
-                raise SnapshotCheckError(f"{path}: no collection {collection!r}")
+                raise SnapshotCheckError(f"{where}: no collection {collection!r}")
             target = client.get_collection(collection)
             count = target.count()
             embeddings: Any = target.peek(1)["embeddings"] if count else None
             hnsw = (target.configuration or {}).get("hnsw") or {}
     except ChromaClientError as error:
-        raise SnapshotCheckError(f"{path}: {error}") from error
+        raise SnapshotCheckError(f"{where}: {str(error).replace(str(path), where)}") from error
     found = None if embeddings is None or len(embeddings) == 0 else len(embeddings[0])
     if count and dimension is not None and found != dimension:
         raise SnapshotCheckError(
-            f"{collection} in {path} has dimension {found}, expected {dimension}"
+            f"{where}: collection {collection!r} has dimension {found}, expected {dimension}"
         )
     threshold = hnsw.get("sync_threshold")
     return SnapshotCheck(

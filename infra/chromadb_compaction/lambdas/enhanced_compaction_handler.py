@@ -362,6 +362,12 @@ def emit_cycle_metrics(
         sink.add_metric(
             name="UnindexedRecords", unit=MetricUnit.Count, value=result.unindexed_records
         )
+    # Caches repaired (a warm copy or EFS version that did not match what was recorded for
+    # it, read again) and EFS operations that failed (the cycle read from S3 instead).
+    sink.add_metric(
+        name="SnapshotCacheRepairs", unit=MetricUnit.Count, value=result.snapshot_cache_repairs
+    )
+    sink.add_metric(name="EfsFailures", unit=MetricUnit.Count, value=result.efs_failures)
     failures = Counter(cache_failures.counts)
     for error in result.derived_cache_errors:
         for prefix, name in DERIVED_ERROR_METRICS.items():

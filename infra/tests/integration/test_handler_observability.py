@@ -103,6 +103,8 @@ def test_compactor_traces_every_cycle_stage_and_counts_efs_write_failures(
     (cycle,) = [m for m in _emf(capsys.readouterr().out) if m.get("collection") == "words"]
     assert "SnapshotPublished" in cycle  # EFS is a cache: its failure fails nothing
     assert cycle["EfsWriteFailures"][0] >= 1
+    assert cycle["EfsFailures"] == [1.0]  # the EFS write after the publish
+    assert cycle["SnapshotCacheRepairs"] == [0.0]
     assert cycle["CacheRepairFailures"] == [0.0]
     assert cycle["CacheTierBootstrap"] == [1.0]
     assert cycle["SnapshotBytesUploaded"][0] > 0
@@ -115,6 +117,45 @@ def test_compactor_traces_every_cycle_stage_and_counts_efs_write_failures(
     assert probe["token"] == 7
     assert probe["function_request_id"] == lambda_context.aws_request_id
     assert any(r.get("message") == "metadata update" for r in records)
+
+
+def test_compactor_counts_a_damaged_warm_copy_it_repaired(
+    aws_endpoint: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    compaction_handler: ModuleType,
+    lambda_context: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    world = CompactionWorld(tmp_path)
+    for name, value in {
+        "DYNAMODB_TABLE_NAME": world.table,
+        "CHROMADB_BUCKET": world.bucket,
+        "CHROMA_ROOT": str(world.config.chroma_root),
+        "CHROMA_WORK_DIR": str(world.config.work_dir),
+        "EMBEDDING_DIMENSION": str(world.dimension),
+        "LOCK_WAIT_SECONDS": "5",
+    }.items():
+        monkeypatch.setenv(name, value)
+    world.add_receipt(SyntheticReceipt(IMAGE_ID, 1, dimension=world.dimension))
+    compaction_handler.lambda_handler(_sqs_event(world.pump()["words"], []), lambda_context)
+    warm = Path(world.config.work_dir) / "words" / "snapshot" / "chroma.sqlite3"
+    with warm.open("ab") as damaged:
+        damaged.write(b"\0" * 4096)
+    world.dynamo.put_receipt_metadata(make_metadata(IMAGE_ID, 1, merchant_name="Repaired"))
+    capsys.readouterr()
+
+    response = compaction_handler.lambda_handler(
+        _sqs_event(world.pump()["words"], []), lambda_context
+    )
+
+    assert response == {"batchItemFailures": []}
+    (cycle,) = [m for m in _emf(capsys.readouterr().out) if m.get("collection") == "words"]
+    assert cycle["SnapshotCacheRepairs"] == [1.0]
+    assert cycle["EfsFailures"] == [0.0]
+    assert cycle["CacheTierEfs"] == [1.0]  # the damaged warm copy was not used
+    assert "CacheTierWarm" not in cycle
+    assert "SnapshotPublished" in cycle
 
 
 def test_stream_processor_traces_its_stages_and_logs_every_module_as_json(

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Final
 
 from receipt_chroma.exceptions import SnapshotError
-from receipt_chroma.snapshots.files import copy_verified, link_known, target_path
+from receipt_chroma.snapshots.efs_tier import EfsCopy
+from receipt_chroma.snapshots.files import copy_checked, copy_verified, link_known, target_path
 from receipt_chroma.snapshots.layout import MANIFEST
 from receipt_chroma.snapshots.manifest import Manifest, parse_manifest
 from receipt_chroma.snapshots.reader import LocalFile, index_files
@@ -96,33 +97,42 @@ class EFSSnapshotManager:
 
     # --- copies ---------------------------------------------------------------------------
 
-    def copy_version(self, version: str, destination: Path) -> bool:
+    def copy_version(self, version: str, destination: Path) -> EfsCopy:
         """Copy a version's persist directory to local ``destination``.
 
-        Format 2: exactly the manifest's files, each verified against its sha256. Format 1:
-        the directory as stored (the caller checks that it opens). Any failure is a cache
-        miss: False, with nothing left at ``destination``.
+        Format 2: exactly the manifest's files, each verified against its sha256 — a file
+        that does not match or is missing makes the version CORRUPT. Format 1: the
+        directory as stored (the caller checks that it opens). An OS error is FAILED (a
+        cache miss). On anything but COPIED nothing is left at ``destination``.
         """
         source = self.version_path(version)
+        outcome = EfsCopy.FAILED
         try:
             if not source.is_dir():
-                return False
+                return EfsCopy.ABSENT
             manifest = self.read_manifest(version)
             if manifest is None:
                 shutil.copytree(
                     source, destination, ignore=shutil.ignore_patterns(HASH_FILE, MANIFEST)
                 )
-                return True
+                return EfsCopy.COPIED
             destination.mkdir(parents=True, exist_ok=True)
+            outcome = EfsCopy.CORRUPT
             for entry in manifest.files:
-                if not copy_verified(
+                if not copy_checked(
                     target_path(source, entry.path), target_path(destination, entry.path), entry
                 ):
-                    raise OSError(f"{source / entry.path} does not match its manifest")
-            return True
-        except (OSError, SnapshotError):
-            shutil.rmtree(destination, ignore_errors=True)
-            return False
+                    break
+            else:
+                return EfsCopy.COPIED
+        except FileNotFoundError:  # a file the manifest names, or the whole version, is gone
+            outcome = EfsCopy.CORRUPT if source.is_dir() else EfsCopy.ABSENT
+        except SnapshotError:  # a manifest path that leaves the directory
+            outcome = EfsCopy.CORRUPT
+        except OSError:
+            outcome = EfsCopy.FAILED
+        shutil.rmtree(destination, ignore_errors=True)
+        return outcome
 
     def store_version(
         self,

@@ -25,7 +25,7 @@ def open_base(
     pointer = snapshots.pointer()
     if pointer is None:
         return _without_pointer(snapshots, stats)
-    repair_derived_caches(snapshots, pointer)
+    repair_derived_caches(snapshots, pointer, stats)
     try:
         tier = snapshots.working.prepare(pointer.version, snapshots.store, snapshots.efs, stats)
     except SnapshotError as error:
@@ -36,8 +36,11 @@ def open_base(
     return pointer, tier
 
 
-def repair_derived_caches(snapshots: CollectionSnapshots, pointer: SnapshotPointer) -> None:
-    """Make ``latest-pointer.txt`` and EFS ``.version`` agree with the item (best effort)."""
+def repair_derived_caches(
+    snapshots: CollectionSnapshots, pointer: SnapshotPointer, stats: SnapshotStats | None = None
+) -> None:
+    """Make ``latest-pointer.txt`` and EFS ``.version`` agree with the item (best effort;
+    an EFS failure is counted in ``stats``)."""
     try:
         refresh_pointer_file(snapshots.dynamo, snapshots.store, snapshots.collection)
     except Exception as error:  # derived cache: repaired again next cycle
@@ -49,6 +52,8 @@ def repair_derived_caches(snapshots: CollectionSnapshots, pointer: SnapshotPoint
         if efs.has_version(pointer.version) and efs.current_version() != pointer.version:
             efs.set_current_version(pointer.version)
     except OSError as error:
+        if stats is not None:
+            stats.add(efs_failures=1)
         snapshots.logger.info("EFS .version not repaired", extra={"error": str(error)})
 
 

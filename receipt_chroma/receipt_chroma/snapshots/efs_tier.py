@@ -7,11 +7,21 @@ it; the snapshot modules only know this protocol, so nothing here imports from
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
 from receipt_chroma.snapshots.manifest import Manifest
 from receipt_chroma.snapshots.reader import LocalFile
+
+
+class EfsCopy(StrEnum):
+    """What ``EfsTier.copy_version`` found."""
+
+    COPIED = "copied"
+    ABSENT = "absent"  # no such version directory
+    CORRUPT = "corrupt"  # its files do not match its manifest (or a file is missing)
+    FAILED = "failed"  # EFS could not be read: a cache miss, the version may be fine
 
 
 class EfsTier(Protocol):
@@ -29,9 +39,13 @@ class EfsTier(Protocol):
         """sha256 → files of complete format 2 version directories (offered for copying)."""
         ...
 
-    def copy_version(self, version: str, destination: Path) -> bool:
+    def copy_version(self, version: str, destination: Path) -> EfsCopy:
         """Copy a version's persist directory to local disk (verified against its manifest
-        when it has one); False, with nothing left behind, on any failure."""
+        when it has one); on anything but COPIED nothing is left at ``destination``."""
+        ...
+
+    def delete_version(self, version: str) -> None:
+        """Remove a version directory (a corrupt one, so that it is written again)."""
         ...
 
     def store_version(

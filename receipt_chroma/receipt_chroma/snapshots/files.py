@@ -62,6 +62,17 @@ def copy_verified(source: Path, target: Path, entry: FileEntry) -> bool:
     """Copy ``source`` to ``target`` hashing as it goes; True when it has ``entry``'s
     size and sha256. On a mismatch or any OS error nothing is left at ``target``."""
     target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return copy_checked(source, target, entry)
+    except OSError:
+        return False
+
+
+def copy_checked(source: Path, target: Path, entry: FileEntry) -> bool:
+    """``copy_verified`` for a caller that tells a failing file system from a file that
+    does not match: False on a mismatch, OS errors raised (nothing left at ``target``
+    either way)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     size = 0
     try:
@@ -72,7 +83,7 @@ def copy_verified(source: Path, target: Path, entry: FileEntry) -> bool:
                 dst.write(block)
     except OSError:
         target.unlink(missing_ok=True)
-        return False
+        raise
     if size != entry.size or digest.hexdigest() != entry.sha256:
         target.unlink(missing_ok=True)
         return False

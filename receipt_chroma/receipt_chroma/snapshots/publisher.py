@@ -188,7 +188,7 @@ def _after_swap(
     except Exception as error:  # derived cache: the next cycle repairs it
         errors.append(f"pointer file: {error}")
     on_stage("pointer_file_synced")
-    _write_efs(snapshots, published.version, data, errors)
+    _write_efs(snapshots, published.version, data, errors, stats)
     snapshots.logger.info(
         "snapshot published",
         extra={
@@ -203,7 +203,11 @@ def _after_swap(
 
 
 def _write_efs(
-    snapshots: CollectionSnapshots, version: str, data: bytes, errors: list[str]
+    snapshots: CollectionSnapshots,
+    version: str,
+    data: bytes,
+    errors: list[str],
+    stats: SnapshotStats,
 ) -> None:
     if snapshots.efs is None:
         return
@@ -211,6 +215,7 @@ def _write_efs(
         snapshots.efs.store_version(version, snapshots.working.path, manifest_bytes=data)
         snapshots.efs.set_current_version(version)
     except OSError as error:
+        stats.add(efs_failures=1)
         errors.append(f"efs: {error}")
 
 

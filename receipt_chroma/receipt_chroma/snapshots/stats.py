@@ -8,7 +8,13 @@ from dataclasses import dataclass, field
 
 @dataclass
 class SnapshotStats:
-    """Counters filled by uploads and downloads, possibly from several threads."""
+    """Counters filled by uploads and downloads, possibly from several threads.
+
+    ``cache_repairs``: cached copies (the warm working copy, an EFS version directory)
+    found not to match what was recorded for them, discarded and read again from another
+    tier. ``efs_failures``: EFS operations that failed (a copy to local disk, a write, a
+    ``.version`` repair, listing its versions); the cycle went on without EFS (from S3).
+    """
 
     bytes_uploaded: int = 0
     bytes_downloaded: int = 0
@@ -17,6 +23,8 @@ class SnapshotStats:
     files_fetched: int = 0
     files_reused: int = 0
     bytes_reused: int = 0
+    cache_repairs: int = 0
+    efs_failures: int = 0
     unindexed_records: int | None = None
     hnsw_flushed: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -31,6 +39,8 @@ class SnapshotStats:
         files_fetched: int = 0,
         files_reused: int = 0,
         bytes_reused: int = 0,
+        cache_repairs: int = 0,
+        efs_failures: int = 0,
     ) -> None:
         with self._lock:
             self.bytes_uploaded += uploaded
@@ -40,6 +50,8 @@ class SnapshotStats:
             self.files_fetched += files_fetched
             self.files_reused += files_reused
             self.bytes_reused += bytes_reused
+            self.cache_repairs += cache_repairs
+            self.efs_failures += efs_failures
 
     def as_dict(self) -> dict[str, int | bool | None]:
         return {
@@ -50,6 +62,8 @@ class SnapshotStats:
             "files_fetched": self.files_fetched,
             "files_reused": self.files_reused,
             "bytes_reused": self.bytes_reused,
+            "cache_repairs": self.cache_repairs,
+            "efs_failures": self.efs_failures,
             "unindexed_records": self.unindexed_records,
             "hnsw_flushed": self.hnsw_flushed,
         }

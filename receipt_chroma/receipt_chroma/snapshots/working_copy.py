@@ -13,6 +13,12 @@ the cheapest tier (contract §5.2, §6.2):
 - ``s3``: the version read from S3 (reusing any EFS file with the right sha256), then
   written to EFS for the next container.
 
+Caches are repaired as they are read (``SnapshotStats.cache_repairs``): a labelled copy
+whose files are missing or not of the sizes its label records is discarded before it is
+used, and an EFS version whose files do not match its manifest (or that does not open) is
+deleted, so the S3 read writes it again. EFS failures (``SnapshotStats.efs_failures``)
+are cache misses, never errors of the cycle.
+
 The EFS tier is passed in (``EfsTier``); nothing here imports from ``compaction``.
 """
 
@@ -29,8 +35,8 @@ from typing import IO
 
 from receipt_chroma.exceptions import ChromaClientError, SnapshotCheckError, SnapshotError
 from receipt_chroma.snapshots.check import check_snapshot
-from receipt_chroma.snapshots.efs_tier import EfsTier
-from receipt_chroma.snapshots.files import directory_entries, remove_tree
+from receipt_chroma.snapshots.efs_tier import EfsCopy, EfsTier
+from receipt_chroma.snapshots.files import directory_entries, remove_tree, target_path
 from receipt_chroma.snapshots.manifest import Manifest, manifest_digest, parse_manifest
 from receipt_chroma.snapshots.reader import (
     LocalFile,
@@ -166,16 +172,49 @@ class WorkingCopy:
         """Make the copy hold ``version`` from the cheapest tier; returns the tier used."""
         stats = stats if stats is not None else SnapshotStats()
         self.lock()
+        if self.version is not None and not self._matches_label():
+            _LOGGER.warning(
+                "working copy does not match its label; discarded",
+                extra={"collection": self.collection, "version": self.version},
+            )
+            stats.add(cache_repairs=1)
+            self.discard()
         if self.version == version:
             return CacheTier.WARM
         if self.version is not None and self._catch_up(version, store, efs, stats):
             return CacheTier.CATCH_UP
         self.discard()
         self.base.mkdir(parents=True, exist_ok=True)
-        if efs is not None and self._copy_from_efs(version, efs):
+        if efs is not None and self._copy_from_efs(version, efs, stats):
             return CacheTier.EFS
         self.fetch_from_s3(version, store, efs, stats)
         return CacheTier.S3
+
+    def _matches_label(self) -> bool:
+        """Every file the label's manifest names is there with its size (a stat per file:
+        what a crash or a cleaner of the local disk leaves is caught without hashing).
+        A format 1 label records no files."""
+        manifest = self.manifest()
+        if manifest is None:
+            return True
+        try:
+            return all(
+                target_path(self.path, entry.path).stat().st_size == entry.size
+                for entry in manifest.files
+            )
+        except (OSError, SnapshotError):
+            return False
+
+    def _efs_reuse(self, efs: EfsTier | None, stats: SnapshotStats) -> dict[str, list[LocalFile]]:
+        """EFS files offered for reuse; none (an EFS failure) when EFS cannot be listed."""
+        if efs is None:
+            return {}
+        try:
+            return efs.reuse_index()
+        except OSError as error:
+            stats.add(efs_failures=1)
+            _LOGGER.warning("could not read EFS versions", extra={"error": str(error)})
+            return {}
 
     def _local_index(self) -> dict[str, list[LocalFile]]:
         """The labelled copy's files by sha256 (from its manifest, else by hashing them)."""
@@ -193,7 +232,7 @@ class WorkingCopy:
         if found is None:
             return False
         manifest, data = found
-        reuse = merge_indexes(self._local_index(), efs.reuse_index() if efs else {})
+        reuse = merge_indexes(self._local_index(), self._efs_reuse(efs, stats))
         building = build_path(self.path)
         try:
             materialize(store, manifest, building, reuse, stats)
@@ -206,25 +245,55 @@ class WorkingCopy:
         os.replace(building, self.path)
         remove_tree(previous)
         self.relabel(version, manifest)
-        self._store_in_efs(efs, VersionRead(version, 2, manifest_digest(data), manifest, data))
+        self._store_in_efs(
+            efs, VersionRead(version, 2, manifest_digest(data), manifest, data), stats
+        )
         return True
 
-    def _copy_from_efs(self, version: str, efs: EfsTier) -> bool:
-        if not efs.has_version(version):
-            return False
-        manifest = efs.read_manifest(version)
+    def _copy_from_efs(self, version: str, efs: EfsTier, stats: SnapshotStats) -> bool:
+        try:
+            if not efs.has_version(version):
+                return False
+            manifest = efs.read_manifest(version)
+        except OSError as error:
+            return self._efs_failed(stats, str(error))
         building = build_path(self.path)
-        if not efs.copy_version(version, building):
-            return False
-        if manifest is None:  # format 1 directory: it must at least open
+        copied = efs.copy_version(version, building)
+        if copied is EfsCopy.COPIED and manifest is None:  # format 1: it must at least open
             try:
                 check_snapshot(building, self.collection, None)
             except SnapshotCheckError:
                 remove_tree(building)
-                return False
+                copied = EfsCopy.CORRUPT
+        if copied is EfsCopy.CORRUPT:
+            self._repair_efs(version, efs, stats)
+            return False
+        if copied is EfsCopy.FAILED:
+            return self._efs_failed(stats, f"copy of {version} to local disk failed")
+        if copied is not EfsCopy.COPIED:
+            return False
         os.replace(building, self.path)
         self.relabel(version, manifest)
         return True
+
+    def _repair_efs(self, version: str, efs: EfsTier, stats: SnapshotStats) -> None:
+        """Delete an EFS version that does not match its manifest: the S3 read that
+        follows writes it again."""
+        _LOGGER.warning(
+            "EFS version does not match its manifest; discarded",
+            extra={"collection": self.collection, "version": version},
+        )
+        stats.add(cache_repairs=1)
+        try:
+            efs.delete_version(version)
+        except OSError as error:
+            self._efs_failed(stats, str(error))
+
+    @staticmethod
+    def _efs_failed(stats: SnapshotStats, error: str) -> bool:
+        stats.add(efs_failures=1)
+        _LOGGER.warning("EFS read failed; reading from S3", extra={"error": error})
+        return False
 
     def fetch_from_s3(
         self,
@@ -238,13 +307,14 @@ class WorkingCopy:
         self.lock()
         self.discard()
         self.base.mkdir(parents=True, exist_ok=True)
-        reuse = efs.reuse_index() if efs is not None else {}
+        stats = stats if stats is not None else SnapshotStats()
+        reuse = self._efs_reuse(efs, stats)
         read = read_version(store, version, self.path, reuse=reuse, stats=stats)
         self.relabel(version, read.manifest)
-        self._store_in_efs(efs, read)
+        self._store_in_efs(efs, read, stats)
         return read
 
-    def _store_in_efs(self, efs: EfsTier | None, read: VersionRead) -> None:
+    def _store_in_efs(self, efs: EfsTier | None, read: VersionRead, stats: SnapshotStats) -> None:
         if efs is None:
             return
         try:
@@ -256,4 +326,5 @@ class WorkingCopy:
             )
             efs.set_current_version(read.version)
         except OSError as error:  # EFS is a cache: its failures never fail the cycle
+            stats.add(efs_failures=1)
             _LOGGER.warning("could not write version to EFS", extra={"error": str(error)})

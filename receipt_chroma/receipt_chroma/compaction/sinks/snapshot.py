@@ -116,6 +116,8 @@ class SnapshotSink:
                 self.working.discard()
             result.snapshot_bytes_uploaded = stats.bytes_uploaded
             result.snapshot_bytes_downloaded = stats.bytes_downloaded
+            result.snapshot_cache_repairs = stats.cache_repairs
+            result.efs_failures = stats.efs_failures
 
     def _conclude(
         self,

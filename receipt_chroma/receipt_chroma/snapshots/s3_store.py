@@ -44,6 +44,7 @@ MANIFEST_CACHE = 32  # manifests are immutable; keep the recent ones a container
 class PointerFile:
     version: str
     etag: str
+    raw: bytes = b""
 
 
 @dataclass
@@ -221,34 +222,44 @@ class S3SnapshotStore:
     # --- pointer file ---------------------------------------------------------------------
 
     def read_pointer_file(self) -> PointerFile | None:
+        """The file as stored: ``raw`` is its exact bytes; ``version`` is a lenient reading
+        of them (for display and bootstrap adoption). Only ``raw == <version id>`` (ASCII,
+        no newline) is a correct file (§6.1)."""
         try:
             response = self.s3.get_object(Bucket=self.bucket, Key=self.layout.pointer_key)
         except ClientError as error:
             if not_found(error):
                 return None
             raise
-        return PointerFile(response["Body"].read().decode("ascii").strip(), response["ETag"])
+        raw = response["Body"].read()
+        return PointerFile(raw.decode("ascii", "replace").strip(), response["ETag"], raw)
 
     def sync_pointer_file(self, current_version: Callable[[], str | None]) -> str | None:
-        """Make ``latest-pointer.txt`` say what the pointer item says now.
+        """Make ``latest-pointer.txt`` say exactly what the pointer item says now.
 
-        Each attempt re-reads the item (``current_version``) and writes conditionally on
-        the file's ETag (or its absence), so a slower writer can never put an older
-        version back. Returns the version written, or None when the item is absent.
+        Each attempt reads the file (its bytes and ETag) *first*, then the item
+        (``current_version``), then writes conditionally on that ETag (or the file's
+        absence). A writer that lands after our file read changes the ETag, so our put
+        fails and we retry with a fresh item: an older version can never be put back.
+        Reading the item first would let a newer write slip in between the two reads and
+        be matched by ``IfMatch``. The file is correct only when its bytes are exactly the
+        version id; anything else (a trailing newline, undecodable bytes) is rewritten.
+        Returns the version written, or None when the item is absent.
         """
         for _ in range(POINTER_WRITE_ATTEMPTS):
+            existing = self.read_pointer_file()
             version = current_version()
             if version is None:
                 return None
-            existing = self.read_pointer_file()
-            if existing is not None and existing.version == version:
+            body = version.encode("ascii")
+            if existing is not None and existing.raw == body:
                 return version
             condition = {"IfMatch": existing.etag} if existing is not None else {"IfNoneMatch": "*"}
             try:
                 self.s3.put_object(
                     Bucket=self.bucket,
                     Key=self.layout.pointer_key,
-                    Body=version.encode("ascii"),
+                    Body=body,
                     ContentType="text/plain",
                     **condition,  # type: ignore[arg-type]
                 )

@@ -128,3 +128,53 @@ def test_rollback_refreshes_pointer_file_from_current_item(world: CompactionWorl
     assert current != first
     assert _pointer_file(world) == current
     assert result["pointer_file"] == current
+
+
+class PublishDuringRefreshRead(DynamoClient):
+    """Runs ``concurrent`` once, inside the refresh's first read of the pointer item (after
+    the rollback released its lease): the read returns the value from *before* the
+    concurrent publish, as a read that lost the race would."""
+
+    def __init__(self, table_name: str, concurrent: Callable[[], None]) -> None:
+        super().__init__(table_name)
+        self.concurrent = concurrent
+        self.released = False
+        self.fired = False
+
+    def release_lease(
+        self, collection: ChromaDBCollection | str, *, owner: str, now: datetime | None = None
+    ) -> None:
+        super().release_lease(collection, owner=owner, now=now)
+        self.released = True
+
+    def get_snapshot_pointer(self, collection: ChromaDBCollection | str) -> SnapshotPointer | None:
+        pointer = super().get_snapshot_pointer(collection)
+        if self.released and not self.fired:
+            self.fired = True
+            self.concurrent()
+        return pointer
+
+
+def test_a_publish_during_the_refresh_item_read_is_not_overwritten(
+    world: CompactionWorld,
+) -> None:
+    first, _ = _publish_two_versions(world)
+    world.dynamo.put_receipt_metadata(make_metadata(IMAGE_ID, 1, merchant_name="Concurrent"))
+    pending = world.pump()["words"]
+    concurrent: dict[str, Any] = {}
+
+    def publish_concurrently() -> None:
+        result = world.cycle("words", work="concurrent").run(pending)
+        assert not result.failures, result.failures
+        concurrent["version"] = result.published_version
+
+    dynamo = PublishDuringRefreshRead(world.table, publish_concurrently)
+    result = rollback(
+        dynamo, world.bucket, "words", first, lease=lambda: LockManager(dynamo, "words")
+    )
+
+    assert dynamo.fired
+    current = world.published_version("words")
+    assert current == concurrent["version"] != first
+    assert _pointer_file(world) == current  # the file follows the item: never backwards
+    assert result["pointer_file"] == current

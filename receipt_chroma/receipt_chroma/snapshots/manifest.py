@@ -7,8 +7,10 @@
      "files": [{"path", "size", "sha256"}, …]}
 
 with ``files`` sorted by ``path`` (relative to the persist directory, no ``..``, no leading
-``/``). ``.manifest_hash`` holds ``sha256:<hex of manifest.json's bytes>``. A manifest is
-read back only from bytes whose hash was checked, and is validated field by field.
+``/``, no control characters, no path that is also another path's directory).
+``.manifest_hash`` holds ``sha256:<hex of manifest.json's bytes>``. A manifest is read back
+only from bytes whose hash was checked, and is validated field by field: whatever the file
+system would refuse is refused here, as a corrupt version.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from receipt_chroma.exceptions import SnapshotVersionCorruptError
 from receipt_chroma.snapshots.layout import SHA256_RE
 
 FORMAT: Final = 2
+MAX_NAME_BYTES: Final = 255  # NAME_MAX: a longer path component cannot be created
 FIELDS: Final = (
     "format",
     "collection",
@@ -101,16 +104,30 @@ def _file_entry(where: str, item: object) -> FileEntry:
 
 
 def is_safe_path(path: str) -> bool:
-    """Relative POSIX path inside the directory: no ``..``, no leading ``/``, no ``\\``."""
+    """Relative POSIX path inside the directory: no ``..``, no leading ``/``, no ``\\``,
+    no control character (NUL included), no component longer than a file name can be."""
     parts = PurePosixPath(path).parts
     return bool(
         path
         and not path.startswith("/")
         and "\\" not in path
+        and not any(ord(char) < 0x20 or ord(char) == 0x7F for char in path)
         and ".." not in parts
         and "." not in path.split("/")
         and "" not in path.split("/")
+        and all(len(part.encode("utf-8")) <= MAX_NAME_BYTES for part in path.split("/"))
     )
+
+
+def _check_tree(where: str, paths: list[str]) -> None:
+    """No path may be both a file and a directory of another path (``a`` and ``a/b``)."""
+    prefixes: set[str] = set()
+    for path in paths:
+        parts = path.split("/")
+        prefixes.update("/".join(parts[:depth]) for depth in range(1, len(parts)))
+    clash = sorted(prefixes.intersection(paths))
+    if clash:
+        raise _bad(where, f"path {clash[0]!r} is both a file and a directory")
 
 
 def parse_manifest(data: bytes, *, collection: str, version_id: str) -> Manifest:
@@ -143,6 +160,7 @@ def parse_manifest(data: bytes, *, collection: str, version_id: str) -> Manifest
     paths = [entry.path for entry in files]
     if paths != sorted(paths) or len(set(paths)) != len(paths):
         raise _bad(where, "files must be sorted by path, each path once")
+    _check_tree(where, paths)
     return Manifest(
         collection=collection,
         version_id=version_id,

@@ -3,8 +3,9 @@
 An object is one file of a closed persist directory, zstd-compressed, named by the sha256
 of the uncompressed bytes. Uploads ask S3 first (HEAD) and write only what is missing,
 with ``IfNoneMatch="*"`` so an object that exists is never rewritten — not even by a
-concurrent publisher racing on the same bytes. Downloads decompress as they stream and
-verify size and sha256 before the file is used; a mismatch is a corrupt version.
+concurrent publisher racing on the same bytes. Downloads decompress as they stream, stop
+as soon as the output exceeds the manifest's size, and verify size and sha256 before the
+file is used; a mismatch is a corrupt version.
 """
 
 from __future__ import annotations
@@ -156,9 +157,16 @@ class ObjectStore:
                     cast(IO[bytes], response["Body"])
                 ) as reader,
             ):
-                for block in iter(lambda: reader.read(BLOCK), b""):
-                    digest.update(block)
+                # Never more than one byte past the manifest's size: an object that
+                # decompresses to more (a zstd bomb) is rejected before it fills the disk.
+                while block := reader.read(min(BLOCK, entry.size - size + 1)):
                     size += len(block)
+                    if size > entry.size:
+                        raise SnapshotVersionCorruptError(
+                            f"{where}: object {key} for {entry.path} decompresses to more "
+                            f"than the {entry.size} bytes its manifest records"
+                        )
+                    digest.update(block)
                     out.write(block)
         except zstandard.ZstdError as error:
             target.unlink(missing_ok=True)

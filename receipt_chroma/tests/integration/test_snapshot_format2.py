@@ -170,6 +170,73 @@ def test_a_damaged_object_refuses_that_version_and_the_previous_one_still_opens(
     assert admin.verify(world.bucket, "words", first, world.dimension)["ok"]
 
 
+def _point_at_crafted_version(world: CompactionWorld, body: dict[str, Any]) -> str:
+    """Write ``body`` as a new hash-valid version and move the pointer item to it."""
+    version = new_version_id()
+    body = {**body, "version_id": version}
+    body["files"] = sorted(body["files"], key=lambda e: e["path"])
+    data = json.dumps(body, indent=1).encode()
+    prefix = f"words/snapshot/versions/{version}/"
+    world.s3.put_object(Bucket=world.bucket, Key=f"{prefix}manifest.json", Body=data)
+    digest = f"sha256:{hashlib.sha256(data).hexdigest()}".encode()
+    world.s3.put_object(Bucket=world.bucket, Key=f"{prefix}.manifest_hash", Body=digest)
+    pointer = world.dynamo.get_snapshot_pointer("words")
+    assert pointer is not None
+    moved = replace(
+        pointer,
+        version=version,
+        previous_version=pointer.version,
+        history=(version, *pointer.history),
+    )
+    world.dynamo.client.put_item(TableName=world.table, Item=moved.to_item())
+    return version
+
+
+BOMB_BYTES = 32 << 20
+
+
+@pytest.mark.parametrize(
+    ("attack", "problem"),
+    [
+        ("nul_path", "safe relative path"),
+        ("control_path", "safe relative path"),
+        ("file_and_directory", "is both a file and a directory"),
+        ("zstd_bomb", "decompresses to more than the 2 bytes"),
+    ],
+)
+def test_a_hash_valid_hostile_manifest_is_an_unavailable_snapshot(
+    world: CompactionWorld, attack: str, problem: str
+) -> None:
+    """Manifest validation and the object reader reject what the file system or the disk
+    would otherwise fail on: the cycle reports snapshot_unavailable, never publish_failed;
+    a zstd bomb is stopped one byte past the entry's size (not decompressed in full)."""
+    first = _seed(world)
+    body = _manifest(world, first)
+    files = body["files"]
+    if attack == "nul_path":
+        files[0]["path"] = "a\x00b"
+    elif attack == "control_path":
+        files[0]["path"] = "a\x1bb"
+    elif attack == "file_and_directory":
+        files += [dict(files[0], path="zz"), dict(files[0], path="zz/b")]
+    else:
+        sha = hashlib.sha256(b"xy").hexdigest()
+        bomb = zstandard.ZstdCompressor(level=3).compress(b"\0" * BOMB_BYTES)
+        key = f"words/snapshot/objects/{sha}.zst"
+        world.s3.put_object(Bucket=world.bucket, Key=key, Body=bomb)
+        files[0].update(sha256=sha, size=2)
+    crafted = _point_at_crafted_version(world, body)
+    shutil.rmtree(world.config.chroma_root)  # no EFS copy to fall back on
+
+    result = _cycle(world, "Never", work="cold")
+
+    assert result.cause is FailureCause.SNAPSHOT_UNAVAILABLE, result.failures
+    assert crafted in result.failures[0].reason
+    assert problem in result.failures[0].reason
+    assert world.published_version("words") == crafted  # nothing published over it
+    assert not (world.root / "cold" / "words" / "snapshot").exists()
+
+
 # --- racing publishers -------------------------------------------------------------------------
 
 

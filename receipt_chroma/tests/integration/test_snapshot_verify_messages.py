@@ -14,7 +14,6 @@ import zstandard
 
 from receipt_chroma.exceptions import (
     SnapshotCheckError,
-    SnapshotError,
     SnapshotVersionCorruptError,
 )
 from receipt_chroma.snapshots import admin
@@ -86,11 +85,11 @@ def test_a_corrupt_object_names_the_version_the_file_and_the_object(
     _assert_no_local_path(message)
 
 
-def test_a_file_that_cannot_be_written_locally_is_named_by_its_path_in_the_version(
+def test_a_path_that_is_both_a_file_and_a_directory_is_a_corrupt_manifest(
     world: CompactionWorld,
 ) -> None:
-    # A tampered manifest naming both a file "a" and a file under "a/": one of them
-    # cannot be written into the local directory, whichever comes first.
+    # A manifest naming both a file "a" and a file under "a/" (hash-valid): refused by
+    # manifest validation, before anything is written to local disk.
     store = S3SnapshotStore(world.s3, world.bucket, "words")
     entries = []
     for path, body in (("a", b"one"), ("a/b", b"two")):
@@ -115,10 +114,9 @@ def test_a_file_that_cannot_be_written_locally_is_named_by_its_path_in_the_versi
         )
     )
 
-    with pytest.raises(SnapshotError) as raised:
+    with pytest.raises(SnapshotVersionCorruptError) as raised:
         admin.verify(world.bucket, "words", version, world.dimension, s3_client=world.s3)
 
     message = str(raised.value)
-    assert message.startswith(f"words version {version}: could not write a")
-    assert "to local disk" in message
+    assert message == f"words version {version}: manifest path 'a' is both a file and a directory"
     _assert_no_local_path(message)

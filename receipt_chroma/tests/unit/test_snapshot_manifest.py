@@ -77,6 +77,20 @@ def test_manifest_has_exactly_the_contract_fields_and_round_trips() -> None:
         (lambda b: b["files"][0].update(sha256="AB" * 32), "lower-case hex"),
         (lambda b: b["files"][0].update(size=-1), "non-negative"),
         (lambda b: b.update(record_count=True), "non-negative integer"),
+        (lambda b: b["files"][0].update(path="a\x00b"), "safe relative path"),
+        (lambda b: b["files"][0].update(path="a\nb"), "safe relative path"),
+        (
+            lambda b: b["files"].insert(1, dict(b["files"][0], path="chroma.sqlite3/x")),
+            "'chroma.sqlite3' is both a file and a directory",
+        ),
+        (
+            lambda b: b["files"].extend([dict(b["files"][0], path=p) for p in ("zz", "zz/b")]),
+            "'zz' is both a file and a directory",
+        ),
+        (
+            lambda b: b["files"].extend([dict(b["files"][0], path=p) for p in ("zz", "zz/y/b")]),
+            "'zz' is both a file and a directory",
+        ),
     ],
 )
 def test_malformed_manifests_are_corrupt_versions(change: object, problem: str) -> None:
@@ -106,6 +120,11 @@ def test_manifest_bytes_must_match_the_recorded_hash() -> None:
         ("a//b", False),
         ("./a", False),
         ("a\\b", False),
+        ("a\x00b", False),
+        ("a\x1fb", False),
+        ("a\x7fb", False),
+        ("x" * 256, False),
+        ("x" * 255, True),
     ],
 )
 def test_only_relative_paths_inside_the_directory_are_safe(path: str, safe: bool) -> None:

@@ -1,14 +1,16 @@
 """Snapshot versions on EFS (contract §6.4): a shared cache of S3 versions, never opened in place.
 
 ``<root>/snapshots/<collection>/<version>/`` holds a closed persist directory plus a copy
-of the version's ``manifest.json`` (format 2) or ``.snapshot_hash`` (format 1 versions
-read from S3). Files unchanged since an earlier version are hard links to that version's
-files; a file in a version directory is never modified. A version directory is built
-under ``.tmp-<version>-<hex>/`` and renamed into place, and deleted by renaming to
-``.trash-<version>-<hex>/`` first, so a directory visible under a version name is always
-complete. ``.version`` names the current version and is replaced by write-to-temp +
-rename. ChromaDB never runs here: versions are copied to local disk before they are
-opened. Implements ``receipt_chroma.snapshots.efs_tier.EfsTier``.
+of the version's ``manifest.json``. Only format 2 versions are read from EFS: every file is
+verified against the manifest as it is copied to local disk. A directory without a
+manifest (a format 1 version) cannot be verified and is never read (a cache miss: the
+verified tarball is read from S3). Files unchanged since an earlier version are hard links
+to that version's files; a file in a version directory is never modified. A version
+directory is built under ``.tmp-<version>-<hex>/`` and renamed into place, and deleted by
+renaming to ``.trash-<version>-<hex>/`` first, so a directory visible under a version name
+is always complete. ``.version`` names the current version and is replaced by
+write-to-temp + rename. ChromaDB never runs here: versions are copied to local disk
+before they are opened. Implements ``receipt_chroma.snapshots.efs_tier.EfsTier``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ from receipt_chroma.snapshots.reader import LocalFile, index_files
 
 DEFAULT_ROOT: Final = "/mnt/chroma"
 VERSION_FILE: Final = ".version"
-HASH_FILE: Final = ".snapshot_hash"
 STALE_TEMP_SECONDS: Final = 3600
 
 
@@ -100,10 +101,13 @@ class EFSSnapshotManager:
     def copy_version(self, version: str, destination: Path) -> EfsCopy:
         """Copy a version's persist directory to local ``destination``.
 
-        Format 2: exactly the manifest's files, each verified against its sha256 — a file
-        that does not match or is missing makes the version CORRUPT. Format 1: the
-        directory as stored (the caller checks that it opens). An OS error is FAILED (a
-        cache miss). On anything but COPIED nothing is left at ``destination``.
+        Exactly the manifest's files, each verified against its sha256 — a file that does
+        not match or is missing makes the version CORRUPT; the other versions holding the
+        damaged file (hard links) are deleted at once, so the caller's rewrite of this one
+        cannot link it back in. A directory without a manifest (format 1) has no per-file
+        hashes, so it cannot be verified: ABSENT, a cache miss (the caller reads the
+        verified tarball from S3). An OS error is FAILED (a cache miss). On anything but
+        COPIED nothing is left at ``destination``.
         """
         source = self.version_path(version)
         outcome = EfsCopy.FAILED
@@ -112,16 +116,13 @@ class EFSSnapshotManager:
                 return EfsCopy.ABSENT
             manifest = self.read_manifest(version)
             if manifest is None:
-                shutil.copytree(
-                    source, destination, ignore=shutil.ignore_patterns(HASH_FILE, MANIFEST)
-                )
-                return EfsCopy.COPIED
+                return EfsCopy.ABSENT
             destination.mkdir(parents=True, exist_ok=True)
             outcome = EfsCopy.CORRUPT
             for entry in manifest.files:
-                if not copy_checked(
-                    target_path(source, entry.path), target_path(destination, entry.path), entry
-                ):
+                stored = target_path(source, entry.path)
+                if not copy_checked(stored, target_path(destination, entry.path), entry):
+                    self._drop_versions_sharing(stored, entry.sha256, version)
                     break
             else:
                 return EfsCopy.COPIED
@@ -134,18 +135,42 @@ class EFSSnapshotManager:
         shutil.rmtree(destination, ignore_errors=True)
         return outcome
 
+    def _drop_versions_sharing(self, damaged: Path, sha256: str, version: str) -> None:
+        """Delete the other versions that hold ``damaged`` itself (a hard link to the same
+        file), so that rewriting ``version`` from S3 cannot link the damage back in (a
+        stat per file of the same sha256, never a hash). Errors are ignored: a cache."""
+        try:
+            identity = (damaged.stat().st_dev, damaged.stat().st_ino)
+        except OSError:
+            return
+        for other in self.versions():
+            if other == version:
+                continue
+            manifest = self.read_manifest(other)
+            for entry in manifest.files if manifest is not None else ():
+                if entry.sha256 != sha256:
+                    continue
+                try:
+                    held = target_path(self.version_path(other), entry.path).stat()
+                except (OSError, SnapshotError):
+                    continue
+                if (held.st_dev, held.st_ino) == identity:
+                    self.delete_version(other)
+                    break
+
     def store_version(
         self,
         version: str,
         persist_directory: Path,
         *,
         manifest_bytes: bytes | None = None,
-        snapshot_hash: str | None = None,
     ) -> Path:
         """Write ``version`` from a closed local persist directory; returns its path.
 
-        With a manifest, files already held by another version are hard-linked to it and
-        the others copied with their sha256 verified; then ``manifest.json`` is added.
+        Without a manifest the directory is copied as is (it is never read back: see
+        ``copy_version``). With a manifest, files already held by another version are
+        hard-linked to it and the others copied with their sha256 verified; then
+        ``manifest.json`` is added.
         If the version already exists another writer won: ours is dropped, theirs kept.
         """
         target = self.version_path(version)
@@ -156,8 +181,6 @@ class EFSSnapshotManager:
         try:
             if manifest_bytes is None:
                 shutil.copytree(persist_directory, building)
-                if snapshot_hash is not None:
-                    (building / HASH_FILE).write_text(snapshot_hash, encoding="ascii")
             else:
                 self._build_from_manifest(building, persist_directory, manifest_bytes, version)
             try:
@@ -181,6 +204,12 @@ class EFSSnapshotManager:
             raise OSError(str(error)) from error
         linked = self.reuse_index()
         building.mkdir(parents=True)
+        # Files are hard-linked from earlier versions after a size check only, never hashed:
+        # hashing here would read the whole index over NFS on every publish. A file that
+        # changed in place (same size) would make this version not match its manifest, but
+        # every read from EFS (``copy_version``) verifies each file's sha256 as it copies:
+        # such a version is CORRUPT, deleted with every version sharing the damaged file,
+        # and written again from S3 by the reader.
         for entry in manifest.files:
             destination = target_path(building, entry.path)
             if any(link_known(f.path, destination, entry) for f in linked.get(entry.sha256, [])):

@@ -40,8 +40,9 @@ class EfsTier(Protocol):
         ...
 
     def copy_version(self, version: str, destination: Path) -> EfsCopy:
-        """Copy a version's persist directory to local disk (verified against its manifest
-        when it has one); on anything but COPIED nothing is left at ``destination``."""
+        """Copy a version's persist directory to local disk, every file verified against
+        its manifest; a version without one (format 1) cannot be verified and is ABSENT.
+        On anything but COPIED nothing is left at ``destination``."""
         ...
 
     def delete_version(self, version: str) -> None:
@@ -54,7 +55,6 @@ class EfsTier(Protocol):
         persist_directory: Path,
         *,
         manifest_bytes: bytes | None = None,
-        snapshot_hash: str | None = None,
     ) -> Path: ...
 
     def cleanup(self, keep: set[str], now: float | None = None) -> list[str]: ...

@@ -12,8 +12,10 @@ class SnapshotStats:
 
     ``cache_repairs``: cached copies (the warm working copy, an EFS version directory)
     found not to match what was recorded for them, discarded and read again from another
-    tier. ``efs_failures``: EFS operations that failed (a copy to local disk, a write, a
-    ``.version`` repair, listing its versions); the cycle went on without EFS (from S3).
+    tier; in catch-up, each file of the working copy whose sha256 changed since its label
+    (fetched instead of linked). ``efs_failures``: EFS operations that failed (a copy to
+    local disk, a write, a ``.version`` repair, listing its versions); the cycle went on
+    without EFS (from S3).
     """
 
     bytes_uploaded: int = 0

@@ -7,9 +7,11 @@ the cheapest tier (contract §5.2, §6.2):
 
 - ``warm``: the copy already holds the pointer's version;
 - ``catch_up``: the copy holds another version; the new one is built beside it from the
-  copy's own files (hard links) plus the files that differ — from EFS when a version
-  there has them, else from S3 objects;
-- ``efs``: a complete version directory copied to local disk (verified file by file);
+  copy's own files (each hashed, then hard-linked; one whose sha256 changed is fetched and
+  counted as a cache repair) plus the files that differ — from EFS when a version there
+  has them, else from S3 objects;
+- ``efs``: a complete format 2 version directory copied to local disk (verified file by
+  file); a format 1 version on EFS has no per-file hashes and is a cache miss;
 - ``s3``: the version read from S3 (reusing any EFS file with the right sha256), then
   written to EFS for the next container.
 
@@ -33,10 +35,14 @@ from enum import StrEnum
 from pathlib import Path
 from typing import IO
 
-from receipt_chroma.exceptions import ChromaClientError, SnapshotCheckError, SnapshotError
-from receipt_chroma.snapshots.check import check_snapshot
+from receipt_chroma.exceptions import ChromaClientError, SnapshotError
 from receipt_chroma.snapshots.efs_tier import EfsCopy, EfsTier
-from receipt_chroma.snapshots.files import directory_entries, remove_tree, target_path
+from receipt_chroma.snapshots.files import (
+    directory_entries,
+    remove_tree,
+    sha256_file,
+    target_path,
+)
 from receipt_chroma.snapshots.manifest import Manifest, manifest_digest, parse_manifest
 from receipt_chroma.snapshots.reader import (
     LocalFile,
@@ -193,7 +199,13 @@ class WorkingCopy:
     def _matches_label(self) -> bool:
         """Every file the label's manifest names is there with its size (a stat per file:
         what a crash or a cleaner of the local disk leaves is caught without hashing).
-        A format 1 label records no files."""
+        A format 1 label records no files.
+
+        Sizes only, deliberately: the warm copy is this process's own (an exclusive
+        ``flock`` on a private work directory) and is only written by this process's
+        cycles, which relabel it after each write, so hashing the whole index every
+        cycle would buy nothing. Catch-up, which hard-links these files into a *new*
+        version, does hash them (``_local_index``)."""
         manifest = self.manifest()
         if manifest is None:
             return True
@@ -216,12 +228,30 @@ class WorkingCopy:
             _LOGGER.warning("could not read EFS versions", extra={"error": str(error)})
             return {}
 
-    def _local_index(self) -> dict[str, list[LocalFile]]:
-        """The labelled copy's files by sha256 (from its manifest, else by hashing them)."""
+    def _local_index(self, stats: SnapshotStats) -> dict[str, list[LocalFile]]:
+        """The labelled copy's files by sha256, each file hashed now. Catch-up hard-links
+        these into the new version, so a file whose bytes no longer have the sha256 its
+        label records (changed on disk since, same size) is left out — fetched instead —
+        and counted as a cache repair. Hashing is local and cheap (~0.2 s per 126 MB)."""
         manifest = self.manifest()
-        if manifest is not None:
-            return index_files(self.path, manifest.files, trusted=True)
-        return index_files(self.path, directory_entries(self.path), trusted=True)
+        if manifest is None:  # format 1 label: no recorded hashes, these are computed now
+            return index_files(self.path, directory_entries(self.path), trusted=True)
+        index: dict[str, list[LocalFile]] = {}
+        for entry in manifest.files:
+            try:
+                path = target_path(self.path, entry.path)
+                actual = sha256_file(path)
+            except (OSError, SnapshotError):
+                actual = None
+            if actual != entry.sha256:
+                _LOGGER.warning(
+                    "working copy file does not have its recorded sha256; fetching it",
+                    extra={"collection": self.collection, "path": entry.path},
+                )
+                stats.add(cache_repairs=1)
+                continue
+            index.setdefault(entry.sha256, []).append(LocalFile(path, trusted=True))
+        return index
 
     def _catch_up(
         self, version: str, store: S3SnapshotStore, efs: EfsTier | None, stats: SnapshotStats
@@ -232,7 +262,7 @@ class WorkingCopy:
         if found is None:
             return False
         manifest, data = found
-        reuse = merge_indexes(self._local_index(), self._efs_reuse(efs, stats))
+        reuse = merge_indexes(self._local_index(stats), self._efs_reuse(efs, stats))
         building = build_path(self.path)
         try:
             materialize(store, manifest, building, reuse, stats)
@@ -257,14 +287,10 @@ class WorkingCopy:
             manifest = efs.read_manifest(version)
         except OSError as error:
             return self._efs_failed(stats, str(error))
+        if manifest is None:  # format 1 (or no manifest): no per-file hashes to verify
+            return False  # a cache miss: the verified tarball is read from S3
         building = build_path(self.path)
         copied = efs.copy_version(version, building)
-        if copied is EfsCopy.COPIED and manifest is None:  # format 1: it must at least open
-            try:
-                check_snapshot(building, self.collection, None)
-            except SnapshotCheckError:
-                remove_tree(building)
-                copied = EfsCopy.CORRUPT
         if copied is EfsCopy.CORRUPT:
             self._repair_efs(version, efs, stats)
             return False
@@ -315,15 +341,10 @@ class WorkingCopy:
         return read
 
     def _store_in_efs(self, efs: EfsTier | None, read: VersionRead, stats: SnapshotStats) -> None:
-        if efs is None:
+        if efs is None or read.manifest_bytes is None:  # format 1 is never read from EFS
             return
         try:
-            efs.store_version(
-                read.version,
-                self.path,
-                manifest_bytes=read.manifest_bytes,
-                snapshot_hash=read.digest if read.format == 1 else None,
-            )
+            efs.store_version(read.version, self.path, manifest_bytes=read.manifest_bytes)
             efs.set_current_version(read.version)
         except OSError as error:  # EFS is a cache: its failures never fail the cycle
             stats.add(efs_failures=1)

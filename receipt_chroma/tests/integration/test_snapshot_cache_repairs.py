@@ -5,17 +5,23 @@ again, and an EFS that cannot be written is a cache miss that fails nothing."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 from pathlib import Path
 
 import boto3
 import pytest
 
+from receipt_chroma.archive import create_tarball
 from receipt_chroma.compaction import CompactionCycle
 from receipt_chroma.compaction.cycle import CycleResult
 from receipt_chroma.compaction.efs_snapshot_manager import EFSSnapshotManager
+from receipt_chroma.snapshots import admin
 from receipt_chroma.snapshots.efs_tier import EfsCopy
+from receipt_chroma.snapshots.files import sha256_file
 from receipt_chroma.snapshots.service import SnapshotSettings
+from receipt_chroma.snapshots.stats import SnapshotStats
+from receipt_chroma.snapshots.versions import new_version_id
 from receipt_chroma.snapshots.working_copy import CacheTier
 from receipt_compaction_tools.testing.factories import IMAGE_ID, make_metadata
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
@@ -113,3 +119,117 @@ def test_an_efs_that_cannot_be_written_counts_each_failed_write_and_fails_nothin
     # The write after the S3 read and the write after the publish.
     assert (cold.efs_failures, cold.snapshot_cache_repairs) == (2, 0)
     assert _merchants(world) == {"Second"}
+
+
+def test_catch_up_fetches_a_local_file_whose_sha256_changed_since_its_label(
+    world: CompactionWorld,
+) -> None:
+    efs = world.root / "efs"
+    behind = _container(world, "a", efs)
+    first = _run(world, behind, "First").published_version
+    second = _run(world, _container(world, "b", efs), "Second").published_version
+    assert first is not None
+    assert second is not None
+    old, new = (behind.store.read_manifest(v) for v in (first, second))
+    assert old is not None
+    assert new is not None
+    unchanged = {e.path: e.sha256 for e in old[0].files}.items() & {
+        (e.path, e.sha256) for e in new[0].files
+    }
+    name, sha = sorted(unchanged)[0]
+    local = behind.working.path / name
+    data = bytearray(local.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size: the label's size check cannot see it
+    local.write_bytes(bytes(data))
+    stats = SnapshotStats()
+
+    tier = behind.working.prepare(second, behind.store, behind.efs, stats)
+
+    assert tier is CacheTier.CATCH_UP
+    assert sha256_file(behind.working.path / name) == sha
+    assert all(sha256_file(behind.working.path / e.path) == e.sha256 for e in new[0].files)
+    assert stats.cache_repairs == 1
+
+
+def _flip_last_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.unlink()  # a new file under the same name, same size
+    path.write_bytes(bytes(data))
+
+
+def test_an_efs_version_linked_from_a_damaged_predecessor_is_rejected_when_read(
+    world: CompactionWorld,
+) -> None:
+    """Publishing links unchanged files from the previous EFS version after a size check
+    only (hashing them would read the index over NFS every publish); the read from EFS
+    verifies every file, so the damage is found there and repaired from S3."""
+    efs = world.root / "efs"
+    warm = _container(world, "a", efs)
+    first = _run(world, warm, "First").published_version
+    assert first is not None
+    for stored in (efs / "snapshots" / "words" / first).rglob("*"):
+        if stored.is_file() and stored.name != "manifest.json" and stored.stat().st_size:
+            _flip_last_byte(stored)
+
+    second = _run(world, warm, "Second")  # warm: it never reads EFS, publishes to it
+
+    assert second.tier is CacheTier.WARM
+    version = second.published_version
+    assert version is not None
+    found = warm.store.read_manifest(version)
+    assert found is not None
+    linked = efs / "snapshots" / "words" / version
+    assert any(sha256_file(linked / e.path) != e.sha256 for e in found[0].files)
+    manager = EFSSnapshotManager(efs, "words")
+    assert manager.copy_version(version, world.root / "probe-before") is EfsCopy.CORRUPT
+
+    cold = _run(world, _container(world, "b", efs), "Third")
+
+    assert cold.tier is CacheTier.S3
+    assert cold.snapshot_cache_repairs == 1
+    assert _merchants(world) == {"Third"}
+    assert manager.copy_version(version, world.root / "probe-after") is EfsCopy.COPIED
+
+
+def test_a_format1_version_on_efs_is_a_cache_miss(world: CompactionWorld) -> None:
+    """A format 1 directory on EFS has no per-file hashes: it is never copied from EFS (the
+    verified tarball is read from S3), and a format 1 read from S3 is not written to EFS."""
+    efs = world.root / "efs"
+    first = _run(world, _container(world, "a", efs), "First").published_version
+    assert first is not None
+    legacy = new_version_id()
+    directory = world.root / "f1"
+    admin.download(world.bucket, "words", first, directory, s3_client=world.s3)
+    tarball = create_tarball(directory, world.root / "f1.tar.gz")
+    prefix = f"words/snapshot/timestamped/{legacy}/"
+    world.s3.upload_file(str(tarball), world.bucket, f"{prefix}snapshot.tar.gz")
+    digest = f"sha256:{hashlib.sha256(tarball.read_bytes()).hexdigest()}"
+    world.s3.put_object(Bucket=world.bucket, Key=f"{prefix}.snapshot_hash", Body=digest.encode())
+    pointer = world.dynamo.get_snapshot_pointer("words")
+    assert pointer is not None
+    at_legacy = replace(
+        pointer,
+        version=legacy,
+        previous_version=pointer.version,
+        history=(legacy, *pointer.history),
+    )
+    # A format 1 directory on EFS (as an earlier release wrote them), damaged in place.
+    manager = EFSSnapshotManager(efs, "words")
+    stored = manager.store_version(legacy, directory)
+    for path in stored.rglob("*.bin"):
+        if path.stat().st_size:
+            _flip_last_byte(path)
+    manager.set_current_version(legacy)
+    assert manager.copy_version(legacy, world.root / "probe") is EfsCopy.ABSENT
+    world.dynamo.client.put_item(TableName=world.table, Item=at_legacy.to_item())
+
+    cold = _run(world, _container(world, "b", efs), "Second")
+
+    assert cold.tier is CacheTier.S3
+    assert _merchants(world) == {"Second"}
+    manager.delete_version(legacy)
+    world.dynamo.client.put_item(TableName=world.table, Item=at_legacy.to_item())
+    again = _run(world, _container(world, "c", efs), "Third")
+    assert again.tier is CacheTier.S3
+    assert not manager.has_version(legacy)  # a format 1 read is not cached on EFS

@@ -41,7 +41,7 @@ from receipt_chroma.ids import line_vector_id, word_vector_id
 from receipt_chroma.settings import EMBEDDING_DIMENSION
 from receipt_dynamo.constants import ChromaDBCollection, CompactionState, EntityType
 from receipt_dynamo.data.dynamo_client import DynamoClient
-from receipt_dynamo.exceptions import EntityNotFoundError
+from receipt_dynamo.exceptions import EntityNotFoundError, LeaseLostError
 from receipt_dynamo.keys import compaction_run_sk
 from receipt_dynamo.receipt_state import ReceiptState
 from receipt_dynamo_stream.change_rules import STATE_TYPES
@@ -271,6 +271,8 @@ def process_collection_updates(
                 dimension=dimension,
                 work_dir=work_dir,
             )
+        except LeaseLostError:
+            raise  # the cycle fails as lease_lost: nothing more is written, nothing marked
         except Exception as error:
             # A write into the collection failed mid-merge: it may hold part of runs that
             # did not merge, whose provenance would then hold back older runs. Nothing of

@@ -10,6 +10,7 @@ import dataclasses
 import threading
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from receipt_chroma.chroma_server import ChromaServer
 from receipt_chroma.compaction import FailureCause
 from receipt_chroma.compaction.config import SinkKind
 from receipt_chroma.compaction.deltas import produce_compaction_run
+from receipt_chroma.compaction.lease import LockManager
 from receipt_chroma.compaction.sinks import migration
 from receipt_chroma.exceptions import SinkUnavailableError
 from receipt_chroma.ids import line_vector_id, word_vector_id
@@ -343,3 +345,43 @@ def test_a_message_for_a_missing_database_fails_as_sink_unavailable(
     result = world.cycle("lines").run(messages)
     assert result.cause is FailureCause.SINK_UNAVAILABLE
     assert "NotFoundError" in result.failures[0].reason
+
+
+def test_a_lease_lost_mid_merge_fails_as_lease_lost(
+    world: CompactionWorld,
+    chroma_calls: dict[str, Callable[[], None]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _populate(world)
+    messages = world.pump()["words"]
+    # A server with a small batch limit (as Chroma Cloud): the merge writes in several calls.
+    monkeypatch.setattr(ChromaClient, "max_batch_size", property(lambda self: 3))
+    leases: list[LockManager] = []
+    acquire = LockManager.acquire
+
+    def recorded(self: LockManager) -> None:
+        leases.append(self)
+        acquire(self)
+
+    monkeypatch.setattr(LockManager, "acquire", recorded)
+    upserts: list[int] = []
+
+    def taken_over() -> None:  # during the merge's first write another holder takes over
+        world.dynamo.acquire_lease(
+            "words", owner="other", duration_seconds=600, now=datetime.now(UTC) + timedelta(hours=1)
+        )
+        leases[-1].heartbeat()
+
+    chroma_calls["upsert"] = taken_over
+    original = Collection.upsert
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        upserts.append(len(kwargs["ids"]))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Collection, "upsert", counted)
+    result = world.cycle("words").run(messages)
+    assert result.cause is FailureCause.LEASE_LOST, result.failures
+    assert result.failed_message_ids == {m for m, _ in messages}
+    assert upserts == [3]  # no write after the takeover
+    assert _run_states(world, IMAGE_ID) == {("PENDING", "PROCESSING")}  # not COMPLETED

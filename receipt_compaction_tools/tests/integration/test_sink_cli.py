@@ -147,3 +147,31 @@ def test_an_unreachable_server_is_one_line_and_exit_1(
     assert code == 1
     assert error.startswith("error: Chroma server http://127.0.0.1:9/api/v2")
     assert "\n" not in error
+
+
+def test_verify_compares_value_types_and_counts_every_kind_of_difference(
+    world: CompactionWorld, chroma_server: LocalChromaServer, chroma_database: str
+) -> None:
+    assert _sink("seed", world, chroma_server, chroma_database)[0] == 0
+    server = ChromaServer(chroma_server.host, chroma_server.port, database=chroma_database)
+    first, second, both = (word_vector_id(IMAGE_ID, 1, n, 1) for n in (1, 2, 3))
+    with server.connect() as client:
+        words = client.get_collection("words")
+        words.update(ids=[first], metadatas=[{"receipt_id": 1.0}])  # §4: an int
+        words.update(ids=[second], metadatas=[{"line_id": True}])  # bool, not the int 2
+        words.update(ids=[both], metadatas=[{"embedding_run_id": "other", "merchant_name": "X"}])
+
+    code, output, _ = _sink("verify", world, chroma_server, chroma_database, "--json")
+    assert code == 1
+    report = json.loads(output)
+    assert report["differences"] == {"metadata": 3, "provenance": 1}
+    assert report["differing_keys"] == {
+        "embedding_run_id": 1,
+        "line_id": 1,
+        "merchant_name": 1,
+        "receipt_id": 1,
+    }
+    details = {(e["difference"], e["id"]): e["detail"] for e in report["examples"]}
+    assert details[("metadata", first)] == "receipt_id: snapshot 1 (int), server 1.0 (float)"
+    assert details[("provenance", both)].startswith("embedding_run_id: snapshot ")
+    assert details[("metadata", both)].startswith("merchant_name: snapshot ")

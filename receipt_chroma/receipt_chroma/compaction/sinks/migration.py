@@ -205,16 +205,37 @@ class _Differences:
         if snapshot[1] != server[1]:
             self.add("document", record_id, f"snapshot {snapshot[1]!r}, server {server[1]!r}")
         want, have = snapshot[2], server[2]
-        differing = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
+        differing = sorted(k for k in set(want) | set(have) if not _same(want.get(k), have.get(k)))
         for key in differing:
             self.keys[key] += 1
-        if differing:
-            kind = "provenance" if set(differing) & set(PROVENANCE_KEYS) else "metadata"
-            detail = ", ".join(
-                f"{k}: snapshot {want.get(k, '<absent>')!r}, server {have.get(k, '<absent>')!r}"
-                for k in differing
-            )
-            self.add(kind, record_id, detail)
+        # A record is counted under every kind of difference it has.
+        provenance = [k for k in differing if k in PROVENANCE_KEYS]
+        for kind, keys in (
+            ("provenance", provenance),
+            ("metadata", [k for k in differing if k not in PROVENANCE_KEYS]),
+        ):
+            if keys:
+                self.add(kind, record_id, ", ".join(_key_detail(k, want, have) for k in keys))
+
+
+def _same(left: Any, right: Any) -> bool:
+    """Equal values of the same type: §4 gives each key a type, so 1, 1.0 and True differ
+    (Python's == would call them equal); lists compare element by element alike."""
+    if type(left) is not type(right):
+        return False
+    if isinstance(left, list | tuple):
+        return len(left) == len(right) and all(map(_same, left, right))
+    return bool(left == right)
+
+
+def _key_detail(key: str, want: dict[str, Any], have: dict[str, Any]) -> str:
+    def shown(values: dict[str, Any]) -> str:
+        if key not in values:
+            return "<absent>"
+        value = values[key]
+        return f"{value!r} ({type(value).__name__})"
+
+    return f"{key}: snapshot {shown(want)}, server {shown(have)}"
 
 
 def verify(

@@ -12,10 +12,13 @@ write is split into batches within the client's maximum batch size (against a se
 within a request size that keeps each call to seconds of server work).
 
 Against a Chroma server (``http_host``, contract §12) calls also get what a network needs:
-a timeout per request, retries of transient failures (connection errors, timeouts, rate
-limiting) with exponential backoff, and a breaker — once a call has used up its retries
-on an unreachable server, the client is ``unavailable`` and every later call fails at
-once with ``SinkUnavailableError`` instead of waiting out its own retries.
+a timeout on every request (those chromadb makes while the client is built included),
+retries of transient failures (connection errors, timeouts, rate limiting, a gateway's
+502/503/504) with exponential backoff, and a breaker — once a call has used up its retries
+on an unreachable server, or the server refused the credentials (401/403), the client is
+``unavailable`` and every later call fails at once with ``SinkUnavailableError`` instead of
+waiting out its own retries. The only credentials are the headers it is given: chromadb's
+``CHROMA_CLIENT_AUTH_*`` environment variables are ignored (contract §12).
 """
 
 from __future__ import annotations
@@ -34,19 +37,27 @@ import httpx
 import numpy as np
 from chromadb.api import ClientAPI
 from chromadb.api.base_http_client import BaseHTTPClient
+from chromadb.api.client import Client
 from chromadb.api.models.Collection import Collection
 from chromadb.api.shared_system_client import SharedSystemClient
 from chromadb.config import Settings
-from chromadb.errors import RateLimitError
+from chromadb.errors import AuthorizationError, ChromaAuthError, RateLimitError
 
 from receipt_chroma import settings as defaults
 from receipt_chroma.constants import COLLECTION_CONFIGURATION, WRITE_CHUNK
-from receipt_chroma.exceptions import ChromaClientError, SinkUnavailableError
+from receipt_chroma.exceptions import (
+    ChromaClientError,
+    CollectionConfigurationError,
+    CredentialsRefusedError,
+    SinkUnavailableError,
+)
 
 Mode = Literal["read", "write", "delta"]
 MODES: tuple[Mode, ...] = ("read", "write", "delta")
 T = TypeVar("T")
 API_PATH = "/api/v2"
+GATEWAY_UNAVAILABLE = frozenset({502, 503, 504})  # a proxy/load balancer without its server
+REFUSED = frozenset({401, 403})
 
 
 @dataclass(frozen=True)
@@ -88,26 +99,118 @@ def server_url(host: str, port: int, ssl: bool) -> str:
     )
 
 
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    """``error`` and the errors it was raised from or while handling."""
+    seen: BaseException | None = error
+    while seen is not None:
+        yield seen
+        seen = seen.__cause__ or seen.__context__
+
+
+def _status(error: BaseException) -> int | None:
+    return error.response.status_code if isinstance(error, httpx.HTTPStatusError) else None
+
+
 def unreachable(error: BaseException) -> bool:
     """Whether ``error`` means the server could not be reached or refused the load for
     now — worth retrying, and once retries are used up, the server is unavailable.
 
     chromadb raises ``httpx`` transport errors (refused, reset, timed out) as they are, or
     wrapped in a ValueError while a client is being created; a server shedding load answers
-    429 (``RateLimitError``). Anything else (a 4xx, an internal error) is an answer about
-    the request itself and is not retried.
+    429 (``RateLimitError``); a gateway in front of a server that is down answers 502, 503
+    or 504 (chromadb raises a plain Exception of the body, from the ``HTTPStatusError``).
+    Anything else (a 4xx, an internal error) is an answer about the request itself and is
+    not retried.
     """
-    seen: BaseException | None = error
-    while seen is not None:
+    return _unreachable_cause(error) is not None
+
+
+def _unreachable_cause(error: BaseException) -> BaseException | None:
+    for seen in _chain(error):
         if isinstance(seen, httpx.TransportError | RateLimitError):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+            return seen
+        if _status(seen) in GATEWAY_UNAVAILABLE:
+            return seen
+    return None
+
+
+def _describe(error: BaseException) -> str:
+    """What went wrong, in one line: the transport error or HTTP status underneath
+    chromadb's wrappers (its ValueErrors guess at causes, e.g. "Could not connect to
+    tenant ... Are you sure it exists?" for a timeout)."""
+    cause = _unreachable_cause(error) or error
+    if isinstance(cause, httpx.HTTPStatusError):
+        response = cause.response
+        return f"HTTP {response.status_code} {response.reason_phrase} from {response.url.path}"
+    return f"{type(cause).__name__}: {cause}"
+
+
+def refused(error: BaseException) -> str | None:
+    """How the server refused the credentials, if ``error`` is such a refusal: Chroma's own
+    JSON errors, or any plain 401/403 (a gateway's HTML page). Never the body or a header."""
+    for seen in _chain(error):
+        if isinstance(seen, AuthorizationError | ChromaAuthError):
+            return type(seen).__name__
+        status = _status(seen)
+        if status in REFUSED:
+            return f"HTTP {status}"
+    return None
+
+
+def collection_space(configuration: Any) -> str | None:
+    """The distance space of a collection's configuration (``hnsw`` on a single-node
+    server, ``spann`` on a distributed one); None when it says neither."""
+    for index in ("hnsw", "spann"):
+        part = (configuration or {}).get(index) if isinstance(configuration, Mapping) else None
+        if isinstance(part, Mapping) and part.get("space"):
+            return str(part["space"])
+    return None
+
+
+class _TimedClient(Client):
+    """chromadb's ``HttpClient`` with a timeout on its sessions before their first request.
+
+    chromadb 1.5 builds each session with ``timeout=None`` and has no setting for one, and
+    makes requests while the client is being built: the user identity through the
+    client's server API, then the tenant and database through an admin client with a
+    session of its own. Each session gets the timeout just before those requests (a
+    chromadb upgrade that moves them fails with ``ChromaClientError``, never hangs)."""
+
+    def __init__(self, *, timeout: httpx.Timeout, **kwargs: Any) -> None:
+        self._request_timeout = timeout
+        super().__init__(**kwargs)
+
+    def _time(self, owner: Any) -> None:
+        session = getattr(getattr(owner, "_server", None), "_session", None)
+        if not isinstance(session, httpx.Client):
+            raise ChromaClientError(
+                f"chromadb {chromadb.__version__}: cannot set a request timeout on its client"
+            )
+        session.timeout = self._request_timeout
+
+    def get_user_identity(self) -> Any:
+        self._time(self)
+        return super().get_user_identity()
+
+    def _validate_tenant_database(self, tenant: str, database: str) -> None:
+        self._time(self._admin_client)
+        super()._validate_tenant_database(tenant, database)
 
 
 @functools.cache
 def _settings_template(persistent: bool) -> Settings:
-    return Settings(anonymized_telemetry=False, allow_reset=False, is_persistent=persistent)
+    # Explicit values win over the environment: chromadb's CHROMA_CLIENT_AUTH_PROVIDER /
+    # CHROMA_CLIENT_AUTH_CREDENTIALS / CHROMA_SERVER_HEADERS never add credentials (the
+    # token comes from its Secrets Manager secret only, contract §12).
+    return Settings(
+        anonymized_telemetry=False,
+        allow_reset=False,
+        is_persistent=persistent,
+        chroma_client_auth_provider=None,
+        chroma_client_auth_credentials=None,
+        chroma_auth_token_transport_header=None,
+        chroma_server_headers=None,
+    )
 
 
 def _settings(*, persistent: bool) -> Settings:
@@ -242,10 +345,9 @@ class ChromaClient:
             )
 
     def _connect(self, host: str, port: int, options: HttpOptions | None) -> ClientAPI:
-        """An HttpClient with a timeout on every request. A heartbeat with the connect
-        timeout comes first: chromadb makes its first requests (tenant, database) while it
-        builds the client, without a timeout, so an address that never answers would
-        otherwise hang there."""
+        """chromadb's HttpClient with a timeout on every request, those it makes while it
+        is built (identity, tenant, database) included. A heartbeat with the connect
+        timeout comes first, so an address that never answers fails fast."""
         http = options or HttpOptions()
         self.url = server_url(host, port, http.ssl)
         self._retry = http.retry
@@ -259,29 +361,19 @@ class ChromaClient:
             ).raise_for_status()
 
         def create() -> ClientAPI:
-            return chromadb.HttpClient(
-                host=host,
-                port=port,
-                ssl=http.ssl,
-                headers=dict(headers),  # chromadb adds its own headers to the mapping
-                settings=_settings(persistent=False),
-                tenant=http.tenant,
-                database=http.database,
+            # What chromadb.HttpClient does, with _TimedClient for its Client.
+            settings = _settings(persistent=False)
+            settings.chroma_api_impl = "chromadb.api.fastapi.FastAPI"
+            settings.chroma_server_host = host
+            settings.chroma_server_http_port = port
+            settings.chroma_server_ssl_enabled = http.ssl
+            settings.chroma_server_headers = dict(headers)  # chromadb adds its own to it
+            return _TimedClient(
+                timeout=timeout, tenant=http.tenant, database=http.database, settings=settings
             )
 
         self.call(heartbeat)
-        client = self.call(create)
-        # chromadb 1.5 gives its httpx session no timeout and has no setting for one; the
-        # session is reached through the client's server API (checked by a unit test, so
-        # a chromadb upgrade that moves it fails there, not in production).
-        session = getattr(getattr(client, "_server", None), "_session", None)
-        if not isinstance(session, httpx.Client):
-            client.close()  # type: ignore[attr-defined]
-            raise ChromaClientError(
-                f"chromadb {chromadb.__version__}: cannot set a request timeout on its client"
-            )
-        session.timeout = timeout
-        return client
+        return self.call(create)
 
     def _prepare_directory(self, directory: Path) -> None:
         if self.mode == "read":
@@ -308,13 +400,19 @@ class ChromaClient:
             try:
                 return action()
             except Exception as error:
-                if self._retry is None or not unreachable(error):
+                if self._retry is None:
+                    raise
+                how = refused(error)
+                if how is not None:
+                    self.unavailable = f"Chroma server {self.url} refused the credentials ({how})"
+                    raise CredentialsRefusedError(self.unavailable) from error
+                if not unreachable(error):
                     raise
                 delay = next(delays, None)
                 if delay is None:
                     self.unavailable = (
                         f"Chroma server {self.url} unreachable after "
-                        f"{self._retry.attempts} attempts: {type(error).__name__}: {error}"
+                        f"{self._retry.attempts} attempts: {_describe(error)}"
                     )
                     raise SinkUnavailableError(self.unavailable) from error
                 time.sleep(delay)
@@ -345,7 +443,21 @@ class ChromaClient:
 
     def get_collection(self, name: str) -> ClientCollection:
         found = self.call(lambda: self.client.get_collection(name, embedding_function=None))
-        return ClientCollection(found, self)
+        return self._checked(found)
+
+    def _checked(self, collection: Collection) -> ClientCollection:
+        """A server's collection, once its distance space is the §4 one (an existing
+        collection keeps its own configuration whatever get_or_create asks for)."""
+        if self.url is not None:
+            want = collection_space(COLLECTION_CONFIGURATION)
+            have = collection_space(collection.configuration)
+            if have != want:
+                raise CollectionConfigurationError(
+                    f"server collection {collection.name} at {self.url} uses distance space "
+                    f"{have or 'unknown'}, contract §4 requires {want}: recreate it with "
+                    f"configuration {COLLECTION_CONFIGURATION}"
+                )
+        return ClientCollection(collection, self)
 
     def get_or_create_collection(
         self, name: str, metadata: Mapping[str, Any] | None = None
@@ -359,7 +471,7 @@ class ChromaClient:
                 embedding_function=None,
             )
         )
-        return ClientCollection(collection, self)
+        return self._checked(collection)
 
     def list_collection_names(self) -> list[str]:
         return [c.name for c in self.call(self.client.list_collections)]

@@ -3,8 +3,9 @@
 ``CHROMA_HOST``, ``CHROMA_PORT``, ``CHROMA_SSL``, ``CHROMA_TENANT`` and ``CHROMA_DATABASE``
 say where the server is; ``CHROMA_AUTH_TOKEN_SECRET`` names the Secrets Manager secret
 holding its token — the token itself is never an environment variable. The secret is read
-once per container (process) and kept; when the server refuses the token, it is read
-again once, so a rotated token is picked up without a restart. The token travels in the
+once per container (process) and kept; when the server (or a gateway in front of it)
+refuses the token — any 401/403, Chroma's JSON error or a plain page — it is read again
+once, so a rotated token is picked up without a restart. The token travels in the
 ``X-Chroma-Token`` header, the one Chroma Cloud and Chroma's own token authentication read.
 """
 
@@ -18,11 +19,11 @@ from typing import TYPE_CHECKING
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
-from chromadb.errors import AuthorizationError, ChromaAuthError, ChromaError
+from chromadb.errors import ChromaError
 
 from receipt_chroma import settings as defaults
 from receipt_chroma.chroma_client import ChromaClient, HttpOptions, Mode, RetryPolicy, server_url
-from receipt_chroma.exceptions import SinkUnavailableError
+from receipt_chroma.exceptions import CredentialsRefusedError, SinkUnavailableError
 from receipt_dynamo_stream.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
@@ -172,13 +173,16 @@ class ChromaServer:
                     http=self.options(token),
                     write_guard=write_guard,
                 )
-            except (AuthorizationError, ChromaAuthError) as error:
+            except CredentialsRefusedError as error:
                 if self.auth_token_secret and not refreshed:
                     refreshed = True  # the token may have been rotated since it was read
                     continue
-                raise SinkUnavailableError(
-                    f"Chroma server {self.describe()} refused the credentials: {error}"
-                ) from error
+                secret = (
+                    f"the token of secret {self.auth_token_secret!r} (read again)"
+                    if self.auth_token_secret
+                    else "no token (CHROMA_AUTH_TOKEN_SECRET is not set)"
+                )
+                raise CredentialsRefusedError(f"{error}; sent {secret}") from error
             except (ChromaError, ValueError) as error:
                 # ValueError: chromadb's words for a server it cannot reach while building a
                 # client; a ChromaError here refuses the tenant or database. Either way no

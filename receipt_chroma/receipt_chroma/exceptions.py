@@ -34,6 +34,15 @@ class SinkUnavailableError(ReceiptChromaError):
     all of its messages with this one error and emits ``SinkUnavailable`` (contract §12)."""
 
 
+class CredentialsRefusedError(SinkUnavailableError):
+    """The Chroma server (or a gateway in front of it) refused the token: HTTP 401/403."""
+
+
+class CollectionConfigurationError(SinkUnavailableError):
+    """A server collection exists without the contract §4 configuration (cosine space):
+    no message can be applied to it until an operator recreates it."""
+
+
 class OperationError(ReceiptChromaError):
     """A collection operation failed (never reported as a silent zero)."""
 

@@ -7,25 +7,29 @@ limit, and both sinks at once."""
 from __future__ import annotations
 
 import dataclasses
+import http.server
 import threading
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import boto3
+import httpx
 import pytest
 from chromadb.api.models.Collection import Collection
 
+from receipt_chroma import chroma_client
 from receipt_chroma.chroma_client import ChromaClient, RetryPolicy
-from receipt_chroma.chroma_server import ChromaServer
+from receipt_chroma.chroma_server import ChromaServer, forget_tokens
 from receipt_chroma.compaction import FailureCause
 from receipt_chroma.compaction.config import SinkKind
 from receipt_chroma.compaction.deltas import produce_compaction_run
 from receipt_chroma.compaction.lease import LockManager
 from receipt_chroma.compaction.sinks import migration
-from receipt_chroma.exceptions import SinkUnavailableError
+from receipt_chroma.exceptions import CredentialsRefusedError, SinkUnavailableError
 from receipt_chroma.ids import line_vector_id, word_vector_id
 from receipt_compaction_tools.local.chroma_server import LocalChromaServer, _free_port
 from receipt_compaction_tools.testing.factories import (
@@ -75,6 +79,88 @@ def _populate(world: CompactionWorld) -> tuple[SyntheticReceipt, SyntheticReceip
 def _run_states(world: CompactionWorld, image_id: str) -> set[tuple[str, str]]:
     runs = world.dynamo.list_compaction_runs_for_receipt(image_id, 1)
     return {(r.lines_state.value, r.words_state.value) for r in runs}
+
+
+class Gateway:
+    """A reverse proxy in front of the Chroma server, as a load balancer or an API gateway:
+    with ``token`` set it answers a plain (non-JSON) 401 to requests without that
+    ``X-Chroma-Token`` (``/heartbeat`` too); an upstream it cannot reach is a 502; a path
+    containing ``fail[0]`` is answered with status ``fail[1]``, one containing ``stall``
+    only after ``stall_seconds``."""
+
+    def __init__(self, upstream: str, token: str | None = None) -> None:
+        self.upstream, self.token = upstream, token
+        self.stall, self.stall_seconds = "", 0.0
+        self.fail: tuple[str, int] | None = None  # (path part, status) answered instead
+        self.seen: list[tuple[str, str | None]] = []  # (path, token) of every request
+        gateway = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                return None
+
+            def answer(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                token = self.headers.get("X-Chroma-Token")
+                gateway.seen.append((self.path, token))
+                if gateway.stall and gateway.stall in self.path:
+                    time.sleep(gateway.stall_seconds)
+                if gateway.fail and gateway.fail[0] in self.path:
+                    self.answer(gateway.fail[1], b"<html>Service Unavailable</html>", {})
+                    return
+                if gateway.token is not None and token != gateway.token:
+                    self.answer(401, b"<html>401 Authorization Required</html>", {})
+                    return
+                headers = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower() not in ("host", "content-length")
+                }
+                try:
+                    reply = httpx.request(
+                        self.command, gateway.upstream + self.path, content=body, headers=headers
+                    )
+                except httpx.TransportError:
+                    self.answer(502, b"<html>502 Bad Gateway</html>", {})
+                    return
+                kept = {
+                    k: v
+                    for k, v in reply.headers.items()
+                    if k.lower() in ("content-type", "chroma-trace-id")
+                }
+                self.answer(reply.status_code, reply.content, kept)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = forward
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.block_on_close = False  # a stalled request does not hold up the test
+        self.httpd.handle_error = lambda *_: None  # type: ignore[method-assign]  # clients gone
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def gateway(chroma_server: LocalChromaServer) -> Iterator[Gateway]:
+    proxy = Gateway(chroma_server.url)
+    yield proxy
+    proxy.close()
+
+
+def _through(gateway: Gateway, database: str, **settings: Any) -> ChromaServer:
+    return ChromaServer(host="127.0.0.1", port=gateway.port, database=database, **settings)
 
 
 @pytest.fixture
@@ -385,3 +471,116 @@ def test_a_lease_lost_mid_merge_fails_as_lease_lost(
     assert result.failed_message_ids == {m for m, _ in messages}
     assert upserts == [3]  # no write after the takeover
     assert _run_states(world, IMAGE_ID) == {("PENDING", "PROCESSING")}  # not COMPLETED
+
+
+@pytest.mark.parametrize(
+    ("path", "status"), [("/heartbeat", 502), ("/tenants/", 503), ("/upsert", 504)]
+)
+def test_a_gateway_without_its_server_is_an_unreachable_server(
+    world: CompactionWorld, gateway: Gateway, chroma_database: str, path: str, status: int
+) -> None:
+    _populate(world)
+    messages = world.pump()["words"]
+    world.use_sink(SinkKind.SERVER, _through(gateway, chroma_database, retry=IMPATIENT))
+    if status == 502:
+        gateway.upstream = f"http://127.0.0.1:{_free_port()}"  # the server behind it is down
+    else:
+        gateway.fail = (path, status)
+    result = world.cycle("words").run(messages)
+    assert result.cause is FailureCause.SINK_UNAVAILABLE, result.failures
+    (reason,) = {f.reason for f in result.failures}
+    assert f"unreachable after 2 attempts: HTTP {status} " in reason, reason
+    assert len([p for p, _ in gateway.seen if path in p]) == 2  # retried, then given up
+    assert ("COMPLETED", "COMPLETED") not in _run_states(world, IMAGE_ID)
+
+
+def test_a_rotated_token_is_picked_up_behind_a_gateway_with_plain_401s(
+    world: CompactionWorld, gateway: Gateway, chroma_database: str
+) -> None:
+    forget_tokens()
+    secrets = boto3.client("secretsmanager")
+    secret = f"chroma-{uuid.uuid4().hex[:8]}"
+    secrets.create_secret(Name=secret, SecretString="old-token-1")
+    gateway.token = "old-token-1"  # /heartbeat guarded too, 401s as plain HTML
+    world.use_sink(
+        SinkKind.SERVER,
+        _through(gateway, chroma_database, auth_token_secret=secret, retry=IMPATIENT),
+    )
+    _populate(world)
+    assert world.cycle("words").run(world.pump()["words"]).failures == []
+
+    secrets.put_secret_value(SecretId=secret, SecretString="new-token-2")
+    gateway.token = "new-token-2"  # rotated; this container still holds the old one
+    world.dynamo.put_receipt_metadata(make_metadata(IMAGE_ID, 1, merchant_name="Rotated"))
+    result = world.cycle("words").run(world.pump()["words"])
+    assert result.failures == [], result.failures
+    assert [t for _, t in gateway.seen[-3:]] == ["new-token-2"] * 3
+
+    gateway.token = "newer-token-3"  # the secret was not updated: still refused
+    world.dynamo.put_receipt_metadata(make_metadata(IMAGE_ID, 1, merchant_name="Refused"))
+    messages = world.pump()["words"]
+    result = world.cycle("words").run(messages)
+    assert result.cause is FailureCause.SINK_UNAVAILABLE
+    assert result.failed_message_ids == {m for m, _ in messages}
+    (reason,) = {f.reason for f in result.failures}
+    assert "refused the credentials (HTTP 401)" in reason
+    assert repr(secret) in reason
+    assert "token-" not in reason.replace(repr(secret), "")
+
+
+def test_chromadb_auth_environment_variables_are_ignored(
+    gateway: Gateway, chroma_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The token comes from its secret only (§12), never from chromadb's own variables."""
+    gateway.token = "plain-variable-token"
+    monkeypatch.setenv(
+        "CHROMA_CLIENT_AUTH_PROVIDER", "chromadb.auth.token_authn.TokenAuthClientProvider"
+    )
+    monkeypatch.setenv("CHROMA_CLIENT_AUTH_CREDENTIALS", "plain-variable-token")
+    monkeypatch.setenv("CHROMA_SERVER_HEADERS", '{"X-Chroma-Token": "plain-variable-token"}')
+    chroma_client._settings_template.cache_clear()  # as a container started with them
+    try:
+        with pytest.raises(CredentialsRefusedError, match="no token"):
+            _through(gateway, chroma_database, retry=IMPATIENT).connect()
+    finally:
+        chroma_client._settings_template.cache_clear()
+    assert {token for _, token in gateway.seen} == {None}
+
+
+def test_a_server_that_stalls_while_the_client_is_built_fails_in_time(
+    world: CompactionWorld, gateway: Gateway, chroma_database: str
+) -> None:
+    """The heartbeat is answered, the tenant lookup chromadb makes while it builds its
+    client is not: the request timeout applies there too, and the cycle gives up."""
+    gateway.stall, gateway.stall_seconds = "/tenants/", 30.0
+    timeouts = {"connect_timeout_seconds": 1.0, "request_timeout_seconds": 1.0}
+    world.use_sink(SinkKind.SERVER, _through(gateway, chroma_database, retry=IMPATIENT, **timeouts))
+    _populate(world)
+    messages = world.pump()["words"]
+    started = time.monotonic()
+    result = world.cycle("words").run(messages)
+    assert time.monotonic() - started < 15
+    assert result.cause is FailureCause.SINK_UNAVAILABLE, result.failures
+    assert "ReadTimeout" in result.failures[0].reason
+    lock = world.dynamo.get_compaction_lock("words")
+    assert lock is not None
+    assert lock.owner is None
+
+
+def test_a_server_collection_in_another_distance_space_fails_the_cycle(
+    world: CompactionWorld, server: ChromaServer
+) -> None:
+    with server.connect() as client:
+        client.client.create_collection(
+            "words", configuration={"hnsw": {"space": "l2"}}, embedding_function=None
+        )
+    _populate(world)
+    messages = world.pump()["words"]
+    result = world.cycle("words").run(messages)
+    assert result.cause is FailureCause.SINK_UNAVAILABLE
+    assert result.failed_message_ids == {m for m, _ in messages}
+    (reason,) = {f.reason for f in result.failures}
+    assert "server collection words" in reason
+    assert "space l2" in reason
+    assert "requires cosine" in reason
+    assert _run_states(world, IMAGE_ID) == {("PENDING", "PENDING")}

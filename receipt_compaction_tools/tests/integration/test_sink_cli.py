@@ -175,3 +175,23 @@ def test_verify_compares_value_types_and_counts_every_kind_of_difference(
     assert details[("metadata", first)] == "receipt_id: snapshot 1 (int), server 1.0 (float)"
     assert details[("provenance", both)].startswith("embedding_run_id: snapshot ")
     assert details[("metadata", both)].startswith("merchant_name: snapshot ")
+
+
+def test_seed_and_verify_refuse_a_collection_in_another_distance_space(
+    world: CompactionWorld,
+    chroma_server: LocalChromaServer,
+    chroma_database: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    server = ChromaServer(chroma_server.host, chroma_server.port, database=chroma_database)
+    with server.connect() as client:
+        client.client.create_collection(
+            "words", configuration={"hnsw": {"space": "l2"}}, embedding_function=None
+        )
+    for action in ("seed", "verify"):
+        assert _sink(action, world, chroma_server, chroma_database)[0] == 1
+        error = capsys.readouterr().err
+        assert "server collection words at http://" in error
+        assert "uses distance space l2, contract §4 requires cosine" in error
+    with server.connect() as client:
+        assert client.client.get_collection("words").count() == 0  # nothing seeded

@@ -23,6 +23,7 @@ from receipt_chroma.exceptions import (
     SnapshotDestinationError,
     SnapshotError,
     SnapshotIndexError,
+    SnapshotVersionCorruptError,
     SnapshotVersionMissingError,
 )
 from receipt_chroma.snapshots.check import check_snapshot
@@ -133,15 +134,34 @@ def verify(
     """Every hash, then open, count and dimension of one version.
 
     Errors name the version, and for a file its path in the manifest and its object key
-    (sha256) — never the temporary directory the version is read into.
+    (sha256) — never the temporary directory the version is read into. Every way the
+    version fails to verify is a SnapshotError (exit status 1 in the CLI): a missing
+    object or manifest of a version that exists too, and a directory Chroma cannot open.
+    Only a version that does not exist at all stays SnapshotVersionMissingError.
     """
     where = f"{collection} version {version}"
+    store = _store(bucket, collection, s3_client)
     with tempfile.TemporaryDirectory(prefix="verify-") as tmp:
+        directory = Path(tmp) / "s"
         try:
-            read = read_version(_store(bucket, collection, s3_client), version, Path(tmp) / "s")
-            check = check_snapshot(Path(tmp) / "s", collection, dimension, label=where)
+            read = read_version(store, version, directory)
+        except SnapshotVersionMissingError as error:
+            if store.version_format(version) is None:
+                raise  # no such version: nothing to verify
+            raise SnapshotVersionCorruptError(str(error)) from error
         except OSError as error:
             raise SnapshotError(_local_failure(where, Path(tmp), error)) from error
+        try:
+            check = check_snapshot(directory, collection, dimension, label=where)
+        except SnapshotError:
+            raise
+        except OSError as error:
+            raise SnapshotError(_local_failure(where, Path(tmp), error)) from error
+        except Exception as error:  # chromadb's own errors: the files are not a database
+            detail = str(error).replace(str(directory), where).replace(tmp, where)
+            raise SnapshotVersionCorruptError(
+                f"{where}: does not open as a Chroma snapshot: {type(error).__name__}: {detail}"
+            ) from error
     if read.manifest is not None and read.manifest.record_count != check.record_count:
         raise SnapshotError(
             f"{where}: manifest says {read.manifest.record_count} records, "

@@ -4,14 +4,17 @@ failures operators hit — exit status, the one line on stderr, and nothing writ
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+import zstandard
 
 from receipt_compaction_tools.aws.local_aws import LOCAL_CREDENTIALS, LocalAwsServer
 from receipt_compaction_tools.aws.streams import StreamReader
@@ -303,6 +306,62 @@ def test_snapshot_list_verify_inspect(stack: Any, capsys: pytest.CaptureFixture[
     inspected = cli(capsys, "snapshot", "inspect", version, "--collection", "lines", "--json")
     assert inspected.code == 2  # a words version is not a lines version
     assert cli(capsys, "snapshot", "inspect", version, "--json").json["records"] > 0
+
+
+def _crafted_version(bucket: str, body: dict[str, Any]) -> str:
+    """A new hash-valid words version with the manifest ``body`` (files re-sorted)."""
+    from receipt_chroma.snapshots.versions import new_version_id
+
+    version = new_version_id()
+    files = sorted(body["files"], key=lambda e: e["path"])
+    data = json.dumps({**body, "version_id": version, "files": files}, indent=1).encode()
+    s3, prefix = boto3.client("s3"), f"words/snapshot/versions/{version}/"
+    s3.put_object(Bucket=bucket, Key=f"{prefix}manifest.json", Body=data)
+    digest = f"sha256:{hashlib.sha256(data).hexdigest()}".encode()
+    s3.put_object(Bucket=bucket, Key=f"{prefix}.manifest_hash", Body=digest)
+    return version
+
+
+def test_snapshot_verify_failures_exit_1_with_one_line_naming_the_version(
+    stack: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bucket = stack.resources["bucket"]
+    base = pointer(stack, "words")
+    key = f"words/snapshot/versions/{base}/manifest.json"
+    body = json.loads(boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+    garbage = b"this is not a database" * 100
+    garbage_sha = hashlib.sha256(garbage).hexdigest()
+    boto3.client("s3").put_object(
+        Bucket=bucket,
+        Key=f"words/snapshot/objects/{garbage_sha}.zst",
+        Body=zstandard.compress(garbage),
+    )
+
+    def changed(name: str, **fields: Any) -> dict[str, Any]:
+        files = [dict(f, **fields) if f["path"] == name else f for f in body["files"]]
+        return {**body, "files": files}
+
+    first = body["files"][0]["path"]
+    cases = {
+        "is missing": changed(first, sha256="1" * 64),
+        "not a safe relative path": changed(first, path="a\x00b"),
+        "does not open as a Chroma snapshot": changed(
+            "chroma.sqlite3", sha256=garbage_sha, size=len(garbage)
+        ),
+    }
+    for problem, crafted in cases.items():
+        version = _crafted_version(bucket, crafted)
+        result = cli(capsys, "snapshot", "verify", version)
+        assert result.code == 1, (problem, result.err)
+        line = result.error_line
+        assert f"words version {version}" in line, line
+        assert problem in line, line
+        assert "unexpected" not in line, line
+        assert tempfile.gettempdir() not in line, line
+        assert "verify-" not in line, line
+    absent = cli(capsys, "snapshot", "verify", "20261201_000000_000000_00000000")
+    assert absent.code == 2  # no such version: nothing to verify
+    assert "does not exist" in absent.error_line
 
 
 def test_snapshot_download_refuses_existing_files_and_non_empty_directories(

@@ -6,7 +6,8 @@ names — manifests and tarballs of versions never published, objects no remaini
 manifest names — is an orphan, deleted only once older than twice the lease duration: a
 concurrent publisher's fresh uploads are younger than that, and so is a manifest that
 is about to be named by a pointer swap (its objects stay named while it exists). If a
-retained manifest cannot be read, no object is deleted at all.
+retained manifest cannot be read, nothing is deleted at all — no version, no object —
+and the reason is logged (``RetentionReport.objects_kept_because``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ _LOGGER = logging.getLogger(__name__)
 class RetentionReport:
     deleted_versions: list[str] = field(default_factory=list)
     deleted_objects: list[str] = field(default_factory=list)
-    objects_kept_because: str | None = None  # why object deletion was skipped, if it was
+    objects_kept_because: str | None = None  # why nothing (or no object) was deleted
 
 
 def _age(version: str, keys: VersionKeys, now: datetime) -> timedelta:
@@ -62,6 +63,22 @@ def withdraw_version(store: S3SnapshotStore, version: str, uploaded: list[str]) 
     store.delete_keys(store.layout.object_key(sha) for sha in uploaded if sha not in named)
 
 
+def _retained_manifests_unreadable(
+    store: S3SnapshotStore, versions: dict[str, VersionKeys], keep: set[str]
+) -> str | None:
+    """Why a retained format 2 version's manifest cannot be read, or None if all can."""
+    for version, keys in sorted(versions.items()):
+        if version not in keep or keys.format != 2:
+            continue
+        try:
+            found = store.read_manifest(version)
+        except SnapshotError as error:
+            return f"manifest of retained {version}: {error}"
+        if found is None:
+            return f"retained {version} has no .manifest_hash"
+    return None
+
+
 def apply_retention(
     store: S3SnapshotStore,
     *,
@@ -70,10 +87,22 @@ def apply_retention(
     dropped: set[str] | None = None,
     now: datetime | None = None,
 ) -> RetentionReport:
-    """Delete what ``keep`` (the pointer's history) does not reach; see the module doc."""
+    """Delete what ``keep`` (the pointer's history) does not reach; see the module doc.
+
+    Every retained manifest is read first: if one cannot be read, nothing at all is
+    deleted (neither versions nor objects) and the reason is logged and reported.
+    """
     moment = now or datetime.now(UTC)
     report = RetentionReport()
     listing = store.list_all()
+    unreadable = _retained_manifests_unreadable(store, listing.versions, keep)
+    if unreadable is not None:
+        report.objects_kept_because = unreadable
+        _LOGGER.error(
+            "retention deleted nothing: a retained manifest cannot be read",
+            extra={"collection": store.collection, "reason": unreadable},
+        )
+        return report
     remaining: dict[str, VersionKeys] = {}
     for version, keys in sorted(listing.versions.items()):
         if version not in keep and (
@@ -90,10 +119,9 @@ def apply_retention(
             continue
         try:
             found = store.read_manifest(version)
-        except SnapshotError as error:
-            if version in keep:
-                report.objects_kept_because = f"manifest of retained {version}: {error}"
-                _LOGGER.error("retention kept every object", extra={"reason": str(error)})
+        except SnapshotError:
+            if version in keep:  # read a moment ago: it changed since; delete no object
+                report.objects_kept_because = f"manifest of retained {version} changed"
                 return report
             continue  # an orphan's broken manifest names nothing worth keeping
         if found is None and version in keep:

@@ -4,6 +4,7 @@ links, and retention never deletes an object a retained version names."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,7 @@ from receipt_chroma.snapshots.hnsw import HnswPolicy
 from receipt_chroma.snapshots.retention import apply_retention
 from receipt_chroma.snapshots.s3_store import S3SnapshotStore
 from receipt_chroma.snapshots.service import SnapshotSettings
+from receipt_chroma.snapshots.versions import new_version_id
 from receipt_chroma.snapshots.working_copy import CacheTier
 from receipt_compaction_tools.testing.factories import IMAGE_ID, make_metadata
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
@@ -156,3 +158,54 @@ def test_retention_never_deletes_an_object_a_retained_version_names(
     assert set(store.list_all().objects) == named
     for version in pointer.history:
         assert world.snapshot_from_s3("words", version)
+
+
+def _all_keys(world: CompactionWorld) -> set[str]:
+    pages = world.s3.get_paginator("list_objects_v2").paginate(
+        Bucket=world.bucket, Prefix="words/snapshot/"
+    )
+    return {item["Key"] for page in pages for item in page.get("Contents", [])}
+
+
+def test_retention_deletes_nothing_while_a_retained_manifest_cannot_be_read(
+    world: CompactionWorld,
+) -> None:
+    world.add_receipt(SyntheticReceipt(IMAGE_ID, 1, dimension=world.dimension))
+    cycle = _container(world, "r")
+    assert cycle.run(world.pump()["words"]).failures == []
+    _run(world, cycle, "Second")
+    pointer = world.dynamo.get_snapshot_pointer("words")
+    assert pointer is not None
+    oldest = pointer.history[-1]
+    # An old orphan version (a copy of a retained manifest under another id) and an old
+    # orphan object: both would go, were every retained manifest readable.
+    orphan = new_version_id(datetime.now(UTC) - timedelta(hours=1))
+    body = json.loads(
+        world.s3.get_object(
+            Bucket=world.bucket, Key=f"words/snapshot/versions/{oldest}/manifest.json"
+        )["Body"].read()
+    )
+    data = json.dumps({**body, "version_id": orphan}, indent=1).encode()
+    prefix = f"words/snapshot/versions/{orphan}/"
+    world.s3.put_object(Bucket=world.bucket, Key=f"{prefix}manifest.json", Body=data)
+    digest = f"sha256:{hashlib.sha256(data).hexdigest()}".encode()
+    world.s3.put_object(Bucket=world.bucket, Key=f"{prefix}.manifest_hash", Body=digest)
+    world.s3.put_object(
+        Bucket=world.bucket, Key=f"words/snapshot/objects/{'e' * 64}.zst", Body=b"x"
+    )
+    world.s3.put_object(
+        Bucket=world.bucket, Key=f"words/snapshot/versions/{oldest}/manifest.json", Body=b"{"
+    )
+    store = S3SnapshotStore(world.s3, world.bucket, "words")
+    before = _all_keys(world)
+    later = datetime.now(UTC) + timedelta(days=1)
+
+    report = apply_retention(
+        store, keep=set(pointer.history), orphan_age=timedelta(seconds=60), now=later
+    )
+
+    assert _all_keys(world) == before  # no version, no object
+    assert report.deleted_versions == []
+    assert report.deleted_objects == []
+    assert report.objects_kept_because is not None
+    assert oldest in report.objects_kept_because

@@ -15,6 +15,7 @@ import io
 import json
 import os
 import random
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import redirect_stdout
@@ -24,7 +25,8 @@ from typing import Any
 
 import boto3
 
-from receipt_compaction_tools.aws.streams import StreamReader
+from receipt_compaction_tools.aws.streams import StreamReader, lambda_record
+from receipt_compaction_tools.local.freshness import Freshness
 from receipt_compaction_tools.local.handlers import load_handler
 from receipt_compaction_tools.local.resources import PipelineResources
 
@@ -152,11 +154,13 @@ class QueueConsumer:
         *,
         batch: int = 100,
         chaos: QueueChaos | None = None,
+        freshness: Freshness | None = None,
     ) -> None:
         self.queues = queues
         self.stats = stats
         self.batch = batch
         self.chaos = chaos or QueueChaos()
+        self.freshness = freshness
         self.rng = random.Random(self.chaos.seed)
         self.sqs = boto3.client("sqs")
         self.context = LocalLambdaContext()
@@ -228,6 +232,8 @@ class QueueConsumer:
                 )
             self.stats.cycles += cycles_from_metrics(output.getvalue())
             failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
+            if self.freshness is not None:
+                self.freshness.record_outcome(collection, messages, failed, time.time())
             self.stats.messages_failed[collection] += len(failed)
             self._settle(url, messages, failed)
         return busy
@@ -284,10 +290,12 @@ class StreamPump:
         *,
         batch: int = 100,
         checkpoint: Path | None = None,
+        freshness: Freshness | None = None,
     ) -> None:
         self.stats = stats
         self.batch = batch
         self.checkpoint = checkpoint
+        self.freshness = freshness
         self.context = LocalLambdaContext()
         self.reader = StreamReader(stream_arn, client=boto3.client("dynamodbstreams"))
         self.handler = load_handler("stream_processor")
@@ -317,7 +325,13 @@ class StreamPump:
         ``on_batch`` is told the size of each delivered batch (progress)."""
         positions = dict(self._load_positions())
         total = 0
-        for shard_id, records in self.reader.read_after(positions).items():
+        arn = self.reader.stream_arn
+        # Read unshaped, so the freshness clock sees each write's full-precision time.
+        for shard_id, raw in self.reader.read_after(positions, lambda_shape=False).items():
+            if self.freshness is not None:
+                for record in raw:
+                    self.freshness.record_write(record)
+            records = [lambda_record(record, arn) for record in raw]
             for start in range(0, len(records), self.batch):
                 if limit is not None and total >= limit:
                     return total
@@ -370,11 +384,18 @@ class LambdaPump:
     ) -> None:
         self.resources = resources
         self.stats = PumpStats()
+        self.freshness = Freshness()
         self.sqs = boto3.client("sqs")
         self.stream = StreamPump(
-            resources.stream_arn, self.stats, batch=stream_batch, checkpoint=checkpoint
+            resources.stream_arn,
+            self.stats,
+            batch=stream_batch,
+            checkpoint=checkpoint,
+            freshness=self.freshness,
         )
-        self.consumer = QueueConsumer(resources.queues, self.stats, batch=queue_batch, chaos=chaos)
+        self.consumer = QueueConsumer(
+            resources.queues, self.stats, batch=queue_batch, chaos=chaos, freshness=self.freshness
+        )
 
     # --- stream ---------------------------------------------------------------------------
 

@@ -1,12 +1,14 @@
 """The reliability suite: the pipeline's promises checked at system level.
 
 Every scenario runs the real handlers against a moto server, compares the published
-snapshots with what the independent oracle (``testing.spec_oracle``) derives from the
-final table and reports missing / extra / stale records, which must all be 0.
+snapshots — or, with ``sink="server"``, the Chroma server's collections (contract §12) —
+with what the independent oracle (``testing.spec_oracle``) derives from the final table
+and reports missing / extra / stale records, which must all be 0.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import multiprocessing
@@ -25,6 +27,7 @@ import boto3
 
 from receipt_chroma.compaction.deltas import write_delta
 from receipt_compaction_tools.aws.local_aws import LocalAwsServer
+from receipt_compaction_tools.local.chroma_server import LocalChromaServer
 from receipt_compaction_tools.local.environment import environment
 from receipt_compaction_tools.local.pump import QueueChaos
 from receipt_compaction_tools.local.reliability_world import (
@@ -45,10 +48,13 @@ def sustained_load(root: Path, scale: Scale) -> dict[str, Any]:
     world = World(root / "load", queue_batch=scale.queue_batch)
     world.add_receipts(scale.receipts)
     world.settle()
-    world.churn(scale.changes - world.changes)
-    world.settle()
+    world.pump.freshness.reset()  # the sustained churn's freshness only
+    while (remaining := scale.changes - world.changes) > 0:
+        world.churn(min(scale.load_slice, remaining))
+        world.settle()
     stats = world.pump.stats
     return {
+        "freshness_seconds": world.pump.freshness.summary(),
         "changes": world.changes,
         "messages": sum(stats.messages_received.values()),
         "redeliveries": stats.redeliveries_injected + sum(stats.messages_failed.values()),
@@ -329,34 +335,48 @@ def passed(result: dict[str, Any]) -> bool:
     )
 
 
-def run_scenario(name: str, scale_name: str, root: Path) -> dict[str, Any]:
+def run_scenario(name: str, scale_name: str, root: Path, sink: str = "snapshot") -> dict[str, Any]:
     """One scenario against its own moto server (in its own process, so the emulator's
-    work never holds this process's GIL while the handlers run here)."""
+    work never holds this process's GIL while the handlers run here) and, when the sink is
+    a Chroma server (contract §12), its own ``chroma run``."""
     started = time.perf_counter()
-    with LocalAwsServer(own_process=True) as server, environment(server.environment()):
+    with contextlib.ExitStack() as stack:
+        server = stack.enter_context(LocalAwsServer(own_process=True))
+        variables = {**server.environment(), "CHROMA_SINK": sink}
+        if sink != "snapshot":
+            chroma = stack.enter_context(LocalChromaServer(root / f"chroma-{name}"))
+            variables.update(chroma.environment())
+        stack.enter_context(environment(variables))
         saved = dict(os.environ)
         try:
             result = SCENARIOS[name](root, SCALES[scale_name])
         finally:
             os.environ.clear()
             os.environ.update(saved)
+    result["sink"] = sink
     result["seconds"] = round(time.perf_counter() - started, 1)
     result["passed"] = passed(result)
     return result
 
 
 def run_suite(
-    scale_name: str, root: Path, only: list[str] | None = None, jobs: int = 1
+    scale_name: str,
+    root: Path,
+    only: list[str] | None = None,
+    jobs: int = 1,
+    sink: str = "snapshot",
 ) -> dict[str, Any]:
     """Run the scenarios (``jobs`` at a time, each in a fresh process when more than one)."""
     names = [name for name in SCENARIOS if not only or name in only]
     if jobs <= 1:
-        results = {name: run_scenario(name, scale_name, root) for name in names}
+        results = {name: run_scenario(name, scale_name, root, sink) for name in names}
     else:
         spawn = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=jobs, mp_context=spawn) as pool:
-            futures = {name: pool.submit(run_scenario, name, scale_name, root) for name in names}
+            futures = {
+                name: pool.submit(run_scenario, name, scale_name, root, sink) for name in names
+            }
             results = {name: future.result() for name, future in futures.items()}
-    report: dict[str, Any] = {"scale": scale_name, "jobs": jobs, "scenarios": results}
+    report: dict[str, Any] = {"scale": scale_name, "sink": sink, "jobs": jobs, "scenarios": results}
     report["passed"] = all(s["passed"] for s in results.values())
     return report

@@ -28,6 +28,7 @@ from receipt_compaction_tools.testing.published import (
     PublishedRecord,
     download_version,
     read_collection,
+    read_server_collection,
 )
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_dynamo import DynamoClient, ValidationStatus
@@ -62,6 +63,10 @@ class Scale:
     # (infra COMPACTOR_BATCH_SIZE); CI scale a smaller one, so a few hundred changes still
     # span many batches.
     queue_batch: int
+    # Changes written between two rounds of the pipeline in the sustained-load scenario:
+    # writes keep arriving while the pipeline works, so freshness measures the latency of
+    # a write, not how long a backlog of all of them takes to drain.
+    load_slice: int = 250
 
 
 SCALES = {
@@ -83,6 +88,8 @@ class World:
     excluded: set[tuple[str, int]] = field(default_factory=set)
     # What each run's deltas hold, as written: a run row does not say.
     run_contents: dict[str, oracle.RunContents] = field(default_factory=dict)
+    # The compactor's sink (contract §12), as the scenario's environment sets it.
+    sink: str = field(default_factory=lambda: os.environ.get("CHROMA_SINK", "snapshot"))
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -194,6 +201,18 @@ class World:
         return oracle.expected_collection(model, collection)
 
     def published(self, collection: str) -> dict[str, PublishedRecord]:
+        """What readers see: the server's collection when the compactor writes to a Chroma
+        server, else the collection at the pointer's version."""
+        if self.sink == "server":
+            return read_server_collection(
+                collection,
+                host=os.environ["CHROMA_HOST"],
+                port=int(os.environ["CHROMA_PORT"]),
+                database=os.environ.get("CHROMA_DATABASE", "default_database"),
+            )
+        return self.snapshot(collection)
+
+    def snapshot(self, collection: str) -> dict[str, PublishedRecord]:
         """The collection at the pointer's version, read from the contract's S3 layout."""
         pointer = boto3.client("dynamodb").get_item(
             TableName=self.resources.table,

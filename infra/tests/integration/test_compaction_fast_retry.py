@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -33,18 +34,13 @@ RETRY_WINDOW = (2, 3)  # RETRY_VISIBILITY_SECONDS for these tests
 
 
 @pytest.fixture
-def world(aws_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CompactionWorld:
+def world(
+    aws_endpoint: str, tmp_path: Path, compactor_environment: Callable[..., None]
+) -> CompactionWorld:
     world = CompactionWorld(tmp_path)
-    for name, value in {
-        "DYNAMODB_TABLE_NAME": world.table,
-        "CHROMADB_BUCKET": world.bucket,
-        "CHROMA_ROOT": str(world.config.chroma_root),
-        "CHROMA_WORK_DIR": str(world.config.work_dir),
-        "EMBEDDING_DIMENSION": str(world.dimension),
-        "LOCK_WAIT_SECONDS": "1",
-        "RETRY_VISIBILITY_SECONDS": "{}-{}".format(*RETRY_WINDOW),
-    }.items():
-        monkeypatch.setenv(name, value)
+    compactor_environment(
+        world, LOCK_WAIT_SECONDS="1", RETRY_VISIBILITY_SECONDS="{}-{}".format(*RETRY_WINDOW)
+    )
     return world
 
 

@@ -4,6 +4,7 @@ out, snapshot published, structured logs and EMF metrics written."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -22,17 +23,11 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def world(aws_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CompactionWorld:
+def world(
+    aws_endpoint: str, tmp_path: Path, compactor_environment: Callable[..., None]
+) -> CompactionWorld:
     world = CompactionWorld(tmp_path)
-    for name, value in {
-        "DYNAMODB_TABLE_NAME": world.table,
-        "CHROMADB_BUCKET": world.bucket,
-        "CHROMA_ROOT": str(world.config.chroma_root),
-        "CHROMA_WORK_DIR": str(world.config.work_dir),
-        "EMBEDDING_DIMENSION": str(world.dimension),
-        "LOCK_WAIT_SECONDS": "5",
-    }.items():
-        monkeypatch.setenv(name, value)
+    compactor_environment(world)
     return world
 
 

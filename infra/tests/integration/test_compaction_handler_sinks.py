@@ -5,6 +5,7 @@ unreachable server fails every message, which stays on its queue."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -32,7 +33,7 @@ def world(
     tmp_path: Path,
     chroma_server: LocalChromaServer,
     chroma_database: str,
-    monkeypatch: pytest.MonkeyPatch,
+    compactor_environment: Callable[..., None],
 ) -> CompactionWorld:
     """A world whose handler environment names the session's Chroma server and a fresh
     database (``chroma_database`` set CHROMA_HOST, CHROMA_PORT, CHROMA_DATABASE)."""
@@ -41,15 +42,7 @@ def world(
         SinkKind.SERVER,
         ChromaServer(host=chroma_server.host, port=chroma_server.port, database=chroma_database),
     )
-    for name, value in {
-        "DYNAMODB_TABLE_NAME": world.table,
-        "CHROMADB_BUCKET": world.bucket,
-        "CHROMA_ROOT": str(world.config.chroma_root),
-        "CHROMA_WORK_DIR": str(world.config.work_dir),
-        "EMBEDDING_DIMENSION": str(world.dimension),
-        "LOCK_WAIT_SECONDS": "5",
-    }.items():
-        monkeypatch.setenv(name, value)
+    compactor_environment(world)
     world.add_receipt(SyntheticReceipt(IMAGE_ID, 1, dimension=world.dimension))
     world.dynamo.put_receipt_metadata(make_metadata(IMAGE_ID, 1))
     world.dynamo.put_receipt_word_label(make_label(IMAGE_ID, 1, 1, 1, "TOTAL"))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
@@ -62,7 +62,7 @@ def _log_to(module: ModuleType, buffer: io.StringIO) -> None:
 def test_compactor_traces_every_cycle_stage_and_counts_efs_write_failures(
     aws_endpoint: str,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    compactor_environment: Callable[..., None],
     compaction_handler: ModuleType,
     lambda_context: Any,
     capsys: pytest.CaptureFixture[str],
@@ -70,15 +70,7 @@ def test_compactor_traces_every_cycle_stage_and_counts_efs_write_failures(
     world = CompactionWorld(tmp_path)
     blocked = tmp_path / "not-a-directory"
     blocked.write_text("EFS writes under a file fail")
-    for name, value in {
-        "DYNAMODB_TABLE_NAME": world.table,
-        "CHROMADB_BUCKET": world.bucket,
-        "CHROMA_ROOT": str(blocked / "efs"),
-        "CHROMA_WORK_DIR": str(world.config.work_dir),
-        "EMBEDDING_DIMENSION": str(world.dimension),
-        "LOCK_WAIT_SECONDS": "5",
-    }.items():
-        monkeypatch.setenv(name, value)
+    compactor_environment(world, CHROMA_ROOT=str(blocked / "efs"))
     world.add_receipt(SyntheticReceipt(IMAGE_ID, 1, dimension=world.dimension))
     world.dynamo.put_receipt_metadata(make_metadata(IMAGE_ID, 1))
     event = _sqs_event(world.pump()["words"], [])
@@ -122,21 +114,13 @@ def test_compactor_traces_every_cycle_stage_and_counts_efs_write_failures(
 def test_compactor_counts_a_damaged_warm_copy_it_repaired(
     aws_endpoint: str,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    compactor_environment: Callable[..., None],
     compaction_handler: ModuleType,
     lambda_context: Any,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     world = CompactionWorld(tmp_path)
-    for name, value in {
-        "DYNAMODB_TABLE_NAME": world.table,
-        "CHROMADB_BUCKET": world.bucket,
-        "CHROMA_ROOT": str(world.config.chroma_root),
-        "CHROMA_WORK_DIR": str(world.config.work_dir),
-        "EMBEDDING_DIMENSION": str(world.dimension),
-        "LOCK_WAIT_SECONDS": "5",
-    }.items():
-        monkeypatch.setenv(name, value)
+    compactor_environment(world)
     world.add_receipt(SyntheticReceipt(IMAGE_ID, 1, dimension=world.dimension))
     compaction_handler.lambda_handler(_sqs_event(world.pump()["words"], []), lambda_context)
     warm = Path(world.config.work_dir) / "words" / "snapshot" / "chroma.sqlite3"

@@ -11,150 +11,44 @@ decides whether a working copy still matches the version it was made from — an
 write is split into batches within the client's maximum batch size (against a server, also
 within a request size that keeps each call to seconds of server work).
 
-Against a Chroma server (``http_host``, contract §12) calls also get what a network needs:
-a timeout on every request (those chromadb makes while the client is built included),
-retries of transient failures (connection errors, timeouts, rate limiting, a gateway's
-502/503/504) with exponential backoff, and a breaker — once a call has used up its retries
-on an unreachable server, or the server refused the credentials (401/403), the client is
-``unavailable`` and every later call fails at once with ``SinkUnavailableError`` instead of
-waiting out its own retries. The only credentials are the headers it is given: chromadb's
-``CHROMA_CLIENT_AUTH_*`` environment variables are ignored (contract §12).
+Against a Chroma server (``http_host``, contract §12) every call goes through
+``chroma_http``: timeouts, retries with backoff, and the breaker that marks the client
+``unavailable``.
 """
 
 from __future__ import annotations
 
 import functools
-import random
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
 
 import chromadb
-import httpx
 import numpy as np
 from chromadb.api import ClientAPI
-from chromadb.api.base_http_client import BaseHTTPClient
-from chromadb.api.client import Client
 from chromadb.api.models.Collection import Collection
 from chromadb.api.shared_system_client import SharedSystemClient
 from chromadb.config import Settings
-from chromadb.errors import AuthorizationError, ChromaAuthError, RateLimitError
 
-from receipt_chroma import settings as defaults
+from receipt_chroma.chroma_http import (
+    HttpOptions,
+    RetryPolicy,
+    call_with_retries,
+    heartbeat,
+    server_url,
+    timed_http_client,
+)
 from receipt_chroma.constants import COLLECTION_CONFIGURATION, WRITE_CHUNK
 from receipt_chroma.exceptions import (
     ChromaClientError,
     CollectionConfigurationError,
-    CredentialsRefusedError,
     SinkUnavailableError,
 )
 
 Mode = Literal["read", "write", "delta"]
 MODES: tuple[Mode, ...] = ("read", "write", "delta")
 T = TypeVar("T")
-API_PATH = "/api/v2"
-GATEWAY_UNAVAILABLE = frozenset({502, 503, 504})  # a proxy/load balancer without its server
-REFUSED = frozenset({401, 403})
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Attempts per call and the exponential backoff between them (full jitter)."""
-
-    attempts: int = defaults.CHROMA_RETRY_ATTEMPTS
-    base_seconds: float = defaults.CHROMA_RETRY_BASE_SECONDS
-    max_seconds: float = defaults.CHROMA_RETRY_MAX_SECONDS
-
-    def delays(self) -> Iterator[float]:
-        """The pause before each retry (``attempts - 1`` of them)."""
-        for attempt in range(max(0, self.attempts - 1)):
-            ceiling = min(self.max_seconds, self.base_seconds * 2**attempt)
-            yield random.uniform(ceiling / 2, ceiling)
-
-
-@dataclass(frozen=True)
-class HttpOptions:
-    """How to reach a Chroma server beyond its host and port."""
-
-    ssl: bool = defaults.CHROMA_SSL
-    tenant: str = defaults.CHROMA_TENANT
-    database: str = defaults.CHROMA_DATABASE
-    headers: Mapping[str, str] = field(default_factory=dict)
-    connect_timeout_seconds: float = defaults.CHROMA_CONNECT_TIMEOUT_SECONDS
-    request_timeout_seconds: float = defaults.CHROMA_REQUEST_TIMEOUT_SECONDS
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    write_batch: int = defaults.CHROMA_WRITE_BATCH
-
-
-def server_url(host: str, port: int, ssl: bool) -> str:
-    """The API root chromadb's HttpClient uses for these settings."""
-    return BaseHTTPClient.resolve_url(
-        chroma_server_host=host,
-        chroma_server_ssl_enabled=ssl,
-        default_api_path=API_PATH,
-        chroma_server_http_port=port,
-    )
-
-
-def _chain(error: BaseException) -> Iterator[BaseException]:
-    """``error`` and the errors it was raised from or while handling."""
-    seen: BaseException | None = error
-    while seen is not None:
-        yield seen
-        seen = seen.__cause__ or seen.__context__
-
-
-def _status(error: BaseException) -> int | None:
-    return error.response.status_code if isinstance(error, httpx.HTTPStatusError) else None
-
-
-def unreachable(error: BaseException) -> bool:
-    """Whether ``error`` means the server could not be reached or refused the load for
-    now — worth retrying, and once retries are used up, the server is unavailable.
-
-    chromadb raises ``httpx`` transport errors (refused, reset, timed out) as they are, or
-    wrapped in a ValueError while a client is being created; a server shedding load answers
-    429 (``RateLimitError``); a gateway in front of a server that is down answers 502, 503
-    or 504 (chromadb raises a plain Exception of the body, from the ``HTTPStatusError``).
-    Anything else (a 4xx, an internal error) is an answer about the request itself and is
-    not retried.
-    """
-    return _unreachable_cause(error) is not None
-
-
-def _unreachable_cause(error: BaseException) -> BaseException | None:
-    for seen in _chain(error):
-        if isinstance(seen, httpx.TransportError | RateLimitError):
-            return seen
-        if _status(seen) in GATEWAY_UNAVAILABLE:
-            return seen
-    return None
-
-
-def _describe(error: BaseException) -> str:
-    """What went wrong, in one line: the transport error or HTTP status underneath
-    chromadb's wrappers (its ValueErrors guess at causes, e.g. "Could not connect to
-    tenant ... Are you sure it exists?" for a timeout)."""
-    cause = _unreachable_cause(error) or error
-    if isinstance(cause, httpx.HTTPStatusError):
-        response = cause.response
-        return f"HTTP {response.status_code} {response.reason_phrase} from {response.url.path}"
-    return f"{type(cause).__name__}: {cause}"
-
-
-def refused(error: BaseException) -> str | None:
-    """How the server refused the credentials, if ``error`` is such a refusal: Chroma's own
-    JSON errors, or any plain 401/403 (a gateway's HTML page). Never the body or a header."""
-    for seen in _chain(error):
-        if isinstance(seen, AuthorizationError | ChromaAuthError):
-            return type(seen).__name__
-        status = _status(seen)
-        if status in REFUSED:
-            return f"HTTP {status}"
-    return None
 
 
 def collection_space(configuration: Any) -> str | None:
@@ -165,36 +59,6 @@ def collection_space(configuration: Any) -> str | None:
         if isinstance(part, Mapping) and part.get("space"):
             return str(part["space"])
     return None
-
-
-class _TimedClient(Client):
-    """chromadb's ``HttpClient`` with a timeout on its sessions before their first request.
-
-    chromadb 1.5 builds each session with ``timeout=None`` and has no setting for one, and
-    makes requests while the client is being built: the user identity through the
-    client's server API, then the tenant and database through an admin client with a
-    session of its own. Each session gets the timeout just before those requests (a
-    chromadb upgrade that moves them fails with ``ChromaClientError``, never hangs)."""
-
-    def __init__(self, *, timeout: httpx.Timeout, **kwargs: Any) -> None:
-        self._request_timeout = timeout
-        super().__init__(**kwargs)
-
-    def _time(self, owner: Any) -> None:
-        session = getattr(getattr(owner, "_server", None), "_session", None)
-        if not isinstance(session, httpx.Client):
-            raise ChromaClientError(
-                f"chromadb {chromadb.__version__}: cannot set a request timeout on its client"
-            )
-        session.timeout = self._request_timeout
-
-    def get_user_identity(self) -> Any:
-        self._time(self)
-        return super().get_user_identity()
-
-    def _validate_tenant_database(self, tenant: str, database: str) -> None:
-        self._time(self._admin_client)
-        super()._validate_tenant_database(tenant, database)
 
 
 @functools.cache
@@ -345,35 +209,13 @@ class ChromaClient:
             )
 
     def _connect(self, host: str, port: int, options: HttpOptions | None) -> ClientAPI:
-        """chromadb's HttpClient with a timeout on every request, those it makes while it
-        is built (identity, tenant, database) included. A heartbeat with the connect
-        timeout comes first, so an address that never answers fails fast."""
+        """chromadb's HttpClient with a timeout on every request; a heartbeat first."""
         http = options or HttpOptions()
-        self.url = server_url(host, port, http.ssl)
+        url = self.url = server_url(host, port, http.ssl)
         self._retry = http.retry
         self._request_records = http.write_batch
-        headers = dict(http.headers)
-        timeout = httpx.Timeout(http.request_timeout_seconds, connect=http.connect_timeout_seconds)
-
-        def heartbeat() -> None:
-            httpx.get(
-                f"{self.url}/heartbeat", headers=headers, timeout=http.connect_timeout_seconds
-            ).raise_for_status()
-
-        def create() -> ClientAPI:
-            # What chromadb.HttpClient does, with _TimedClient for its Client.
-            settings = _settings(persistent=False)
-            settings.chroma_api_impl = "chromadb.api.fastapi.FastAPI"
-            settings.chroma_server_host = host
-            settings.chroma_server_http_port = port
-            settings.chroma_server_ssl_enabled = http.ssl
-            settings.chroma_server_headers = dict(headers)  # chromadb adds its own to it
-            return _TimedClient(
-                timeout=timeout, tenant=http.tenant, database=http.database, settings=settings
-            )
-
-        self.call(heartbeat)
-        return self.call(create)
+        self.call(lambda: heartbeat(url, http))
+        return self.call(lambda: timed_http_client(host, port, http, _settings(persistent=False)))
 
     def _prepare_directory(self, directory: Path) -> None:
         if self.mode == "read":
@@ -393,29 +235,17 @@ class ChromaClient:
         is unreachable and the policy allows, then mark the client unavailable."""
         if self.unavailable is not None:
             raise SinkUnavailableError(self.unavailable)
-        delays = self._retry.delays() if self._retry is not None else iter(())
-        while True:
-            if write:
-                self.before_write()
-            try:
-                return action()
-            except Exception as error:
-                if self._retry is None:
-                    raise
-                how = refused(error)
-                if how is not None:
-                    self.unavailable = f"Chroma server {self.url} refused the credentials ({how})"
-                    raise CredentialsRefusedError(self.unavailable) from error
-                if not unreachable(error):
-                    raise
-                delay = next(delays, None)
-                if delay is None:
-                    self.unavailable = (
-                        f"Chroma server {self.url} unreachable after "
-                        f"{self._retry.attempts} attempts: {_describe(error)}"
-                    )
-                    raise SinkUnavailableError(self.unavailable) from error
-                time.sleep(delay)
+        before = self.before_write if write else None
+        if self._retry is None:
+            if before is not None:
+                before()
+            return action()
+        return call_with_retries(
+            action, url=self.url, retry=self._retry, before=before, give_up=self._give_up
+        )
+
+    def _give_up(self, reason: str) -> None:
+        self.unavailable = reason
 
     # --- collections --------------------------------------------------------------------
 

@@ -22,7 +22,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from chromadb.errors import ChromaError
 
 from receipt_chroma import settings as defaults
-from receipt_chroma.chroma_client import ChromaClient, HttpOptions, Mode, RetryPolicy, server_url
+from receipt_chroma.chroma_client import ChromaClient, Mode
+from receipt_chroma.chroma_http import HttpOptions, RetryPolicy, server_url
 from receipt_chroma.exceptions import CredentialsRefusedError, SinkUnavailableError
 from receipt_dynamo_stream.exceptions import ConfigurationError
 

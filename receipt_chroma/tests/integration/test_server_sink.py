@@ -22,7 +22,8 @@ import pytest
 from chromadb.api.models.Collection import Collection
 
 from receipt_chroma import chroma_client
-from receipt_chroma.chroma_client import ChromaClient, RetryPolicy
+from receipt_chroma.chroma_client import ChromaClient
+from receipt_chroma.chroma_http import RetryPolicy
 from receipt_chroma.chroma_server import ChromaServer, forget_tokens
 from receipt_chroma.compaction import FailureCause
 from receipt_chroma.compaction.config import SinkKind

@@ -42,7 +42,7 @@ from test_convergence_model import (
     count,
 )
 
-from receipt_chroma.chroma_client import RetryPolicy
+from receipt_chroma.chroma_http import RetryPolicy
 from receipt_chroma.chroma_server import ChromaServer
 from receipt_chroma.compaction.config import SinkKind
 from receipt_compaction_tools.local.chroma_server import LocalChromaServer

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from chromadb.errors import InvalidArgumentError, RateLimitError
 
-from receipt_chroma.chroma_client import RetryPolicy, _batches, unreachable
+from receipt_chroma.chroma_client import _batches
+from receipt_chroma.chroma_http import RetryPolicy, unreachable
 from receipt_chroma.chroma_server import TOKEN_HEADER, ChromaServer, forget_tokens, read_token
 from receipt_chroma.compaction.config import CompactionConfig, SinkKind
 from receipt_chroma.compaction.models import (

@@ -16,7 +16,7 @@ import logging
 import os
 import random
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -221,6 +221,16 @@ def reset_visibility(
     reported failed (it then returns after the queue's visibility timeout).
     """
     outcome = VisibilityReset(timeout_seconds=random.randint(*window))
+    for arn, pending in _pending_by_queue(records, outcome).items():
+        _reset_queue(arn, pending, outcome)
+    return outcome
+
+
+def _pending_by_queue(
+    records: Sequence[Mapping[str, Any]], outcome: VisibilityReset
+) -> dict[str, list[tuple[str, str]]]:
+    """The (message id, receipt handle) of each record by its queue's ARN; a record
+    without a handle or an ARN is logged and counted failed."""
     by_queue: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for record in records:
         message_id = str(record.get("messageId"))
@@ -235,51 +245,57 @@ def reset_visibility(
             outcome.failed += 1
             continue
         by_queue[arn].append((message_id, handle))
-    for arn, pending in by_queue.items():
-        try:
-            client, url = queue_of(arn)
-        except Exception as error:  # a malformed ARN, or no client for its region
-            logger.error(
-                "visibility not reset",
-                message_ids=[m for m, _ in pending],
-                error=f"{type(error).__name__}: {error}",
-            )
-            outcome.failed += len(pending)
-            continue
-        for start in range(0, len(pending), SQS_BATCH_LIMIT):
-            chunk = dict(enumerate(pending[start : start + SQS_BATCH_LIMIT]))
-            entries: list[ChangeMessageVisibilityBatchRequestEntryTypeDef] = [
-                {
-                    "Id": str(index),
-                    "ReceiptHandle": handle,
-                    "VisibilityTimeout": outcome.timeout_seconds,
-                }
-                for index, (_, handle) in chunk.items()
-            ]
-            try:
-                response = client.change_message_visibility_batch(QueueUrl=url, Entries=entries)
-            except Exception as error:
-                logger.error(
-                    "visibility not reset",
-                    queue_url=url,
-                    message_ids=[m for m, _ in chunk.values()],
-                    error=f"{type(error).__name__}: {error}",
-                )
-                outcome.failed += len(chunk)
-                continue
-            ids = {str(index): message_id for index, (message_id, _) in chunk.items()}
-            for failure in response.get("Failed", []):
-                logger.error(
-                    "visibility not reset",
-                    queue_url=url,
-                    message_id=ids.get(failure.get("Id", "")),
-                    code=failure.get("Code"),
-                    sender_fault=failure.get("SenderFault"),
-                    error=failure.get("Message"),
-                )
-            outcome.failed += len(response.get("Failed", []))
-            outcome.reset += len(response.get("Successful", []))
-    return outcome
+    return by_queue
+
+
+def _reset_queue(arn: str, pending: list[tuple[str, str]], outcome: VisibilityReset) -> None:
+    """Reset the messages of one queue, ``SQS_BATCH_LIMIT`` per call."""
+    try:
+        client, url = queue_of(arn)
+    except Exception as error:  # a malformed ARN, or no client for its region
+        logger.error(
+            "visibility not reset",
+            message_ids=[m for m, _ in pending],
+            error=f"{type(error).__name__}: {error}",
+        )
+        outcome.failed += len(pending)
+        return
+    for start in range(0, len(pending), SQS_BATCH_LIMIT):
+        _reset_batch(client, url, pending[start : start + SQS_BATCH_LIMIT], outcome)
+
+
+def _reset_batch(
+    client: SQSClient, url: str, batch: list[tuple[str, str]], outcome: VisibilityReset
+) -> None:
+    """One ChangeMessageVisibilityBatch call; counts the entries it reset and failed."""
+    chunk = dict(enumerate(batch))
+    entries: list[ChangeMessageVisibilityBatchRequestEntryTypeDef] = [
+        {"Id": str(index), "ReceiptHandle": handle, "VisibilityTimeout": outcome.timeout_seconds}
+        for index, (_, handle) in chunk.items()
+    ]
+    try:
+        response = client.change_message_visibility_batch(QueueUrl=url, Entries=entries)
+    except Exception as error:
+        logger.error(
+            "visibility not reset",
+            queue_url=url,
+            message_ids=[m for m, _ in chunk.values()],
+            error=f"{type(error).__name__}: {error}",
+        )
+        outcome.failed += len(chunk)
+        return
+    ids = {str(index): message_id for index, (message_id, _) in chunk.items()}
+    for failure in response.get("Failed", []):
+        logger.error(
+            "visibility not reset",
+            queue_url=url,
+            message_id=ids.get(failure.get("Id", "")),
+            code=failure.get("Code"),
+            sender_fault=failure.get("SenderFault"),
+            error=failure.get("Message"),
+        )
+    outcome.failed += len(response.get("Failed", []))
+    outcome.reset += len(response.get("Successful", []))
 
 
 def parse_record(record: dict[str, Any]) -> StreamMessage:
@@ -296,85 +312,93 @@ def parse_record(record: dict[str, Any]) -> StreamMessage:
     return message
 
 
+# A row's value for a cycle (and its visibility reset, if any); None: the row is not emitted.
+Getter = Callable[[CycleResult, VisibilityReset | None], float | None]
+
+
+def _update(attribute: str) -> Getter:
+    """A count of the cycle's table update; none when there was no update."""
+    return lambda result, _: None if result.update is None else getattr(result.update, attribute)
+
+
+def _deltas_merged(result: CycleResult, _: VisibilityReset | None) -> float | None:
+    return None if result.update is None else sum(1 for run in result.update.runs if run.merged)
+
+
+def _flag(test: Callable[[CycleResult], object]) -> Getter:
+    """1 when ``test`` holds for the cycle; none otherwise."""
+    return lambda result, _: 1 if test(result) else None
+
+
+def _timing(stage: str) -> Getter:
+    return lambda result, _: result.timings_ms.get(stage)
+
+
+def _reset(attribute: str) -> Getter:
+    return lambda _, reset: None if reset is None else getattr(reset, attribute)
+
+
+def _cache_failures(name: str) -> Getter:
+    """Derived-cache failures of one kind: those the snapshot code logged during the cycle
+    and the publish-time errors whose prefix maps to it."""
+
+    def count(result: CycleResult, _: VisibilityReset | None) -> float:
+        prefixes = [p for p, metric in DERIVED_ERROR_METRICS.items() if metric == name]
+        derived = sum(e.startswith(p) for e in result.derived_cache_errors for p in prefixes)
+        return cache_failures.counts[name] + derived
+
+    return count
+
+
+COUNT, BYTES = MetricUnit.Count, MetricUnit.Bytes
+CYCLE_METRICS: tuple[tuple[str, MetricUnit, Getter], ...] = (
+    ("DeltasMerged", COUNT, _deltas_merged),
+    ("VectorsMerged", COUNT, _update("vectors_merged")),
+    ("CompactionMetadataUpdates", COUNT, _update("metadata_updates")),
+    ("CompactionLabelUpdates", COUNT, _update("label_updates")),
+    ("RecordsDeleted", COUNT, _update("records_deleted")),
+    ("InvalidTableRows", COUNT, _update("invalid_rows")),
+    ("SnapshotPublished", COUNT, _flag(lambda r: r.published_version is not None)),
+    ("ServerSinkApplied", COUNT, _flag(lambda r: r.server_applied)),
+    ("DerivedCacheErrors", COUNT, lambda r, _: len(r.derived_cache_errors) or None),
+    *((name, MetricUnit.Milliseconds, _timing(key)) for key, name in TIMING_METRICS.items()),
+    ("MessageFailures", COUNT, lambda r, _: len(r.failures)),
+    ("VisibilityResets", COUNT, _reset("reset")),
+    ("VisibilityResetFailures", COUNT, _reset("failed")),
+    # Contract §9 (rev 2): S3 bytes the cycle moved, and what the published version's HNSW
+    # files do not hold yet (only when a version was published).
+    ("SnapshotBytesUploaded", BYTES, lambda r, _: r.snapshot_bytes_uploaded),
+    ("SnapshotBytesDownloaded", BYTES, lambda r, _: r.snapshot_bytes_downloaded),
+    ("UnindexedRecords", COUNT, lambda r, _: r.unindexed_records),
+    # Caches repaired (a warm copy or EFS version that did not match what was recorded for
+    # it, read again) and EFS operations that failed (the cycle read from S3 instead).
+    ("SnapshotCacheRepairs", COUNT, lambda r, _: r.snapshot_cache_repairs),
+    ("EfsFailures", COUNT, lambda r, _: r.efs_failures),
+    ("CacheRepairFailures", COUNT, _cache_failures("CacheRepairFailures")),
+    ("EfsWriteFailures", COUNT, _cache_failures("EfsWriteFailures")),
+)
+
+
 def emit_cycle_metrics(
     result: CycleResult, messages: list[StreamMessage], reset: VisibilityReset | None = None
 ) -> None:
-    """The cycle's metrics, with its collection as a dimension (one EMF document)."""
+    """The cycle's metrics, with its collection as a dimension (one EMF document): messages
+    by entity type, the cache tier and failure cause (named by their values), then the
+    rows of ``CYCLE_METRICS`` that have a value."""
     sink = EphemeralMetrics(namespace=NAMESPACE, service=SERVICE)
     sink.add_dimension(name="collection", value=result.collection.value)
     for entity_type, count in Counter(m.entity_type.value for m in messages).items():
-        sink.add_metric(
-            name=f"Messages{entity_type.title().replace('_', '')}",
-            unit=MetricUnit.Count,
-            value=count,
-        )
+        name = f"Messages{entity_type.title().replace('_', '')}"
+        sink.add_metric(name=name, unit=COUNT, value=count)
     if result.tier is not None:
         # The contract's names: CacheTierWarm, CacheTierCatchUp, CacheTierEfs, CacheTierS3.
-        sink.add_metric(name=result.tier.metric_name, unit=MetricUnit.Count, value=1)
-    if result.update is not None:
-        merged = [r for r in result.update.runs if r.merged]
-        sink.add_metric(name="DeltasMerged", unit=MetricUnit.Count, value=len(merged))
-        sink.add_metric(
-            name="VectorsMerged", unit=MetricUnit.Count, value=result.update.vectors_merged
-        )
-        sink.add_metric(
-            name="CompactionMetadataUpdates",
-            unit=MetricUnit.Count,
-            value=result.update.metadata_updates,
-        )
-        sink.add_metric(
-            name="CompactionLabelUpdates", unit=MetricUnit.Count, value=result.update.label_updates
-        )
-        sink.add_metric(
-            name="RecordsDeleted", unit=MetricUnit.Count, value=result.update.records_deleted
-        )
-        sink.add_metric(
-            name="InvalidTableRows", unit=MetricUnit.Count, value=result.update.invalid_rows
-        )
-    if result.published_version is not None:
-        sink.add_metric(name="SnapshotPublished", unit=MetricUnit.Count, value=1)
-    if result.server_applied:
-        sink.add_metric(name="ServerSinkApplied", unit=MetricUnit.Count, value=1)
+        sink.add_metric(name=result.tier.metric_name, unit=COUNT, value=1)
     if result.cause is not None:
-        sink.add_metric(name=CAUSE_METRICS[result.cause], unit=MetricUnit.Count, value=1)
-    if result.derived_cache_errors:
-        sink.add_metric(
-            name="DerivedCacheErrors", unit=MetricUnit.Count, value=len(result.derived_cache_errors)
-        )
-    for key, name in TIMING_METRICS.items():
-        if key in result.timings_ms:
-            sink.add_metric(name=name, unit=MetricUnit.Milliseconds, value=result.timings_ms[key])
-    sink.add_metric(name="MessageFailures", unit=MetricUnit.Count, value=len(result.failures))
-    if reset is not None:
-        sink.add_metric(name="VisibilityResets", unit=MetricUnit.Count, value=reset.reset)
-        sink.add_metric(name="VisibilityResetFailures", unit=MetricUnit.Count, value=reset.failed)
-    # Contract §9 (rev 2): S3 bytes the cycle moved, and what the published version's HNSW
-    # files do not hold yet (only when a version was published).
-    sink.add_metric(
-        name="SnapshotBytesUploaded", unit=MetricUnit.Bytes, value=result.snapshot_bytes_uploaded
-    )
-    sink.add_metric(
-        name="SnapshotBytesDownloaded",
-        unit=MetricUnit.Bytes,
-        value=result.snapshot_bytes_downloaded,
-    )
-    if result.unindexed_records is not None:
-        sink.add_metric(
-            name="UnindexedRecords", unit=MetricUnit.Count, value=result.unindexed_records
-        )
-    # Caches repaired (a warm copy or EFS version that did not match what was recorded for
-    # it, read again) and EFS operations that failed (the cycle read from S3 instead).
-    sink.add_metric(
-        name="SnapshotCacheRepairs", unit=MetricUnit.Count, value=result.snapshot_cache_repairs
-    )
-    sink.add_metric(name="EfsFailures", unit=MetricUnit.Count, value=result.efs_failures)
-    failures = Counter(cache_failures.counts)
-    for error in result.derived_cache_errors:
-        for prefix, name in DERIVED_ERROR_METRICS.items():
-            if error.startswith(prefix):
-                failures[name] += 1
-    for name in ("CacheRepairFailures", "EfsWriteFailures"):
-        sink.add_metric(name=name, unit=MetricUnit.Count, value=failures[name])
+        sink.add_metric(name=CAUSE_METRICS[result.cause], unit=COUNT, value=1)
+    for name, unit, getter in CYCLE_METRICS:
+        value = getter(result, reset)
+        if value is not None:
+            sink.add_metric(name=name, unit=unit, value=value)
     sink.flush_metrics()
 
 

@@ -163,14 +163,11 @@ class EFSSnapshotManager:
         version: str,
         persist_directory: Path,
         *,
-        manifest_bytes: bytes | None = None,
+        manifest_bytes: bytes,
     ) -> Path:
-        """Write ``version`` from a closed local persist directory; returns its path.
-
-        Without a manifest the directory is copied as is (it is never read back: see
-        ``copy_version``). With a manifest, files already held by another version are
-        hard-linked to it and the others copied with their sha256 verified; then
-        ``manifest.json`` is added.
+        """Write format 2 ``version`` from a closed local persist directory; returns its
+        path. Files already held by another version are hard-linked to it and the others
+        copied with their sha256 verified; then ``manifest.json`` is added.
         If the version already exists another writer won: ours is dropped, theirs kept.
         """
         target = self.version_path(version)
@@ -179,10 +176,7 @@ class EFSSnapshotManager:
         self.base.mkdir(parents=True, exist_ok=True)
         building = self.base / f".tmp-{version}-{secrets.token_hex(4)}"
         try:
-            if manifest_bytes is None:
-                shutil.copytree(persist_directory, building)
-            else:
-                self._build_from_manifest(building, persist_directory, manifest_bytes, version)
+            self._build_from_manifest(building, persist_directory, manifest_bytes, version)
             try:
                 building.rename(target)
             except OSError:

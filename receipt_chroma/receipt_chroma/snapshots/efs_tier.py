@@ -54,7 +54,7 @@ class EfsTier(Protocol):
         version: str,
         persist_directory: Path,
         *,
-        manifest_bytes: bytes | None = None,
+        manifest_bytes: bytes,
     ) -> Path: ...
 
     def cleanup(self, keep: set[str], now: float | None = None) -> list[str]: ...

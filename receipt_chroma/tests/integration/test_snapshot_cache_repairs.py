@@ -6,6 +6,8 @@ again, and an EFS that cannot be written is a cache miss that fails nothing."""
 from __future__ import annotations
 
 import hashlib
+import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,7 +20,6 @@ from receipt_chroma.compaction.cycle import CycleResult
 from receipt_chroma.compaction.efs_snapshot_manager import EFSSnapshotManager
 from receipt_chroma.snapshots import admin
 from receipt_chroma.snapshots.efs_tier import EfsCopy
-from receipt_chroma.snapshots.files import sha256_file
 from receipt_chroma.snapshots.service import SnapshotSettings
 from receipt_chroma.snapshots.stats import SnapshotStats
 from receipt_chroma.snapshots.versions import new_version_id
@@ -121,6 +122,17 @@ def test_an_efs_that_cannot_be_written_counts_each_failed_write_and_fails_nothin
     assert _merchants(world) == {"Second"}
 
 
+def _manifest_files(world: CompactionWorld, version: str) -> dict[str, str]:
+    """path → sha256 of a version's files, read from the contract's S3 layout (§6)."""
+    key = f"words/snapshot/versions/{version}/manifest.json"
+    manifest = json.loads(world.s3.get_object(Bucket=world.bucket, Key=key)["Body"].read())
+    return {item["path"]: item["sha256"] for item in manifest["files"]}
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def test_catch_up_fetches_a_local_file_whose_sha256_changed_since_its_label(
     world: CompactionWorld,
 ) -> None:
@@ -130,13 +142,8 @@ def test_catch_up_fetches_a_local_file_whose_sha256_changed_since_its_label(
     second = _run(world, _container(world, "b", efs), "Second").published_version
     assert first is not None
     assert second is not None
-    old, new = (behind.store.read_manifest(v) for v in (first, second))
-    assert old is not None
-    assert new is not None
-    unchanged = {e.path: e.sha256 for e in old[0].files}.items() & {
-        (e.path, e.sha256) for e in new[0].files
-    }
-    name, sha = sorted(unchanged)[0]
+    old, new = _manifest_files(world, first), _manifest_files(world, second)
+    name, sha = sorted(old.items() & new.items())[0]
     local = behind.working.path / name
     data = bytearray(local.read_bytes())
     data[len(data) // 2] ^= 0xFF  # same size: the label's size check cannot see it
@@ -146,8 +153,8 @@ def test_catch_up_fetches_a_local_file_whose_sha256_changed_since_its_label(
     tier = behind.working.prepare(second, behind.store, behind.efs, stats)
 
     assert tier is CacheTier.CATCH_UP
-    assert sha256_file(behind.working.path / name) == sha
-    assert all(sha256_file(behind.working.path / e.path) == e.sha256 for e in new[0].files)
+    assert _sha256(behind.working.path / name) == sha
+    assert all(_sha256(behind.working.path / path) == digest for path, digest in new.items())
     assert stats.cache_repairs == 1
 
 
@@ -177,10 +184,9 @@ def test_an_efs_version_linked_from_a_damaged_predecessor_is_rejected_when_read(
     assert second.tier is CacheTier.WARM
     version = second.published_version
     assert version is not None
-    found = warm.store.read_manifest(version)
-    assert found is not None
     linked = efs / "snapshots" / "words" / version
-    assert any(sha256_file(linked / e.path) != e.sha256 for e in found[0].files)
+    files = _manifest_files(world, version)
+    assert any(_sha256(linked / path) != digest for path, digest in files.items())
     manager = EFSSnapshotManager(efs, "words")
     assert manager.copy_version(version, world.root / "probe-before") is EfsCopy.CORRUPT
 
@@ -216,7 +222,8 @@ def test_a_format1_version_on_efs_is_a_cache_miss(world: CompactionWorld) -> Non
     )
     # A format 1 directory on EFS (as an earlier release wrote them), damaged in place.
     manager = EFSSnapshotManager(efs, "words")
-    stored = manager.store_version(legacy, directory)
+    stored = manager.version_path(legacy)
+    shutil.copytree(directory, stored)
     for path in stored.rglob("*.bin"):
         if path.stat().st_size:
             _flip_last_byte(path)

@@ -58,37 +58,6 @@ for _package in LOGGED_PACKAGES:
 copy_config_to_registered_loggers(source_logger=logger, include=set(LOGGED_PACKAGES))
 
 
-class CacheFailureCounter(logging.Filter):
-    """Counts the derived-cache failures the snapshot code reports only in its log: the
-    repairs of ``latest-pointer.txt`` / EFS ``.version`` at a cycle's start and EFS writes
-    after an S3 download (publish-time failures come in ``derived_cache_errors``). A filter
-    that never drops: it only counts, per cycle."""
-
-    PHRASES: ClassVar[dict[str, str]] = {
-        "pointer file not repaired": "CacheRepairFailures",
-        "EFS .version not repaired": "CacheRepairFailures",
-        "could not write version to EFS": "EfsWriteFailures",
-    }
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.counts: Counter[str] = Counter()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        metric = self.PHRASES.get(str(record.msg))
-        if metric is not None:
-            self.counts[metric] += 1
-        return True
-
-
-cache_failures = CacheFailureCounter()
-logger.addFilter(cache_failures)  # the cycle's snapshot logger is this one
-logging.getLogger("receipt_chroma.snapshots.working_copy").addFilter(cache_failures)
-
-# Publish-time derived-cache errors, by the prefix the publisher gives each.
-DERIVED_ERROR_METRICS = {"efs:": "EfsWriteFailures", "pointer file:": "CacheRepairFailures"}
-
-
 class StageSegments:
     """One X-Ray subsegment per cycle stage. The cycle marks the end of each stage
     (``on_stage``); the mark closes the running subsegment and opens the next stage's."""
@@ -338,18 +307,6 @@ def _reset(attribute: str) -> Getter:
     return lambda _, reset: None if reset is None else getattr(reset, attribute)
 
 
-def _cache_failures(name: str) -> Getter:
-    """Derived-cache failures of one kind: those the snapshot code logged during the cycle
-    and the publish-time errors whose prefix maps to it."""
-
-    def count(result: CycleResult, _: VisibilityReset | None) -> float:
-        prefixes = [p for p, metric in DERIVED_ERROR_METRICS.items() if metric == name]
-        derived = sum(e.startswith(p) for e in result.derived_cache_errors for p in prefixes)
-        return cache_failures.counts[name] + derived
-
-    return count
-
-
 COUNT, BYTES = MetricUnit.Count, MetricUnit.Bytes
 CYCLE_METRICS: tuple[tuple[str, MetricUnit, Getter], ...] = (
     ("DeltasMerged", COUNT, _deltas_merged),
@@ -374,8 +331,8 @@ CYCLE_METRICS: tuple[tuple[str, MetricUnit, Getter], ...] = (
     # it, read again) and EFS operations that failed (the cycle read from S3 instead).
     ("SnapshotCacheRepairs", COUNT, lambda r, _: r.snapshot_cache_repairs),
     ("EfsFailures", COUNT, lambda r, _: r.efs_failures),
-    ("CacheRepairFailures", COUNT, _cache_failures("CacheRepairFailures")),
-    ("EfsWriteFailures", COUNT, _cache_failures("EfsWriteFailures")),
+    ("CacheRepairFailures", COUNT, lambda r, _: r.cache_repair_failures),
+    ("EfsWriteFailures", COUNT, lambda r, _: r.efs_write_failures),
 )
 
 
@@ -421,7 +378,6 @@ def process_records(records: list[dict[str, Any]]) -> list[str]:
 
     for collection, pairs in grouped.items():
         cycle = cycle_for(collection)
-        cache_failures.counts.clear()
         with stages.cycle(collection.value):
             result = cycle.run(pairs)
         for failure in result.failures:

@@ -69,11 +69,13 @@ class CycleResult:
     # was published).
     snapshot_bytes_uploaded: int = 0
     snapshot_bytes_downloaded: int = 0
-    # SnapshotCacheRepairs / EfsFailures: cached copies (warm copy, EFS version) that did
-    # not match what was recorded for them and were read again; EFS operations that failed
-    # (the cycle went on from S3 / without EFS).
+    # SnapshotCacheRepairs / EfsFailures / EfsWriteFailures / CacheRepairFailures: see
+    # ``SnapshotStats`` (cached copies read again; failed EFS operations, and the EFS
+    # writes among them; derived caches not brought in line with the pointer).
     snapshot_cache_repairs: int = 0
     efs_failures: int = 0
+    efs_write_failures: int = 0
+    cache_repair_failures: int = 0
     unindexed_records: int | None = None
     hnsw_flushed: bool = False
     sink: str = "snapshot"

@@ -37,13 +37,14 @@ def open_base(
 
 
 def repair_derived_caches(
-    snapshots: CollectionSnapshots, pointer: SnapshotPointer, stats: SnapshotStats | None = None
+    snapshots: CollectionSnapshots, pointer: SnapshotPointer, stats: SnapshotStats
 ) -> None:
-    """Make ``latest-pointer.txt`` and EFS ``.version`` agree with the item (best effort;
-    an EFS failure is counted in ``stats``)."""
+    """Make ``latest-pointer.txt`` and EFS ``.version`` agree with the item (best effort:
+    a failure is logged and counted in ``stats``, and the next cycle tries again)."""
     try:
         refresh_pointer_file(snapshots.dynamo, snapshots.store, snapshots.collection)
     except Exception as error:  # derived cache: repaired again next cycle
+        stats.add(cache_repair_failures=1)
         snapshots.logger.info("pointer file not repaired", extra={"error": str(error)})
     efs = snapshots.efs
     if efs is None:
@@ -52,8 +53,7 @@ def repair_derived_caches(
         if efs.has_version(pointer.version) and efs.current_version() != pointer.version:
             efs.set_current_version(pointer.version)
     except OSError as error:
-        if stats is not None:
-            stats.add(efs_failures=1)
+        stats.add(efs_failures=1, cache_repair_failures=1)
         snapshots.logger.info("EFS .version not repaired", extra={"error": str(error)})
 
 

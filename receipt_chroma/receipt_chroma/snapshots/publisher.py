@@ -186,6 +186,7 @@ def _after_swap(
     try:
         refresh_pointer_file(snapshots.dynamo, snapshots.store, snapshots.collection)
     except Exception as error:  # derived cache: the next cycle repairs it
+        stats.add(cache_repair_failures=1)
         errors.append(f"pointer file: {error}")
     on_stage("pointer_file_synced")
     _write_efs(snapshots, published.version, data, errors, stats)
@@ -215,7 +216,7 @@ def _write_efs(
         snapshots.efs.store_version(version, snapshots.working.path, manifest_bytes=data)
         snapshots.efs.set_current_version(version)
     except OSError as error:
-        stats.add(efs_failures=1)
+        stats.add(efs_failures=1, efs_write_failures=1)
         errors.append(f"efs: {error}")
 
 

@@ -15,7 +15,10 @@ class SnapshotStats:
     tier; in catch-up, each file of the working copy whose sha256 changed since its label
     (fetched instead of linked). ``efs_failures``: EFS operations that failed (a copy to
     local disk, a write, a ``.version`` repair, listing its versions); the cycle went on
-    without EFS (from S3).
+    without EFS (from S3). ``efs_write_failures``: of those, the versions that could not be
+    written to EFS (after an S3 read or a publish). ``cache_repair_failures``: derived
+    caches (``latest-pointer.txt``, EFS ``.version``) that could not be brought in line
+    with the pointer item (the next cycle tries again).
     """
 
     bytes_uploaded: int = 0
@@ -27,6 +30,8 @@ class SnapshotStats:
     bytes_reused: int = 0
     cache_repairs: int = 0
     efs_failures: int = 0
+    efs_write_failures: int = 0
+    cache_repair_failures: int = 0
     unindexed_records: int | None = None
     hnsw_flushed: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -43,6 +48,8 @@ class SnapshotStats:
         bytes_reused: int = 0,
         cache_repairs: int = 0,
         efs_failures: int = 0,
+        efs_write_failures: int = 0,
+        cache_repair_failures: int = 0,
     ) -> None:
         with self._lock:
             self.bytes_uploaded += uploaded
@@ -54,6 +61,8 @@ class SnapshotStats:
             self.bytes_reused += bytes_reused
             self.cache_repairs += cache_repairs
             self.efs_failures += efs_failures
+            self.efs_write_failures += efs_write_failures
+            self.cache_repair_failures += cache_repair_failures
 
     def as_dict(self) -> dict[str, int | bool | None]:
         return {
@@ -66,6 +75,8 @@ class SnapshotStats:
             "bytes_reused": self.bytes_reused,
             "cache_repairs": self.cache_repairs,
             "efs_failures": self.efs_failures,
+            "efs_write_failures": self.efs_write_failures,
+            "cache_repair_failures": self.cache_repair_failures,
             "unindexed_records": self.unindexed_records,
             "hnsw_flushed": self.hnsw_flushed,
         }

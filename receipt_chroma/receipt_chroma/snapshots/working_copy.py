@@ -347,5 +347,5 @@ class WorkingCopy:
             efs.store_version(read.version, self.path, manifest_bytes=read.manifest_bytes)
             efs.set_current_version(read.version)
         except OSError as error:  # EFS is a cache: its failures never fail the cycle
-            stats.add(efs_failures=1)
+            stats.add(efs_failures=1, efs_write_failures=1)
             _LOGGER.warning("could not write version to EFS", extra={"error": str(error)})

@@ -14,6 +14,7 @@ from receipt_chroma.compaction import CompactionCycle
 from receipt_chroma.snapshots.base import repair_derived_caches
 from receipt_chroma.snapshots.publisher import refresh_pointer_file
 from receipt_chroma.snapshots.service import SnapshotSettings
+from receipt_chroma.snapshots.stats import SnapshotStats
 from receipt_compaction_tools.testing.factories import IMAGE_ID, make_metadata
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_compaction_tools.testing.world import CompactionWorld
@@ -100,6 +101,29 @@ def test_a_pointer_file_that_is_not_exactly_the_version_is_repaired(
     body = version.encode("ascii") + content if content == b"\n" else content
     world.s3.put_object(Bucket=world.bucket, Key=POINTER_KEY, Body=body)
 
-    repair_derived_caches(_container(world, "a").snapshots, _item(world))
+    stats = SnapshotStats()
+    repair_derived_caches(_container(world, "a").snapshots, _item(world), stats)
 
     assert _pointer_file(world) == version.encode("ascii")
+    assert stats.cache_repair_failures == 0
+
+
+def test_a_pointer_file_that_cannot_be_written_is_counted_and_repaired_next_time(
+    world: CompactionWorld,
+) -> None:
+    version = _publish(world, _container(world, "a"), "First")
+    world.s3.put_object(Bucket=world.bucket, Key=POINTER_KEY, Body=b"stale")
+    snapshots = _container(world, "a").snapshots
+
+    def refuse(**_: object) -> None:
+        raise OSError("S3 refused the write")
+
+    snapshots.store.s3.meta.events.register("before-call.s3.PutObject", refuse)
+    stats = SnapshotStats()
+    repair_derived_caches(snapshots, _item(world), stats)
+    assert (stats.cache_repair_failures, _pointer_file(world)) == (1, b"stale")
+
+    snapshots.store.s3.meta.events.unregister("before-call.s3.PutObject", refuse)
+    again = SnapshotStats()
+    repair_derived_caches(snapshots, _item(world), again)
+    assert (again.cache_repair_failures, _pointer_file(world)) == (0, version.encode("ascii"))

@@ -118,6 +118,8 @@ class SnapshotSink:
             result.snapshot_bytes_downloaded = stats.bytes_downloaded
             result.snapshot_cache_repairs = stats.cache_repairs
             result.efs_failures = stats.efs_failures
+            result.efs_write_failures = stats.efs_write_failures
+            result.cache_repair_failures = stats.cache_repair_failures
 
     def _conclude(
         self,

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from receipt_chroma.chroma_server import ChromaServer
-from receipt_chroma.ids import word_vector_id
 from receipt_compaction_tools.cli.main import main
 from receipt_compaction_tools.local.chroma_server import LocalChromaServer
 from receipt_compaction_tools.testing.factories import (
@@ -36,6 +35,11 @@ def world(aws_endpoint: str, tmp_path: Path) -> CompactionWorld:
     world.dynamo.put_receipt_word_label(make_label(IMAGE_ID, 1, 1, 1, "TOTAL"))
     assert all(r.failures == [] for r in world.compact(world.pump()))
     return world
+
+
+def _word_id(image_id: str, receipt: int, line: int, word: int) -> str:
+    """A word's Chroma id, written from contract §4."""
+    return f"IMAGE#{image_id}#RECEIPT#{receipt:05d}#LINE#{line:05d}#WORD#{word:05d}"
 
 
 def _sink(
@@ -89,8 +93,8 @@ def test_verify_prints_every_kind_of_difference_and_fails(
 ) -> None:
     assert _sink("seed", world, chroma_server, chroma_database)[0] == 0
     server = ChromaServer(chroma_server.host, chroma_server.port, database=chroma_database)
-    first, second, third = (word_vector_id(IMAGE_ID, 1, n, 1) for n in (1, 2, 3))
-    gone = word_vector_id(OTHER_IMAGE_ID, 1, 3, 2)
+    first, second, third = (_word_id(IMAGE_ID, 1, n, 1) for n in (1, 2, 3))
+    gone = _word_id(OTHER_IMAGE_ID, 1, 3, 2)
     with server.connect() as client:
         words = client.get_collection("words")
         words.update(ids=[first], metadatas=[{"merchant_name": "Wrong", "label_status": None}])
@@ -154,7 +158,7 @@ def test_verify_compares_value_types_and_counts_every_kind_of_difference(
 ) -> None:
     assert _sink("seed", world, chroma_server, chroma_database)[0] == 0
     server = ChromaServer(chroma_server.host, chroma_server.port, database=chroma_database)
-    first, second, both = (word_vector_id(IMAGE_ID, 1, n, 1) for n in (1, 2, 3))
+    first, second, both = (_word_id(IMAGE_ID, 1, n, 1) for n in (1, 2, 3))
     with server.connect() as client:
         words = client.get_collection("words")
         words.update(ids=[first], metadatas=[{"receipt_id": 1.0}])  # §4: an int

@@ -13,6 +13,9 @@ LOCK_DURATION_SECONDS: Final = 180
 HEARTBEAT_INTERVAL_SECONDS: Final = 30
 HEARTBEAT_MAX_FAILURES: Final = 3
 LOCK_WAIT_SECONDS: Final = 60
+# A holder treats its lease as lost this long before the last confirmed expiry (§7, rev 3),
+# so its last write or delete has ended before anyone else can acquire the lease.
+LEASE_SAFETY_MARGIN_SECONDS: Final = 10
 # Visibility of messages failed by lease contention or a moved pointer, jittered in this
 # range (seconds): retried within minutes instead of after the queue's visibility timeout.
 RETRY_VISIBILITY_SECONDS: Final = (30, 90)

@@ -89,6 +89,7 @@ class CompactionConfig:
     heartbeat_max_failures: int = defaults.HEARTBEAT_MAX_FAILURES
     lock_wait_seconds: float = defaults.LOCK_WAIT_SECONDS
     lock_backoff_seconds: tuple[float, float] = (1.0, 5.0)
+    lease_safety_margin_seconds: float = defaults.LEASE_SAFETY_MARGIN_SECONDS
     # Visibility given to messages failed by lease contention or a moved pointer (§7).
     retry_visibility_seconds: tuple[int, int] = defaults.RETRY_VISIBILITY_SECONDS
     # Contract §12: the snapshot (default), a Chroma server, or both during a migration.
@@ -119,6 +120,9 @@ class CompactionConfig:
                 _number(values, "HEARTBEAT_MAX_FAILURES", defaults.HEARTBEAT_MAX_FAILURES)
             ),
             lock_wait_seconds=_number(values, "LOCK_WAIT_SECONDS", defaults.LOCK_WAIT_SECONDS),
+            lease_safety_margin_seconds=_number(
+                values, "LEASE_SAFETY_MARGIN_SECONDS", defaults.LEASE_SAFETY_MARGIN_SECONDS
+            ),
             retry_visibility_seconds=_seconds_range(
                 values, "RETRY_VISIBILITY_SECONDS", defaults.RETRY_VISIBILITY_SECONDS
             ),

@@ -155,6 +155,7 @@ class CompactionCycle:
             max_heartbeat_failures=self.config.heartbeat_max_failures,
             wait_seconds=self.config.lock_wait_seconds,
             backoff_seconds=self.config.lock_backoff_seconds,
+            safety_margin_seconds=self.config.lease_safety_margin_seconds,
         )
         try:
             lease.acquire()

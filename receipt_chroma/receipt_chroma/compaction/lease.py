@@ -1,9 +1,12 @@
 """LockManager: the collection lease of contract §7, kept alive by a heartbeat thread.
 
 The holder treats the lease as lost when a heartbeat is refused, after
-``max_failures`` heartbeat errors in a row, or once local time passes the last confirmed
-expiry minus a safety margin. ``ensure_held()`` is called before publishing; the publish
-transaction checks owner and fencing token again, so a paused holder cannot publish.
+``max_failures`` heartbeat errors in a row, or once local time passes its **deadline**: the
+last confirmed expiry minus the safety margin (``LEASE_SAFETY_MARGIN_SECONDS``, contract §7
+rev 3). ``ensure_held()`` is called before publishing; the publish transaction checks owner
+and fencing token again, so a paused holder cannot publish. ``confirm()`` is the heartbeat
+that must succeed before snapshot data is deleted (§6 rev 3): it returns the deadline by
+which every delete call must have ended.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Self
 
+from receipt_chroma import settings as defaults
 from receipt_dynamo.constants import ChromaDBCollection
 from receipt_dynamo.data.dynamo_client import DynamoClient
 from receipt_dynamo.entities import CompactionLock
@@ -24,7 +28,6 @@ from receipt_dynamo.exceptions import LeaseHeldError, LeaseLostError
 from receipt_dynamo.timestamps import parse_iso
 
 _LOGGER = logging.getLogger(__name__)
-SAFETY_MARGIN = timedelta(seconds=10)  # contract §7; shortened for leases under 40 s
 
 
 class LockManager:
@@ -38,6 +41,7 @@ class LockManager:
         max_heartbeat_failures: int = 3,
         wait_seconds: float = 60,
         backoff_seconds: tuple[float, float] = (1.0, 5.0),
+        safety_margin_seconds: float = defaults.LEASE_SAFETY_MARGIN_SECONDS,
         owner: str | None = None,
     ) -> None:
         self.dynamo = dynamo
@@ -47,6 +51,8 @@ class LockManager:
         self.max_failures = max_heartbeat_failures
         self.wait_seconds = wait_seconds
         self.backoff = backoff_seconds
+        # Never more than a quarter of the lease: a short lease keeps most of its time.
+        self.margin = timedelta(seconds=min(safety_margin_seconds, duration_seconds / 4))
         self.owner = owner or str(uuid.uuid4())
         self.fencing_token: int | None = None
         self.waited_seconds = 0.0
@@ -130,15 +136,47 @@ class LockManager:
     # --- state --------------------------------------------------------------------------
 
     @property
+    def deadline(self) -> datetime | None:
+        """The last confirmed expiry minus the safety margin; None when never acquired."""
+        if self._confirmed_expiry is None:
+            return None
+        return self._confirmed_expiry - self.margin
+
+    @property
     def lost_reason(self) -> str | None:
         if self._lost_reason is not None:
             return self._lost_reason
-        margin = min(SAFETY_MARGIN, timedelta(seconds=self.duration / 4))
-        if self._confirmed_expiry is not None and datetime.now(UTC) >= (
-            self._confirmed_expiry - margin
-        ):
-            return f"lease expires at {self._confirmed_expiry.isoformat()} (no confirmed renewal)"
+        deadline = self.deadline
+        if deadline is not None and datetime.now(UTC) >= deadline:
+            return f"lease deadline {deadline.isoformat()} passed (no confirmed renewal)"
         return None
+
+    def confirm(self) -> datetime:
+        """A heartbeat that must succeed now; returns the new deadline.
+
+        Raises LeaseLostError when the lease is lost, or when it cannot be confirmed (the
+        heartbeat call failed): a holder that cannot prove it holds the lease must not
+        delete anything.
+        """
+        self.ensure_held()
+        try:
+            lock = self.dynamo.heartbeat_lease(
+                self.collection,
+                owner=self.owner,
+                fencing_token=self.token,
+                duration_seconds=self.duration,
+            )
+        except LeaseLostError as error:
+            self._lost_reason = str(error)
+            raise
+        except Exception as error:
+            raise LeaseLostError(
+                f"lease on {self.collection.value} could not be confirmed: "
+                f"{type(error).__name__}: {error}"
+            ) from error
+        self._confirmed_expiry = parse_iso(lock.expires)
+        self.ensure_held()
+        return self._confirmed_expiry - self.margin
 
     def ensure_held(self) -> None:
         reason = self.lost_reason

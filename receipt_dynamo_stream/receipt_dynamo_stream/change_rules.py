@@ -37,7 +37,8 @@ class ChangeRule:
     events: frozenset[str]  # INSERT / MODIFY / REMOVE that produce messages
     targets: tuple[ChromaDBCollection, ...]
     # Fields whose change matters (§3.2); a row that has them is *state*: the compactor
-    # recomputes record keys from it. MODIFY produces a message only if one changed.
+    # recomputes record keys from it. MODIFY produces a message only if one changed. The
+    # row timestamps among them (rev 3) feed the *_updated_at / *_validated_at keys.
     relevant_fields: tuple[str, ...] = ()
     extra_entity_data: tuple[str, ...] = ()  # entity_data beyond the image and key ids
 
@@ -74,6 +75,7 @@ CHANGE_RULES: Final[dict[EntityType, ChangeRule]] = {
             "validation_status",
             "label_proposed_by",
             "label_consolidated_from",
+            "timestamp_added",
         ),
     ),
     EntityType.RECEIPT_METADATA: ChangeRule(
@@ -88,6 +90,7 @@ CHANGE_RULES: Final[dict[EntityType, ChangeRule]] = {
             "address",
             "phone_number",
             "place_id",
+            "timestamp",
         ),
     ),
     EntityType.COMPACTION_RUN: ChangeRule(

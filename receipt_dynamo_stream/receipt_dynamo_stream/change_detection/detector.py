@@ -21,6 +21,9 @@ CHROMADB_RELEVANT_FIELDS: Final[dict[EntityType, tuple[str, ...]]] = {
 
 _DESERIALIZER: Final = TypeDeserializer()
 _VALIDATION_STATUSES: Final = frozenset(s.value for s in ValidationStatus)
+# Contract §3.2 (rev 3): row timestamps are compared as text and never validated here: a
+# malformed one still makes its message, and the compactor's invalid-row rule applies.
+TEXT_COMPARED_FIELDS: Final = frozenset({"timestamp", "timestamp_added"})
 
 
 def _normalise(name: str, value: Any) -> str | None:
@@ -32,9 +35,11 @@ def _normalise(name: str, value: Any) -> str | None:
         return str(value)
     if value is None or value == "":
         return None
-    if not isinstance(value, str):
-        raise UnparseableRecordError(f"{name} must be a string, got {value!r}")
-    return value
+    if isinstance(value, str):
+        return value
+    if name in TEXT_COMPARED_FIELDS:
+        return str(value)
+    raise UnparseableRecordError(f"{name} must be a string, got {value!r}")
 
 
 def _decode(name: str, raw: Any) -> Any:

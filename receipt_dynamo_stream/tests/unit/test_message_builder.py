@@ -60,7 +60,9 @@ LABEL = make_label(IMAGE, 1, 2, 3, "TOTAL")
         # RECEIPT_WORD_LABEL
         ("INSERT", None, LABEL, ["words"]),
         ("MODIFY", LABEL, dataclasses.replace(LABEL, validation_status="VALID"), ["words"]),
-        ("MODIFY", LABEL, dataclasses.replace(LABEL, timestamp_added=METADATA.timestamp), []),
+        ("MODIFY", LABEL, dataclasses.replace(LABEL, reasoning="irrelevant"), ["words"]),
+        ("MODIFY", LABEL, dataclasses.replace(LABEL, label_consolidated_from="TAX"), ["words"]),
+        ("MODIFY", LABEL, LABEL, []),
         ("REMOVE", LABEL, None, ["words"]),
         # COMPACTION_RUN
         ("INSERT", None, make_compaction_run(IMAGE, 1, RUN), ["lines", "words"]),
@@ -124,6 +126,7 @@ def test_insert_and_remove_carry_every_non_empty_field() -> None:
         "label": FieldChange(None, "TOTAL"),
         "validation_status": FieldChange(None, "PENDING"),
         "label_proposed_by": FieldChange(None, "tests"),
+        "timestamp_added": FieldChange(None, LABEL.timestamp_added),
     }
     (remove,) = _messages("REMOVE", LABEL, None)
     assert remove.changes["label"] == FieldChange("TOTAL", None)

@@ -6,6 +6,8 @@ from typing import Final
 
 from receipt_chroma import settings as compactor_defaults
 
+# The stream function's runtime and architecture; its zip is built for them
+# (build_stream_zip.py reads both from here).
 PYTHON_RUNTIME: Final = "python3.12"
 ARCHITECTURE: Final = "arm64"
 LOG_RETENTION_DAYS: Final = 30

@@ -1,4 +1,5 @@
-"""The stream Lambda's zip: complete, chromadb-free, small, and quick to import.
+"""The stream Lambda's zip: complete, chromadb-free, small, quick to import, and built for
+the function's platform (CPython 3.12 on arm64 Amazon Linux 2023), not this machine's.
 
 The bundle is unpacked and run by an interpreter that sees only the standard library,
 boto3/botocore (and their dependencies, as in the Lambda runtime) and the bundle.
@@ -7,7 +8,9 @@ boto3/botocore (and their dependencies, as in the Lambda runtime) and the bundle
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import struct
 import subprocess
 import sys
 import zipfile
@@ -15,7 +18,9 @@ from pathlib import Path
 
 import boto3
 import pytest
+from packaging.tags import Tag, parse_tag
 
+from chromadb_compaction import settings
 from receipt_compaction_tools.testing.factories import make_label
 from receipt_compaction_tools.testing.records import stream_record
 
@@ -27,6 +32,15 @@ MAX_IMPORT_SECONDS = 0.3
 # What the Lambda Python runtime provides: boto3, botocore and their dependencies.
 RUNTIME_MODULES = ["boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six"]
 IMAGE = "3f52804b-2fad-4e00-92c8-b593da3a8ed3"
+# The function the zip is for: python3.12 on arm64 runs CPython 3.12 on Amazon Linux 2023
+# (glibc 2.34) on aarch64 (ELF machine 183; x86-64 is 62).
+FUNCTION = ("python3.12", "arm64")
+INTERPRETERS = {"py3", "py312", "cp312"}
+ABIS = {"none", "abi3", "cp312"}
+GLIBC = (2, 34)
+MACHINE = "aarch64"
+ELF_MACHINE_AARCH64 = 183
+EXTENSION_SUFFIXES = (".cpython-312-aarch64-linux-gnu.so", ".abi3.so")
 
 RUNNER = """
 import json, sys, time
@@ -62,6 +76,63 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
         check=True,
     )
     return output
+
+
+def _runs_on_the_function(tag: Tag) -> bool:
+    """A wheel tag the function's interpreter accepts (PEP 425 / PEP 600)."""
+    if tag.interpreter not in INTERPRETERS or tag.abi not in ABIS:
+        return False
+    if tag.platform == "any":
+        return True
+    if tag.platform == f"manylinux2014_{MACHINE}":
+        return True
+    match = re.fullmatch(rf"manylinux_(\d+)_(\d+)_{MACHINE}", tag.platform)
+    return match is not None and (int(match[1]), int(match[2])) <= GLIBC
+
+
+def _wheel_tags(archive: zipfile.ZipFile) -> dict[str, set[Tag]]:
+    """Each installed distribution's tags, from its .dist-info/WHEEL."""
+    tags: dict[str, set[Tag]] = {}
+    for name in archive.namelist():
+        if re.fullmatch(r"[^/]+\.dist-info/WHEEL", name):
+            lines = archive.read(name).decode().splitlines()
+            declared = [line.split(":", 1)[1].strip() for line in lines if line.startswith("Tag:")]
+            tags[name.split("/")[0]] = {t for text in declared for t in parse_tag(text)}
+    return tags
+
+
+def test_every_wheel_and_native_extension_is_for_the_function(bundle: Path) -> None:
+    assert (settings.PYTHON_RUNTIME, settings.ARCHITECTURE) == FUNCTION, (
+        "the stream function changed runtime or architecture: update this test's platform"
+    )
+    with zipfile.ZipFile(bundle) as archive:
+        tags = _wheel_tags(archive)
+        extensions = {
+            name: archive.read(name)
+            for name in archive.namelist()
+            if re.search(r"\.so(\.|$)", name)
+        }
+    assert {d.split("-")[0] for d in tags} >= {
+        "aws_lambda_powertools",
+        "aws_xray_sdk",
+        "receipt_dynamo",
+        "receipt_dynamo_stream",
+        "typing_extensions",
+        "wrapt",
+    }
+    for distribution, declared in tags.items():
+        assert any(_runs_on_the_function(t) for t in declared), (distribution, declared)
+    # wrapt ships a C extension: the check above has a platform wheel to judge.
+    assert any(t.platform != "any" for t in tags[next(d for d in tags if d.startswith("wrapt-"))])
+    assert extensions, "wrapt's extension is missing: a pure-Python fallback was bundled"
+    for name, content in extensions.items():
+        assert name.endswith(EXTENSION_SUFFIXES), name
+        assert "x86_64" not in name, name
+        assert "cpython-311" not in name, name
+        # ELF header: magic, 64-bit class, little-endian, then e_machine at offset 18.
+        assert content[:6] == b"\x7fELF\x02\x01", name
+        (machine,) = struct.unpack_from("<H", content, 18)
+        assert machine == ELF_MACHINE_AARCH64, (name, machine)
 
 
 def _runtime(target: Path) -> Path:

@@ -133,8 +133,11 @@ class Compactor(pulumi.ComponentResource):
         network: CompactorNetwork | None,
         sink: ChromaSinkConfig | None = None,
         token_secret_arn: pulumi.Input[str] | None = None,
+        reserved_concurrency: int = settings.COMPACTOR_RESERVED_CONCURRENCY,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """``reserved_concurrency`` -1 reserves nothing (the mappings' maximum concurrency
+        still caps the compactor)."""
         super().__init__("receipt:compaction:Compactor", resource_name, None, opts)
         sink = sink or ChromaSinkConfig()
         child = pulumi.ResourceOptions(parent=self)
@@ -196,7 +199,7 @@ class Compactor(pulumi.ComponentResource):
             package_type="Image",
             tracing_config=aws.lambda_.FunctionTracingConfigArgs(mode="Active"),
             image_uri=image_uri,
-            architectures=["x86_64"],
+            architectures=[settings.COMPACTOR_ARCHITECTURE],
             memory_size=settings.COMPACTOR_MEMORY_MB
             if sink.snapshot
             else settings.COMPACTOR_SERVER_MEMORY_MB,
@@ -206,7 +209,7 @@ class Compactor(pulumi.ComponentResource):
                 else settings.COMPACTOR_SERVER_EPHEMERAL_STORAGE_MB
             ),
             timeout=settings.COMPACTOR_TIMEOUT_SECONDS,
-            reserved_concurrent_executions=settings.COMPACTOR_RESERVED_CONCURRENCY,
+            reserved_concurrent_executions=reserved_concurrency,
             vpc_config=aws.lambda_.FunctionVpcConfigArgs(
                 subnet_ids=[s.id for s in network.subnets],
                 security_group_ids=[network.compactor_security_group.id],

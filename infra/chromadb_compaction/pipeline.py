@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
+from chromadb_compaction import settings
 from chromadb_compaction.alarms import PipelineAlarms
 from chromadb_compaction.chroma_sink import ChromaSinkConfig
 from chromadb_compaction.functions import Compactor, StreamProcessor
@@ -24,31 +25,54 @@ class PipelineConfig:
     existing_table: tuple[str, str, str] | None = None
     alarm_email: str = ""
     vpc_cidr: str = "10.42.0.0/16"
-    # Deleting the table loses every receipt: on unless the stack says otherwise.
-    table_deletion_protection: bool = True
+    # The table, the snapshot bucket and the image repository refuse deletion together
+    # (deleting the table loses every receipt): on unless the stack says otherwise.
+    destroy_protection: bool = True
     # The compactor image's build context (the repository root), relative to the project.
     image_build_context: str = ".."
+    # -1 reserves nothing (a new account's quota of 10 leaves nothing to reserve).
+    compactor_reserved_concurrency: int = settings.COMPACTOR_RESERVED_CONCURRENCY
     chroma: ChromaSinkConfig = field(default_factory=ChromaSinkConfig)
+
+    def __post_init__(self) -> None:
+        if self.compactor_reserved_concurrency == 0 or self.compactor_reserved_concurrency < -1:
+            raise ValueError(
+                "compactorReservedConcurrency must be a positive number of executions, or -1 "
+                f"to reserve none, got {self.compactor_reserved_concurrency} (a reservation "
+                "of 0 throttles every invocation: the compactor would never run)"
+            )
 
     @classmethod
     def from_stack(cls) -> PipelineConfig:
         config = pulumi.Config()
-        existing = tuple(
-            config.get(key) or ""
-            for key in ("existingTableName", "existingTableArn", "existingTableStreamArn")
+        if config.get("tableDeletionProtection") is not None:
+            raise ValueError(
+                "tableDeletionProtection was replaced by destroyProtection, which guards the "
+                "table, the snapshot bucket and the image repository together: run `pulumi "
+                "config rm tableDeletionProtection` (and `pulumi config set destroyProtection "
+                "false` only to tear the stack down)"
+            )
+        existing = (
+            config.get("existingTableName") or "",
+            config.get("existingTableArn") or "",
+            config.get("existingTableStreamArn") or "",
         )
         if any(existing) and not all(existing):
             raise ValueError(
                 "existingTableName, existingTableArn and existingTableStreamArn go together"
             )
+        reserved = config.get_int("compactorReservedConcurrency")
         return cls(
             compactor_image_uri=config.get("compactorImageUri") or "",
             stream_zip_path=config.get("streamZipPath") or "../dist/stream_processor.zip",
-            existing_table=(existing[0], existing[1], existing[2]) if all(existing) else None,
+            existing_table=existing if all(existing) else None,
             alarm_email=config.get("alarmEmail") or "",
             vpc_cidr=config.get("vpcCidr") or "10.42.0.0/16",
-            table_deletion_protection=config.get_bool("tableDeletionProtection") is not False,
+            destroy_protection=config.get_bool("destroyProtection") is not False,
             image_build_context=config.get("imageBuildContext") or "..",
+            compactor_reserved_concurrency=settings.COMPACTOR_RESERVED_CONCURRENCY
+            if reserved is None
+            else reserved,
             chroma=ChromaSinkConfig.from_stack(config),
         )
 
@@ -63,11 +87,13 @@ class ReceiptCompactionPipeline(pulumi.ComponentResource):
             f"{name}-table",
             table_name=f"{name}-receipts",
             existing=config.existing_table,
-            deletion_protection=config.table_deletion_protection,
+            protect=config.destroy_protection,
             opts=child,
         )
         self.queues = CompactionQueues(f"{name}", opts=child)
-        self.storage = SnapshotBucket(f"{name}-chroma", opts=child)
+        self.storage = SnapshotBucket(
+            f"{name}-chroma", protect=config.destroy_protection, opts=child
+        )
         sink = config.chroma
         # The VPC is there for EFS (snapshots) or for a private Chroma server; a public
         # server alone needs neither. Writing both to EFS and a public server (migration)
@@ -96,16 +122,17 @@ class ReceiptCompactionPipeline(pulumi.ComponentResource):
                 opts=child,
             )
             token_secret_arn = self.chroma_token.arn
-        image_uri: pulumi.Input[str] = config.compactor_image_uri
-        repository: aws.ecr.Repository | None = None
-        if not config.compactor_image_uri:
-            # Built and pushed within this update, before the function that needs it: the
-            # first `pulumi up` on an empty account works.
-            image = CompactorImage(
-                f"{name}-compactor", context=config.image_build_context, opts=child
-            )
-            repository = image.repository
-            image_uri = image.ref
+        # Unless a prebuilt image is configured, the image is built and pushed within this
+        # update, before the function that needs it: the first `pulumi up` on an empty
+        # account works. The repository stays either way (it holds rollback targets).
+        self.image = CompactorImage(
+            f"{name}-compactor",
+            context=config.image_build_context,
+            build=not config.compactor_image_uri,
+            protect=config.destroy_protection,
+            opts=child,
+        )
+        image_uri: pulumi.Input[str] = self.image.ref or config.compactor_image_uri
         self.stream_processor = StreamProcessor(
             f"{name}-stream-processor",
             zip_path=config.stream_zip_path,
@@ -123,6 +150,7 @@ class ReceiptCompactionPipeline(pulumi.ComponentResource):
             network=self.network,
             sink=sink,
             token_secret_arn=token_secret_arn,
+            reserved_concurrency=config.compactor_reserved_concurrency,
             opts=child,
         )
         self.queues.restrict_access(
@@ -163,6 +191,5 @@ class ReceiptCompactionPipeline(pulumi.ComponentResource):
             self.outputs["file_system_id"] = self.network.file_system.id
         if token_secret_arn is not None:
             self.outputs["chroma_token_secret_arn"] = pulumi.Output.from_input(token_secret_arn)
-        if repository is not None:
-            self.outputs["compactor_repository_url"] = repository.repository_url
+        self.outputs["compactor_repository_url"] = self.image.repository.repository_url
         self.register_outputs(dict(self.outputs))

@@ -24,7 +24,9 @@ STREAM_BATCHING_WINDOW_SECONDS: Final = 5
 STREAM_MAX_RETRIES: Final = 5
 STREAM_MAX_RECORD_AGE_SECONDS: Final = 6 * 3600
 
-# Compactor: sized for a ~1 GB snapshot (working copy + tarball + deltas on /tmp).
+# Compactor: a container image (its Dockerfile's base image is for this architecture too),
+# sized for a ~1 GB snapshot (working copy + tarball + deltas on /tmp).
+COMPACTOR_ARCHITECTURE: Final = "x86_64"
 COMPACTOR_MEMORY_MB: Final = 4096
 COMPACTOR_EPHEMERAL_STORAGE_MB: Final = 10240
 # With only a Chroma server as the sink (contract §12) nothing but the batch's deltas is
@@ -32,7 +34,9 @@ COMPACTOR_EPHEMERAL_STORAGE_MB: Final = 10240
 COMPACTOR_SERVER_MEMORY_MB: Final = 2048
 COMPACTOR_SERVER_EPHEMERAL_STORAGE_MB: Final = 2048
 COMPACTOR_TIMEOUT_SECONDS: Final = 900
-COMPACTOR_RESERVED_CONCURRENCY: Final = 4  # one lease per collection; spare for retries
+# One lease per collection, spare for retries (stack config compactorReservedConcurrency;
+# -1 reserves nothing, for accounts whose concurrency quota is still 10).
+COMPACTOR_RESERVED_CONCURRENCY: Final = 4
 COMPACTOR_BATCH_SIZE: Final = 1000
 COMPACTOR_BATCHING_WINDOW_SECONDS: Final = 30
 COMPACTOR_MAX_CONCURRENCY: Final = 2  # per queue: the lease serialises cycles anyway
@@ -58,6 +62,9 @@ VISIBILITY_TIMEOUT_SECONDS: Final = 6 * COMPACTOR_TIMEOUT_SECONDS
 MAX_RECEIVE_COUNT: Final = 5
 RETENTION_SECONDS: Final = 14 * 24 * 3600
 MAX_MESSAGE_SIZE: Final = 262144
+
+# ECR lifecycle: the image the compactor runs and the previous builds a rollback may name.
+ECR_KEEP_IMAGES: Final = 10
 
 # Bucket lifecycle.
 DELTA_EXPIRATION_DAYS: Final = 7

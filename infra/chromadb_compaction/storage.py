@@ -1,5 +1,8 @@
 """The snapshot and delta bucket: versioned, encrypted, private, TLS only, with lifecycle
-rules for deltas and old object versions."""
+rules for deltas and old object versions. With ``protect`` (stack config
+``destroyProtection``) Pulumi refuses to delete it and AWS refuses to delete it while it
+holds objects; without, ``pulumi destroy`` empties it (every object version) and deletes
+it."""
 
 from __future__ import annotations
 
@@ -13,10 +16,20 @@ from chromadb_compaction.iam import bucket_tls_only_policy
 
 
 class SnapshotBucket(pulumi.ComponentResource):
-    def __init__(self, resource_name: str, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(
+        self,
+        resource_name: str,
+        *,
+        protect: bool = True,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
         super().__init__("receipt:compaction:SnapshotBucket", resource_name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        self.bucket = aws.s3.Bucket(resource_name, force_destroy=False, opts=child)
+        self.bucket = aws.s3.Bucket(
+            resource_name,
+            force_destroy=not protect,
+            opts=pulumi.ResourceOptions(parent=self, protect=protect),
+        )
         aws.s3.BucketVersioning(
             f"{resource_name}-versioning",
             bucket=self.bucket.id,

@@ -1,5 +1,6 @@
 """The receipt table: created with exactly ``receipt_dynamo.schema``'s definition, or an
-existing table named in stack configuration."""
+existing table named in stack configuration (never deleted by this stack's destroy, since
+the stack does not own it)."""
 
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ class ReceiptTable(pulumi.ComponentResource):
         *,
         table_name: str,
         existing: tuple[str, str, str] | None = None,
-        deletion_protection: bool = True,
+        protect: bool = True,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("receipt:compaction:ReceiptTable", resource_name, None, opts)
@@ -68,10 +69,11 @@ class ReceiptTable(pulumi.ComponentResource):
             table = aws.dynamodb.Table(
                 resource_name,
                 **table_args(table_name),
-                # AWS refuses to delete the table while this is on (stack config
-                # tableDeletionProtection); Pulumi's protect would not stop the console.
-                deletion_protection_enabled=deletion_protection,
-                opts=pulumi.ResourceOptions(parent=self, protect=False),
+                # Deleting the table loses every receipt. With stack config
+                # destroyProtection Pulumi refuses to delete it, and AWS refuses too (the
+                # console and CLI included, which Pulumi's protect cannot stop).
+                deletion_protection_enabled=protect,
+                opts=pulumi.ResourceOptions(parent=self, protect=protect),
             )
             self.name = table.name
             self.arn = table.arn

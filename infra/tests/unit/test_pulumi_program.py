@@ -29,6 +29,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
         service = args.typ.split(":")[1].split("/")[0]
         outputs = {
             "arn": f"arn:aws:{service}:us-east-1:{ACCOUNT}:{name}",
+            # Pulumi names a resource after its logical name unless a name is given.
+            "name": name,
             **args.inputs,
         }
         if args.typ == "aws:sqs/queue:Queue":

@@ -7,12 +7,16 @@ queue bodies with ``StreamMessage.from_json``.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Final, TypeVar
 
 from receipt_dynamo.constants import ChromaDBCollection, EntityType
+from receipt_dynamo.keys import validate_id, validate_image_id, validate_label
 from receipt_dynamo_stream.change_rules import CHANGE_RULES
 from receipt_dynamo_stream.exceptions import MessageValidationError, UnparseableRecordError
 
@@ -21,6 +25,7 @@ E = TypeVar("E", bound=StrEnum)
 SCHEMA_VERSION: Final = 1
 MAX_BODY_BYTES: Final = 64 * 1024
 TRUNCATED_STRING_LENGTH: Final = 1024
+_DECIMAL: Final = re.compile(r"[0-9]+", re.ASCII)
 
 
 class EventName(StrEnum):
@@ -158,7 +163,7 @@ class StreamMessage:
 
     @classmethod
     def from_json(cls, text: str) -> StreamMessage:
-        """Parse and validate a body; MessageValidationError names the offending field."""
+        """Parse and validate a body; MessageValidationError names the rule it broke."""
         try:
             body = json.loads(text)
         except (TypeError, ValueError) as error:
@@ -169,10 +174,12 @@ class StreamMessage:
 
     @classmethod
     def from_body(cls, body: dict[str, Any]) -> StreamMessage:
+        """A decoded body checked against the §3.4 form and the §5.1 value rules: only a
+        message the stream side (or a backfill) could have built is valid."""
         version = body.get("schema_version")
-        if version != SCHEMA_VERSION:
+        if type(version) is not int or version != SCHEMA_VERSION:
             raise MessageValidationError(
-                f"schema_version must be {SCHEMA_VERSION}, got {version!r}"
+                f"schema_version must be the integer {SCHEMA_VERSION}, got {version!r}"
             )
         entity_data = body.get("entity_data")
         if not isinstance(entity_data, dict):
@@ -184,27 +191,51 @@ class StreamMessage:
             raise MessageValidationError(
                 f"changes must map field names to {{old, new}}, got {changes!r:.200}"
             )
-        timestamp = body.get("timestamp")
-        if not isinstance(timestamp, str):
-            raise MessageValidationError(f"timestamp must be a string, got {timestamp!r}")
+        timestamp = _iso_time(body.get("timestamp"), "timestamp")
         entity_type = _enum(EntityType, body, "entity_type")
         event_name = _enum(EventName, body, "event_name")
         collection = _enum(ChromaDBCollection, body, "collection")
         _check_combination(entity_type, event_name, collection, entity_data)
+        source = _enum(MessageSource, body, "source")
+        sequence_number, change_time, stream_record_id = _record_fields(source, event_name, body)
+        truncated = body.get("changes_truncated", False)
+        if not isinstance(truncated, bool):
+            raise MessageValidationError(
+                f"changes_truncated must be true or false, got {truncated!r}"
+            )
         return cls(
             entity_type=entity_type,
             event_name=event_name,
             collection=collection,
-            source=_enum(MessageSource, body, "source"),
+            source=source,
             entity_data=entity_data,
             changes={name: FieldChange(old=c["old"], new=c["new"]) for name, c in changes.items()},
             timestamp=timestamp,
-            changes_truncated=bool(body.get("changes_truncated", False)),
-            sequence_number=_optional_str(body, "sequence_number"),
-            change_time=_optional_str(body, "change_time"),
-            stream_record_id=_optional_str(body, "stream_record_id"),
+            changes_truncated=truncated,
+            sequence_number=sequence_number,
+            change_time=change_time,
+            stream_record_id=stream_record_id,
             aws_region=_optional_str(body, "aws_region"),
         )
+
+
+def _non_empty_text(value: object, name: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+    return value
+
+
+# Contract §5.1 (rev 3): each entity_data value by the rule that made it — the key's
+# parts (§3.1: a v4/v5 UUID, five-digit ids, a label name) or a run row's text.
+_ENTITY_DATA_RULES: Final[dict[str, Callable[[object, str], object]]] = {
+    "image_id": validate_image_id,
+    "receipt_id": validate_id,
+    "line_id": validate_id,
+    "word_id": validate_id,
+    "label": validate_label,
+    "run_id": _non_empty_text,
+    "delta_s3_prefix": _non_empty_text,
+}
 
 
 def _check_combination(
@@ -213,20 +244,63 @@ def _check_combination(
     collection: ChromaDBCollection,
     entity_data: dict[str, Any],
 ) -> None:
-    """Only messages the stream side produces are valid (the change rule table)."""
+    """Only messages the stream side produces are valid (the change rule table), and
+    their ``entity_data`` holds valid values of every key its type needs."""
     rule = CHANGE_RULES.get(entity_type)
     if rule is None or not rule.produces(event_name, collection):
         raise MessageValidationError(
             f"no {entity_type.value} {event_name.value} message goes to the "
             f"{collection.value} collection"
         )
-    for key, kind in rule.entity_data:
-        value = entity_data.get(key)
-        if not isinstance(value, kind) or isinstance(value, bool) or value == "":
+    for key, _ in rule.entity_data:
+        if key not in entity_data:
             raise MessageValidationError(
-                f"entity_data.{key} of a {entity_type.value} message must be a non-empty "
-                f"{kind.__name__}, got {value!r}"
+                f"entity_data.{key} is required in a {entity_type.value} message"
             )
+        try:
+            _ENTITY_DATA_RULES[key](entity_data[key], f"entity_data.{key}")
+        except ValueError as error:
+            raise MessageValidationError(str(error)) from None
+
+
+def _record_fields(
+    source: MessageSource, event_name: EventName, body: dict[str, Any]
+) -> tuple[str | None, str | None, str | None]:
+    """``sequence_number``, ``change_time`` and ``stream_record_id`` by the message's
+    source: a backfill is an INSERT and comes from no stream record (all three null);
+    stream and replayed messages are built from a record, whose sequence number is
+    decimal and whose creation time is an ISO-8601 time."""
+    names = ("sequence_number", "change_time", "stream_record_id")
+    if source is MessageSource.BACKFILL:
+        if event_name is not EventName.INSERT:
+            raise MessageValidationError(
+                f"a backfill message must be an INSERT, got {event_name.value}"
+            )
+        for name in names:
+            if body.get(name) is not None:
+                raise MessageValidationError(
+                    f"{name} of a backfill message must be null, got {body[name]!r}"
+                )
+        return None, None, None
+    sequence_number = body.get("sequence_number")
+    if not isinstance(sequence_number, str) or not _DECIMAL.fullmatch(sequence_number):
+        raise MessageValidationError(
+            f"sequence_number of a {source.value} message must be a decimal string, "
+            f"got {sequence_number!r}"
+        )
+    change_time = _iso_time(body.get("change_time"), "change_time")
+    return sequence_number, change_time, _optional_str(body, "stream_record_id")
+
+
+def _iso_time(value: object, name: str) -> str:
+    if isinstance(value, str):
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            return value
+    raise MessageValidationError(f"{name} must be an ISO-8601 time, got {value!r}")
 
 
 def _enum(enum: type[E], body: dict[str, Any], name: str) -> E:

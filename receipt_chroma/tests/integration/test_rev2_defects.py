@@ -230,6 +230,8 @@ def _body(**overrides: Any) -> str:
         "collection": "lines",
         "entity_data": {"image_id": IMAGE_ID, "receipt_id": 1, "line_id": 2},
         "changes": {},
+        "sequence_number": "17",
+        "change_time": T0,
         "timestamp": T0,
     }
     return json.dumps({**body, **overrides})
@@ -364,8 +366,9 @@ def test_a_failed_backfill_leaves_a_completed_run_completed(world: CompactionWor
     world.s3.delete_object(Bucket=world.bucket, Key="words/delta/run-a/delta.tar.gz")
 
     run_message = next(m for _, m in messages if m.entity_data.get("run_id") == "run-a")
+    stream_fields = {"sequence_number": None, "change_time": None, "stream_record_id": None}
     backfill = StreamMessage.from_json(
-        json.dumps({**json.loads(run_message.to_json()), "source": "backfill"})
+        json.dumps({**json.loads(run_message.to_json()), "source": "backfill", **stream_fields})
     )
     assert cycle.run([("backfill-1", backfill)]).failed_message_ids == {"backfill-1"}
 

@@ -19,6 +19,7 @@ ENTITY_CLASSES: Final[dict[EntityType, type[DynamoEntity]]] = {
     entity_type: rule.entity_class for entity_type, rule in CHANGE_RULES.items()
 }
 _EVENT_NAMES: Final = {e.value: e for e in EventName}
+_DECIMAL: Final = re.compile(r"[0-9]+", re.ASCII)  # str.isdigit() also accepts "٣" and "²"
 # One regex run decides an SK's type (the alternative that matched names it) and yields
 # its ids (each alternative's groups follow its name group), instead of one run per type.
 _SK_PATTERNS: Final = {entity_type: rule.sk_pattern for entity_type, rule in CHANGE_RULES.items()}
@@ -105,7 +106,9 @@ def parse_stream_record(record: Any) -> ParsedStreamRecord | None:
     """Parse a Lambda stream record; None when it is not relevant to the pipeline.
 
     Raises UnparseableRecordError for records missing ``eventName``, the string keys or
-    ``SequenceNumber``, and for relevant keys with invalid parts. Images stay undecoded.
+    a decimal ``SequenceNumber``, for relevant records without
+    ``ApproximateCreationDateTime``, and for relevant keys with invalid parts. Images stay
+    undecoded.
     """
     if not _is_map(record):
         raise UnparseableRecordError(f"record must be a map, got {type(record).__name__}")
@@ -121,7 +124,7 @@ def parse_stream_record(record: Any) -> ParsedStreamRecord | None:
     pk = _string_key(keys, "PK")
     sk = _string_key(keys, "SK")
     sequence_number = dynamodb.get("SequenceNumber")
-    if not isinstance(sequence_number, str) or not sequence_number.isdigit():
+    if not isinstance(sequence_number, str) or not _DECIMAL.fullmatch(sequence_number):
         raise UnparseableRecordError(
             f"record lacks a decimal dynamodb.SequenceNumber, got {sequence_number!r}"
         )
@@ -132,6 +135,11 @@ def parse_stream_record(record: Any) -> ParsedStreamRecord | None:
     if detected is None:
         return None
     entity_type, ids = detected
+    # Every message names its record's creation time (contract §5.1 rev 3 refuses a stream
+    # message without one), so a relevant record must carry it.
+    change_time = change_time_iso(dynamodb.get("ApproximateCreationDateTime"))
+    if change_time is None:
+        raise UnparseableRecordError("record lacks dynamodb.ApproximateCreationDateTime")
     return ParsedStreamRecord(
         event_name=event,
         entity_type=entity_type,
@@ -142,7 +150,7 @@ def parse_stream_record(record: Any) -> ParsedStreamRecord | None:
         sequence_number=sequence_number,
         old_image=_image(dynamodb, "OldImage"),
         new_image=_image(dynamodb, "NewImage"),
-        change_time=change_time_iso(dynamodb.get("ApproximateCreationDateTime")),
+        change_time=change_time,
         event_id=_optional_text(record, "eventID"),
         aws_region=_optional_text(record, "awsRegion"),
     )

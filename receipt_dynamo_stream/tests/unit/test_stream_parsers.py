@@ -98,6 +98,9 @@ def _good_record() -> dict[str, object]:
         (lambda r: r["dynamodb"]["Keys"].pop("PK"), "Keys.PK.S"),
         (lambda r: r["dynamodb"]["Keys"].update(SK={"N": "1"}), "Keys.SK.S"),
         (lambda r: r["dynamodb"].pop("SequenceNumber"), "SequenceNumber"),
+        (lambda r: r["dynamodb"].update(SequenceNumber="١٢"), "decimal dynamodb.SequenceNumber"),
+        (lambda r: r["dynamodb"].pop("ApproximateCreationDateTime"), "ApproximateCreationDate"),
+        (lambda r: r["dynamodb"].update(ApproximateCreationDateTime=None), "ApproximateCreation"),
         (lambda r: r.pop("dynamodb"), "dynamodb"),
     ],
 )

@@ -10,6 +10,7 @@ import pulumi_aws as aws
 from chromadb_compaction import settings
 from chromadb_compaction.alarms import PipelineAlarms
 from chromadb_compaction.chroma_sink import ChromaSinkConfig
+from chromadb_compaction.dashboard import PipelineDashboard
 from chromadb_compaction.functions import Compactor, StreamProcessor
 from chromadb_compaction.image import CompactorImage
 from chromadb_compaction.network import CompactorNetwork
@@ -166,6 +167,15 @@ class ReceiptCompactionPipeline(pulumi.ComponentResource):
             server_sink=sink.server,
             opts=child,
         )
+        self.dashboard = PipelineDashboard(
+            f"{name}-compaction",
+            queues=self.queues,
+            alarms=self.alarms,
+            stream_function_name=self.stream_processor.function.name,
+            compactor_function_name=self.compactor.function.name,
+            sink=sink,
+            opts=child,
+        )
         self.outputs: dict[str, pulumi.Output[str]] = {
             "lines_queue_url": self.queues.collections["lines"].url,
             "words_queue_url": self.queues.collections["words"].url,
@@ -179,6 +189,8 @@ class ReceiptCompactionPipeline(pulumi.ComponentResource):
             "table_name": self.table.name,
             "table_stream_arn": self.table.stream_arn,
             "alarm_topic_arn": self.alarms.topic.arn,
+            "dashboard_name": self.dashboard.dashboard.dashboard_name,
+            "dashboard_url": self.dashboard.url,
         }
         # What operators inspect (docs/deploy.md, docs/operations.md): the table's ARN, the
         # image the compactor runs and each event source mapping.

@@ -70,8 +70,9 @@ from receipt_compaction_tools.testing.factories import (
     make_word,
 )
 from receipt_compaction_tools.testing.records import stream_record
-from receipt_dynamo import DynamoClient
+from receipt_dynamo import ChromaDBCollection, DynamoClient
 from receipt_dynamo.entities import CompactionRun, SnapshotPointer
+from receipt_dynamo.timestamps import now_iso
 from receipt_dynamo_stream import build_messages
 from receipt_dynamo_stream.models import StreamMessage
 
@@ -190,7 +191,16 @@ class Deployment:
         manifest, _, _ = write_version(
             snapshots, snapshots.working.path, check, base_version=None, stats=stats
         )
-        self.dynamo.adopt_snapshot_pointer("words", manifest.version_id)
+        self.dynamo.put_entities(  # the benchmark's own base, set without a lease
+            [
+                SnapshotPointer(
+                    collection=ChromaDBCollection.WORDS,
+                    version=manifest.version_id,
+                    history=(manifest.version_id,),
+                    updated_at=now_iso(),
+                )
+            ]
+        )
         snapshots.store.sync_pointer_file(lambda: manifest.version_id)
         started = time.perf_counter()
         # The archive a revision 1 publish uploaded, built the way it built it.

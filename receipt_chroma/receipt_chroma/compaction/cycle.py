@@ -76,6 +76,9 @@ class CycleResult:
     efs_failures: int = 0
     efs_write_failures: int = 0
     cache_repair_failures: int = 0
+    # RetentionSkipped (§9 rev 3): retention not done, or cut short, because the lease was
+    # lost or unconfirmable or its deadline came first; the next holder does it.
+    retention_skipped: int = 0
     unindexed_records: int | None = None
     hnsw_flushed: bool = False
     sink: str = "snapshot"

@@ -24,6 +24,7 @@ from typing import Final
 
 from receipt_chroma.exceptions import SnapshotError
 from receipt_chroma.snapshots.efs_tier import EfsCopy
+from receipt_chroma.snapshots.fence import DeleteFence
 from receipt_chroma.snapshots.files import copy_checked, copy_verified, link_known, target_path
 from receipt_chroma.snapshots.layout import MANIFEST
 from receipt_chroma.snapshots.manifest import Manifest, parse_manifest
@@ -224,11 +225,14 @@ class EFSSnapshotManager:
             return
         shutil.rmtree(trash, ignore_errors=True)
 
-    def cleanup(self, keep: set[str], now: float | None = None) -> list[str]:
-        """Delete versions outside ``keep``, and ``.tmp-*``/``.trash-*`` older than an hour."""
-        deleted = []
+    def cleanup(self, keep: set[str], fence: DeleteFence, now: float | None = None) -> list[str]:
+        """Delete versions outside ``keep``, and ``.tmp-*``/``.trash-*`` older than an hour,
+        each only while ``fence`` allows it (the lease holder's deadline, §6 rev 3)."""
+        deleted: list[str] = []
         for version in self.versions():
             if version not in keep:
+                if not fence.allows():
+                    return deleted
                 self.delete_version(version)
                 deleted.append(version)
         moment = now if now is not None else time.time()
@@ -239,7 +243,7 @@ class EFSSnapshotManager:
                         age = moment - leftover.stat().st_mtime
                     except FileNotFoundError:
                         continue
-                    if age > STALE_TEMP_SECONDS:
+                    if age > STALE_TEMP_SECONDS and fence.allows():
                         shutil.rmtree(leftover, ignore_errors=True)
         return deleted
 

@@ -11,6 +11,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
+from receipt_chroma.snapshots.fence import DeleteFence
 from receipt_chroma.snapshots.manifest import Manifest
 from receipt_chroma.snapshots.reader import LocalFile
 
@@ -57,4 +58,7 @@ class EfsTier(Protocol):
         manifest_bytes: bytes,
     ) -> Path: ...
 
-    def cleanup(self, keep: set[str], now: float | None = None) -> list[str]: ...
+    def cleanup(self, keep: set[str], fence: DeleteFence, now: float | None = None) -> list[str]:
+        """Delete versions outside ``keep`` and stale temporaries, each only while
+        ``fence`` allows (§6 rev 3)."""
+        ...

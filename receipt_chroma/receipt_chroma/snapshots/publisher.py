@@ -9,13 +9,17 @@
    base. Lease lost / pointer moved raise; nothing is published.
 4. ``latest-pointer.txt`` is refreshed from the pointer item's *current* value.
 5. The EFS version is written (best effort; failures are reported, never raised).
-6. ``after_commit`` (the cycle marks its runs), then retention of S3 and EFS.
+6. ``after_commit`` (the cycle marks its runs), then retention of S3 and EFS — only after
+   the lease is confirmed, from the pointer item re-read at that moment, each delete
+   before the lease's deadline (§6 rev 3, ``retain``). A refused publish deletes nothing:
+   what it uploaded is an orphan that a later holder's retention removes.
 
 ``swap_pointer`` and ``refresh_pointer_file`` are also what rollback uses.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,20 +27,21 @@ import chromadb
 
 from receipt_chroma.snapshots.check import SnapshotCheck, check_snapshot
 from receipt_chroma.snapshots.database import compact_database
+from receipt_chroma.snapshots.fence import DeleteFence
 from receipt_chroma.snapshots.files import directory_entries
 from receipt_chroma.snapshots.hnsw import apply_flush_policy, set_sync_threshold
 from receipt_chroma.snapshots.manifest import Manifest
-from receipt_chroma.snapshots.retention import apply_retention, withdraw_version
+from receipt_chroma.snapshots.retention import apply_retention
 from receipt_chroma.snapshots.s3_store import S3SnapshotStore
 from receipt_chroma.snapshots.service import CollectionSnapshots, Lease
 from receipt_chroma.snapshots.stats import SnapshotStats
 from receipt_chroma.snapshots.versions import new_version_id
 from receipt_dynamo.data.dynamo_client import DynamoClient
 from receipt_dynamo.entities import SnapshotPointer
-from receipt_dynamo.exceptions import LeaseLostError, PointerMovedError
 from receipt_dynamo.timestamps import now_iso
 
 Stage = Callable[[str], None]
+_LOGGER = logging.getLogger(__name__)
 
 
 def _no_stage(_: str) -> None:
@@ -141,7 +146,7 @@ def publish(
     check = prepare_directory(snapshots, stats, force_flush=force_flush)
     on_stage("checked")
     path = snapshots.working.path
-    manifest, data, uploaded = write_version(
+    manifest, data, _ = write_version(
         snapshots,
         path,
         check,
@@ -150,14 +155,10 @@ def publish(
         on_stage=on_stage,
     )
     on_stage("uploaded")
-    try:
-        published = swap_pointer(
-            snapshots.dynamo, snapshots.collection, manifest.version_id, base=base, lease=lease
-        )
-    except (LeaseLostError, PointerMovedError):
-        if base is None:  # a refused first publish must not block the next bootstrap
-            withdraw_version(snapshots.store, manifest.version_id, uploaded)
-        raise
+    # Refused (lease lost, pointer moved): nothing is deleted; the uploads become orphans.
+    published = swap_pointer(
+        snapshots.dynamo, snapshots.collection, manifest.version_id, base=base, lease=lease
+    )
     snapshots.working.relabel(manifest.version_id, manifest)
     on_stage("committed")
     _after_swap(
@@ -168,8 +169,15 @@ def publish(
             after_commit()
         except Exception as error:
             errors.append(f"run marks: {error}")
-    retain(snapshots, base, published, errors)
+    on_stage("runs_marked")
+    retain(snapshots, lease, errors, stats, dropped=_dropped(base, published))
+    on_stage("retained")
     return published
+
+
+def _dropped(base: SnapshotPointer | None, published: SnapshotPointer) -> set[str]:
+    """Versions this publish pushed out of the history (they can never return to it)."""
+    return set(base.history if base else ()) - set(published.history)
 
 
 def _after_swap(
@@ -183,13 +191,15 @@ def _after_swap(
     on_stage: Stage,
 ) -> None:
     """Steps 4 and 5: derived caches; their failures never unpublish."""
+    current: str | None = published.version
     try:
-        refresh_pointer_file(snapshots.dynamo, snapshots.store, snapshots.collection)
+        current = refresh_pointer_file(snapshots.dynamo, snapshots.store, snapshots.collection)
     except Exception as error:  # derived cache: the next cycle repairs it
         stats.add(cache_repair_failures=1)
         errors.append(f"pointer file: {error}")
     on_stage("pointer_file_synced")
-    _write_efs(snapshots, published.version, data, errors, stats)
+    _write_efs(snapshots, published.version, current, data, errors=errors, stats=stats)
+    on_stage("efs_written")
     snapshots.logger.info(
         "snapshot published",
         extra={
@@ -206,15 +216,22 @@ def _after_swap(
 def _write_efs(
     snapshots: CollectionSnapshots,
     version: str,
+    current: str | None,
     data: bytes,
+    *,
     errors: list[str],
     stats: SnapshotStats,
 ) -> None:
-    if snapshots.efs is None:
+    """Store the published version on EFS; ``.version`` names the pointer's *current*
+    version (as just read for the pointer file) when EFS holds it, so a holder resuming
+    after a stall does not point readers back at its own, older version."""
+    efs = snapshots.efs
+    if efs is None:
         return
     try:
-        snapshots.efs.store_version(version, snapshots.working.path, manifest_bytes=data)
-        snapshots.efs.set_current_version(version)
+        efs.store_version(version, snapshots.working.path, manifest_bytes=data)
+        target = current if current is not None and efs.has_version(current) else version
+        efs.set_current_version(target)
     except OSError as error:
         stats.add(efs_failures=1, efs_write_failures=1)
         errors.append(f"efs: {error}")
@@ -222,25 +239,57 @@ def _write_efs(
 
 def retain(
     snapshots: CollectionSnapshots,
-    base: SnapshotPointer | None,
-    published: SnapshotPointer,
+    lease: Lease,
     errors: list[str],
+    stats: SnapshotStats,
+    *,
+    dropped: set[str] | None = None,
 ) -> None:
-    """Step 6's retention: S3 by reachability from the pointer's history, EFS keeps the
-    pointer's version and its predecessor."""
+    """Step 6's retention under the confirmed lease (§6 rev 3, "Who may delete").
+
+    Confirm the lease (a heartbeat that must succeed) and re-read the pointer item: the
+    retained set is that item's ``version`` + ``history``, never a history carried from
+    earlier in the cycle. A holder whose lease is lost or unconfirmable, or whose deadline
+    comes before a delete could end, stops deleting (``RetentionSkipped``); the next holder
+    does it. S3 keeps the retained versions and what they name; EFS keeps the pointer's
+    version and its predecessor.
+    """
+    try:
+        fence = DeleteFence(lease.confirm())
+        pointer = snapshots.pointer()
+    except Exception as error:  # lost, unconfirmable, or the item could not be read
+        _skip_retention(snapshots, stats, errors, f"{type(error).__name__}: {error}")
+        return
+    if pointer is None:
+        _skip_retention(snapshots, stats, errors, "no pointer item to retain from")
+        return
     try:
         report = apply_retention(
             snapshots.store,
-            keep=set(published.history),
-            dropped=set(base.history if base else ()) - set(published.history),
+            keep={pointer.version, *pointer.history},
+            dropped=dropped,
             orphan_age=snapshots.settings.orphan_age,
+            fence=fence,
         )
         if report.objects_kept_because:
             errors.append(f"retention: {report.objects_kept_because}")
+        if report.stopped_at_deadline:
+            _skip_retention(snapshots, stats, errors, report.stopped_at_deadline)
+            return
         if snapshots.efs is not None:
-            keep = {published.version}
-            if published.previous_version:
-                keep.add(published.previous_version)
-            snapshots.efs.cleanup(keep)
+            keep = {pointer.version}
+            if pointer.previous_version:
+                keep.add(pointer.previous_version)
+            snapshots.efs.cleanup(keep, fence)
+            if fence.refused:
+                _skip_retention(snapshots, stats, errors, fence.refused)
     except Exception as error:
-        errors.append(f"retention: {error}")
+        errors.append(f"retention: {type(error).__name__}: {error}")
+
+
+def _skip_retention(
+    snapshots: CollectionSnapshots, stats: SnapshotStats, errors: list[str], why: str
+) -> None:
+    stats.add(retention_skipped=1)
+    errors.append(f"retention skipped: {why}")
+    _LOGGER.warning("retention skipped", extra={"collection": snapshots.collection, "reason": why})

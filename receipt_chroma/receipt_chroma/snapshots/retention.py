@@ -1,11 +1,13 @@
-"""Retention by reachability (contract §6.5).
+"""Retention by reachability (contract §6.5), run only by the lease holder (§6 rev 3).
 
-S3 keeps exactly the versions in the pointer's ``history`` and the objects their manifests
-name. A version that just left the history is deleted at once. Anything else nobody
-names — manifests and tarballs of versions never published, objects no remaining
-manifest names — is an orphan, deleted only once older than twice the lease duration: a
-concurrent publisher's fresh uploads are younger than that, and so is a manifest that
-is about to be named by a pointer swap (its objects stay named while it exists). If a
+``keep`` is the pointer item's ``version`` + ``history`` as re-read by the caller right
+after confirming its lease; every delete call goes through the caller's ``DeleteFence``,
+so it ends before the holder's deadline (what the fence refuses is left for the next
+holder, and reported). S3 keeps exactly the retained versions and the objects their
+manifests name. A version that has left the history (``dropped``) is deleted at once: it
+can never be named again (rollback only targets retained versions). Anything else nobody
+names — manifests and tarballs of uncommitted publishes, objects no remaining manifest
+names — is an orphan, deleted only once older than twice the lease duration. If a
 retained manifest cannot be read, nothing is deleted at all — no version, no object —
 and the reason is logged (``RetentionReport.objects_kept_because``).
 """
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from receipt_chroma.exceptions import SnapshotError
+from receipt_chroma.snapshots.fence import DeleteFence
 from receipt_chroma.snapshots.s3_store import S3SnapshotStore, VersionKeys
 from receipt_chroma.snapshots.versions import is_version_id, version_time
 
@@ -28,39 +31,12 @@ class RetentionReport:
     deleted_versions: list[str] = field(default_factory=list)
     deleted_objects: list[str] = field(default_factory=list)
     objects_kept_because: str | None = None  # why nothing (or no object) was deleted
+    stopped_at_deadline: str | None = None  # the fence refused a call: the rest is left
 
 
 def _age(version: str, keys: VersionKeys, now: datetime) -> timedelta:
     minted = version_time(version) if is_version_id(version) else keys.modified
     return now - max(minted, keys.modified)
-
-
-def named_objects(store: S3SnapshotStore) -> set[str] | None:
-    """Every object some manifest in S3 names now; None if a manifest cannot be read."""
-    named: set[str] = set()
-    for version, keys in store.list_all().versions.items():
-        if keys.format != 2:
-            continue
-        try:
-            found = store.read_manifest(version)
-        except SnapshotError:
-            return None
-        if found is not None:
-            named.update(entry.sha256 for entry in found[0].files)
-    return named
-
-
-def withdraw_version(store: S3SnapshotStore, version: str, uploaded: list[str]) -> None:
-    """Remove a version whose first publish was refused, with the objects it wrote that
-    no other manifest names (contract §6.5: with no pointer, anything under the prefix
-    would make every later cycle refuse to bootstrap). Its id is new, so its manifest is
-    nobody else's; an object another manifest names is left alone."""
-    store.delete_version(version)
-    named = named_objects(store)
-    if named is None:
-        _LOGGER.error("refused version's objects kept", extra={"version": version})
-        return
-    store.delete_keys(store.layout.object_key(sha) for sha in uploaded if sha not in named)
 
 
 def _retained_manifests_unreadable(
@@ -84,10 +60,12 @@ def apply_retention(
     *,
     keep: set[str],
     orphan_age: timedelta,
+    fence: DeleteFence,
     dropped: set[str] | None = None,
     now: datetime | None = None,
 ) -> RetentionReport:
-    """Delete what ``keep`` (the pointer's history) does not reach; see the module doc.
+    """Delete what ``keep`` (the re-read pointer's history) does not reach; see the
+    module doc.
 
     Every retained manifest is read first: if one cannot be read, nothing at all is
     deleted (neither versions nor objects) and the reason is logged and reported.
@@ -109,7 +87,9 @@ def apply_retention(
             version in (dropped or set()) or _age(version, keys, moment) >= orphan_age
         ):
             store.forget(version)
-            store.delete_keys(keys.keys)
+            if store.delete_keys(keys.keys, fence):
+                report.stopped_at_deadline = fence.refused
+                return report
             report.deleted_versions.append(version)
         else:
             remaining[version] = keys
@@ -129,11 +109,13 @@ def apply_retention(
             return report
         if found is not None:
             named.update(entry.sha256 for entry in found[0].files)
-    orphans = [
+    orphans = sorted(
         sha
         for sha, modified in listing.objects.items()
         if sha not in named and moment - modified >= orphan_age
-    ]
-    store.delete_keys(store.layout.object_key(sha) for sha in orphans)
-    report.deleted_objects = sorted(orphans)
+    )
+    left = store.delete_keys((store.layout.object_key(sha) for sha in orphans), fence)
+    if left:
+        report.stopped_at_deadline = fence.refused
+    report.deleted_objects = orphans[: len(orphans) - left]
     return report

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import ClientError
 
 from receipt_chroma.exceptions import SnapshotError, SnapshotVersionMissingError
+from receipt_chroma.snapshots.fence import DeleteFence, call_budget
 from receipt_chroma.snapshots.files import file_hash
 from receipt_chroma.snapshots.layout import SnapshotLayout
 from receipt_chroma.snapshots.manifest import (
@@ -195,29 +196,24 @@ class S3SnapshotStore:
         """Every version id (both formats) with the time of its last write."""
         return {v: keys.modified for v, keys in self.list_all().versions.items()}
 
-    def has_any_object(self) -> bool:
-        """Whether anything at all exists under ``<collection>/snapshot/``."""
-        response = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, MaxKeys=1)
-        return bool(response.get("KeyCount", 0))
-
-    def delete_keys(self, keys: Iterable[str]) -> None:
+    def delete_keys(self, keys: Iterable[str], fence: DeleteFence) -> int:
+        """Delete ``keys`` in calls of up to 1,000, each only while ``fence`` allows a call
+        of this client to end before the lease deadline. Returns how many keys were left
+        (0 when every call was made)."""
         objects: list[ObjectIdentifierTypeDef] = [{"Key": key} for key in keys]
+        budget = call_budget(self.s3)
         for start in range(0, len(objects), 1000):
+            if not fence.allows(budget):
+                return len(objects) - start
             self.s3.delete_objects(
                 Bucket=self.bucket,
                 Delete={"Objects": objects[start : start + 1000], "Quiet": True},
             )
+        return 0
 
     def forget(self, version: str) -> None:
         """Drop a cached manifest (its version is being deleted)."""
         self._manifests.pop(version, None)
-
-    def delete_version(self, version: str) -> None:
-        """Remove a version's manifest or tarball (never the objects it names)."""
-        self.forget(version)
-        keys = self.list_all().versions.get(version)
-        if keys is not None:
-            self.delete_keys(keys.keys)
 
     # --- pointer file ---------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -44,6 +44,10 @@ class Lease(Protocol):
     def token(self) -> int: ...
 
     def ensure_held(self) -> None: ...
+
+    def confirm(self) -> datetime:
+        """A heartbeat that must succeed; the deadline deletes must end by (§6 rev 3)."""
+        ...
 
 
 @dataclass(frozen=True)

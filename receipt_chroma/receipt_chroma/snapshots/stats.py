@@ -32,6 +32,7 @@ class SnapshotStats:
     efs_failures: int = 0
     efs_write_failures: int = 0
     cache_repair_failures: int = 0
+    retention_skipped: int = 0  # retention not done (or cut short): lease or deadline
     unindexed_records: int | None = None
     hnsw_flushed: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -50,6 +51,7 @@ class SnapshotStats:
         efs_failures: int = 0,
         efs_write_failures: int = 0,
         cache_repair_failures: int = 0,
+        retention_skipped: int = 0,
     ) -> None:
         with self._lock:
             self.bytes_uploaded += uploaded
@@ -63,6 +65,7 @@ class SnapshotStats:
             self.efs_failures += efs_failures
             self.efs_write_failures += efs_write_failures
             self.cache_repair_failures += cache_repair_failures
+            self.retention_skipped += retention_skipped
 
     def as_dict(self) -> dict[str, int | bool | None]:
         return {
@@ -77,6 +80,7 @@ class SnapshotStats:
             "efs_failures": self.efs_failures,
             "efs_write_failures": self.efs_write_failures,
             "cache_repair_failures": self.cache_repair_failures,
+            "retention_skipped": self.retention_skipped,
             "unindexed_records": self.unindexed_records,
             "hnsw_flushed": self.hnsw_flushed,
         }

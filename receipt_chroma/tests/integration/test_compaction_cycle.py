@@ -255,15 +255,23 @@ def test_existing_s3_snapshot_is_adopted_not_bootstrapped_over(world: Compaction
     assert pointer.previous_version == version  # adopted, then published on top
     assert len(world.snapshot_from_s3("lines")) == 6
 
-    # Versions without any pointer: refuse rather than bootstrap over them.
+    # Versions with neither an item nor a pointer file are uncommitted publishes (§6 rev 3):
+    # the newest one that verifies is adopted, never bootstrapped over.
     world.s3.delete_object(Bucket=world.bucket, Key="lines/snapshot/latest-pointer.txt")
     boto3.client("dynamodb").delete_item(
         TableName=world.table, Key={"PK": {"S": "SNAPSHOT#lines"}, "SK": {"S": "POINTER"}}
     )
-    world.dynamo.put_receipt_metadata(make_metadata(IMAGE_ID, 1, merchant_name="Refused"))
-    refused = world.cycle("lines", work="fresher").run(world.pump()["lines"])
-    assert refused.cause is FailureCause.SNAPSHOT_UNAVAILABLE
-    assert world.dynamo.get_snapshot_pointer("lines") is None
+    listed = world.s3.list_objects_v2(Bucket=world.bucket, Prefix="lines/snapshot/versions/")
+    newest = max(item["Key"].split("/")[3] for item in listed.get("Contents", []))
+    world.dynamo.put_receipt_metadata(make_metadata(IMAGE_ID, 1, merchant_name="Recovered"))
+    recovered = world.cycle("lines", work="fresher").run(world.pump()["lines"])
+    assert recovered.failures == [], recovered
+    pointer = world.dynamo.get_snapshot_pointer("lines")
+    assert pointer is not None
+    assert pointer.previous_version == newest
+    records = world.snapshot_from_s3("lines").values()
+    names = {m.get("merchant_name") for m, _ in records if m["image_id"] == IMAGE_ID}
+    assert names == {"Recovered"}
 
 
 def test_retention_keeps_the_pointer_history(world: CompactionWorld) -> None:

@@ -31,6 +31,7 @@ from receipt_chroma.exceptions import SnapshotUnavailableError
 from receipt_chroma.ids import word_vector_id
 from receipt_chroma.snapshots import admin
 from receipt_chroma.snapshots.base import open_base
+from receipt_chroma.snapshots.fence import DeleteFence
 from receipt_chroma.snapshots.publisher import prepare_directory, swap_pointer, write_version
 from receipt_chroma.snapshots.retention import apply_retention
 from receipt_chroma.snapshots.s3_store import S3SnapshotStore
@@ -250,7 +251,8 @@ def _prepared(world: CompactionWorld, work: str) -> CollectionSnapshots:
         efs=None,
         settings=_settings(world),
     )
-    open_base(snapshots, SnapshotStats())
+    with LockManager(world.dynamo, "words", duration_seconds=30) as lease:
+        open_base(snapshots, SnapshotStats(), lease)
     snapshots.working.mark_dirty()
     return snapshots
 
@@ -376,11 +378,14 @@ def test_a_crash_mid_publish_leaves_orphans_that_retention_removes_later(
     assert len(orphan_versions) == (1 if kill_at == "uploaded" else 0)  # the manifest
 
     # Young orphans survive (a concurrent publisher's uploads look exactly like them) …
-    report = apply_retention(store, keep={base}, orphan_age=timedelta(seconds=60))
+    fence = DeleteFence(datetime.now(UTC) + timedelta(minutes=5))  # a confirmed holder's
+    report = apply_retention(store, keep={base}, orphan_age=timedelta(seconds=60), fence=fence)
     assert (report.deleted_versions, report.deleted_objects) == ([], [])
     # … and are removed once older than twice the lease.
     later = datetime.now(UTC) + timedelta(seconds=61)
-    report = apply_retention(store, keep={base}, orphan_age=timedelta(seconds=60), now=later)
+    report = apply_retention(
+        store, keep={base}, orphan_age=timedelta(seconds=60), fence=fence, now=later
+    )
     assert set(store.list_versions()) == {base}
     assert _object_keys(world) == objects_before
     assert spec_read(world.s3, world.bucket, "words", base, world.root / "base") == 12

@@ -25,8 +25,10 @@ from receipt_chroma.snapshots.s3_store import S3SnapshotStore
 from receipt_compaction_tools.aws.streams import StreamReader
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_dynamo import DynamoClient, create_table
+from receipt_dynamo.aws_clients import ClientTimeouts, aws_client
 from receipt_dynamo_stream import StreamMessage, build_messages
 
+LOCAL_TIMEOUTS = ClientTimeouts(connect_seconds=1, read_seconds=5, max_attempts=2)
 SnapshotContents = dict[str, tuple[dict[str, Any], list[float]]]
 
 
@@ -42,7 +44,9 @@ class CompactionWorld:
         self.bucket = f"chroma-{self.name}"
         self.stream_arn = create_table(self.table)
         self.dynamo = DynamoClient(self.table)
-        self.s3 = boto3.client("s3")
+        # Bounded waits short enough for the world's 30 s lease: retention deletes only
+        # when a call's worst case ends before the lease deadline (contract §6 rev 3).
+        self.s3 = aws_client("s3", timeouts=LOCAL_TIMEOUTS)
         self.s3.create_bucket(Bucket=self.bucket)
         self.reader = StreamReader(self.stream_arn, client=boto3.client("dynamodbstreams"))
         self.config = CompactionConfig(

@@ -7,11 +7,10 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from receipt_dynamo.constants import ChromaDBCollection
-from receipt_dynamo.data.base import DynamoBase, is_conditional_failure
+from receipt_dynamo.data.base import DynamoBase
 from receipt_dynamo.data.lease_operations import lock_key
 from receipt_dynamo.entities import SnapshotPointer
 from receipt_dynamo.exceptions import (
-    EntityAlreadyExistsError,
     LeaseLostError,
     PointerMovedError,
     ReceiptDynamoError,
@@ -44,13 +43,50 @@ class SnapshotPointerOperations(DynamoBase):
         """
         c = ChromaDBCollection(collection)
         new, put_condition = _moved_pointer(c, version, base, fencing_token)
+        self._commit_pointer(c, new, put_condition, base, owner=owner, fencing_token=fencing_token)
+        return new
+
+    def adopt_snapshot_pointer(
+        self,
+        collection: ChromaDBCollection | str,
+        version: str,
+        *,
+        owner: str,
+        fencing_token: int,
+    ) -> SnapshotPointer:
+        """Create the pointer for an existing, verified snapshot version (contract §6:
+        ``fencing_token`` 0, ``attribute_not_exists(PK)``), in the same lock-checked
+        transaction as every publish (rev 3): only the lease holder ``owner`` with
+        ``fencing_token`` can adopt. Raises LeaseLostError, or PointerMovedError when a
+        pointer exists already; nothing is written in either case.
+        """
+        c = ChromaDBCollection(collection)
+        pointer = SnapshotPointer(
+            collection=c, version=version, history=(version,), fencing_token=0, updated_at=now_iso()
+        )
+        condition = {"ConditionExpression": "attribute_not_exists(PK)"}
+        self._commit_pointer(c, pointer, condition, None, owner=owner, fencing_token=fencing_token)
+        return pointer
+
+    def _commit_pointer(
+        self,
+        collection: ChromaDBCollection,
+        pointer: SnapshotPointer,
+        put_condition: dict[str, Any],
+        base: SnapshotPointer | None,
+        *,
+        owner: str,
+        fencing_token: int,
+    ) -> None:
+        """The commit primitive: a ``ConditionCheck`` on the lock row and the conditional
+        ``Put`` of the pointer, in one ``TransactWriteItems``."""
         try:
             self.client.transact_write_items(
                 TransactItems=[
                     {
                         "ConditionCheck": {
                             "TableName": self.table_name,
-                            "Key": lock_key(c),
+                            "Key": lock_key(collection),
                             "ConditionExpression": "#owner = :me AND fencing_token = :tok",
                             "ExpressionAttributeNames": {"#owner": "owner"},
                             "ExpressionAttributeValues": {
@@ -59,7 +95,13 @@ class SnapshotPointerOperations(DynamoBase):
                             },
                         }
                     },
-                    {"Put": {"TableName": self.table_name, "Item": new.to_item(), **put_condition}},  # type: ignore[typeddict-item]
+                    {
+                        "Put": {
+                            "TableName": self.table_name,
+                            "Item": pointer.to_item(),
+                            **put_condition,  # type: ignore[typeddict-item]
+                        }
+                    },
                 ]
             )
         except ClientError as error:
@@ -67,37 +109,13 @@ class SnapshotPointerOperations(DynamoBase):
                 raise
             reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
             raise _refusal(
-                c, version, base, owner=owner, fencing_token=fencing_token, reasons=reasons
+                collection,
+                pointer.version,
+                base,
+                owner=owner,
+                fencing_token=fencing_token,
+                reasons=reasons,
             ) from error
-        return new
-
-    def adopt_snapshot_pointer(
-        self, collection: ChromaDBCollection | str, version: str
-    ) -> SnapshotPointer:
-        """Create the pointer for an existing snapshot version (fencing token 0).
-
-        Used when S3 holds a verified snapshot but the pointer item is absent (contract §6).
-        """
-        pointer = SnapshotPointer(
-            collection=ChromaDBCollection(collection),
-            version=version,
-            history=(version,),
-            fencing_token=0,
-            updated_at=now_iso(),
-        )
-        try:
-            self.client.put_item(
-                TableName=self.table_name,
-                Item=pointer.to_item(),
-                ConditionExpression="attribute_not_exists(PK)",
-            )
-        except ClientError as error:
-            if is_conditional_failure(error):
-                raise EntityAlreadyExistsError(
-                    f"pointer of {pointer.collection.value} already exists; not adopting {version}"
-                ) from error
-            raise
-        return pointer
 
 
 def _moved_pointer(

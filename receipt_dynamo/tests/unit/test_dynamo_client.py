@@ -258,9 +258,21 @@ def test_publish_without_the_lease_is_refused(mocked_table: TableFixture) -> Non
     assert published.fencing_token == new.fencing_token
 
 
-def test_adopting_a_pointer_happens_once(mocked_table: TableFixture) -> None:
+def test_adopting_a_pointer_happens_once_and_only_under_the_lease(
+    mocked_table: TableFixture,
+) -> None:
+    """Contract §6 rev 3: adoption is the publish transaction — lock check included."""
     client = mocked_table.client
-    adopted = client.adopt_snapshot_pointer("words", "v0")
-    assert (adopted.version, adopted.fencing_token) == ("v0", 0)
-    with pytest.raises(EntityAlreadyExistsError):
-        client.adopt_snapshot_pointer("words", "v9")
+    lease = client.acquire_lease("words", owner="a", duration_seconds=60)
+    with pytest.raises(LeaseLostError):
+        client.adopt_snapshot_pointer("words", "v0", owner="b", fencing_token=lease.fencing_token)
+    assert client.get_snapshot_pointer("words") is None
+    adopted = client.adopt_snapshot_pointer(
+        "words", "v0", owner="a", fencing_token=lease.fencing_token
+    )
+    assert (adopted.version, adopted.fencing_token, adopted.history) == ("v0", 0, ("v0",))
+    stored = client.get_snapshot_pointer("words")
+    assert stored is not None
+    assert (stored.version, stored.fencing_token) == ("v0", 0)
+    with pytest.raises(PointerMovedError):
+        client.adopt_snapshot_pointer("words", "v9", owner="a", fencing_token=lease.fencing_token)

@@ -72,7 +72,7 @@ class SnapshotSink:
         copy_changed = False
         try:
             started = time.perf_counter()
-            pointer, result.tier = open_base(self.snapshots, stats)
+            pointer, result.tier = open_base(self.snapshots, stats, lease)
             result.base_version = pointer.version if pointer else None
             result.timings_ms["working_copy"] = (time.perf_counter() - started) * 1000
             self.stage("working_copy_ready")
@@ -120,6 +120,7 @@ class SnapshotSink:
             result.efs_failures = stats.efs_failures
             result.efs_write_failures = stats.efs_write_failures
             result.cache_repair_failures = stats.cache_repair_failures
+            result.retention_skipped = stats.retention_skipped
 
     def _conclude(
         self,

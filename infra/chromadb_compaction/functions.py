@@ -184,6 +184,7 @@ class Compactor(pulumi.ComponentResource):
             "HEARTBEAT_INTERVAL_SECONDS": str(settings.HEARTBEAT_INTERVAL_SECONDS),
             "HEARTBEAT_MAX_FAILURES": str(settings.HEARTBEAT_MAX_FAILURES),
             "LOCK_WAIT_SECONDS": str(settings.LOCK_WAIT_SECONDS),
+            "LEASE_SAFETY_MARGIN_SECONDS": str(settings.LEASE_SAFETY_MARGIN_SECONDS),
             "RETRY_VISIBILITY_SECONDS": settings.RETRY_VISIBILITY_SECONDS,
             "LOG_LEVEL": "INFO",
             "POWERTOOLS_SERVICE_NAME": settings.SERVICE_COMPACTOR,

@@ -46,6 +46,7 @@ LOCK_DURATION_SECONDS: Final = compactor_defaults.LOCK_DURATION_SECONDS
 HEARTBEAT_INTERVAL_SECONDS: Final = compactor_defaults.HEARTBEAT_INTERVAL_SECONDS
 HEARTBEAT_MAX_FAILURES: Final = compactor_defaults.HEARTBEAT_MAX_FAILURES
 LOCK_WAIT_SECONDS: Final = compactor_defaults.LOCK_WAIT_SECONDS
+LEASE_SAFETY_MARGIN_SECONDS: Final = compactor_defaults.LEASE_SAFETY_MARGIN_SECONDS
 # Visibility (s, jittered in the range) of messages failed by lease contention or a moved
 # pointer: retried within minutes instead of after VISIBILITY_TIMEOUT_SECONDS (contract §7).
 RETRY_VISIBILITY_SECONDS: Final = "{}-{}".format(*compactor_defaults.RETRY_VISIBILITY_SECONDS)

@@ -323,6 +323,7 @@ def test_lambda_environments_follow_the_spec(program: RecordingMocks) -> None:
         "HEARTBEAT_INTERVAL_SECONDS",
         "HEARTBEAT_MAX_FAILURES",
         "LOCK_WAIT_SECONDS",
+        "LEASE_SAFETY_MARGIN_SECONDS",
         "RETRY_VISIBILITY_SECONDS",
         "CHROMA_SINK",
         "LOG_LEVEL",
@@ -330,6 +331,7 @@ def test_lambda_environments_follow_the_spec(program: RecordingMocks) -> None:
         "POWERTOOLS_METRICS_NAMESPACE",
     }
     assert compactor_env["CHROMA_ROOT"] == "/mnt/chroma"
+    assert compactor_env["LEASE_SAFETY_MARGIN_SECONDS"] == "10"  # contract §7 rev 3
     # The fast-retry window parses and stays far below the queues' own visibility timeout.
     low, high = CompactionConfig.from_env(compactor_env).retry_visibility_seconds
     assert (low, high) == (30, 90)

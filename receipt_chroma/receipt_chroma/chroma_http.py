@@ -1,13 +1,15 @@
 """How a ``ChromaClient`` talks to a Chroma server (``http_host``, contract §12).
 
-Calls get what a network needs: a timeout on every request (those chromadb makes while the
-client is built included), retries of transient failures (connection errors, timeouts,
-rate limiting, a gateway's 502/503/504) with exponential backoff, and a breaker — once a
-call has used up its retries on an unreachable server, or the server refused the
-credentials (401/403), the client is ``unavailable`` and every later call fails at once
-with ``SinkUnavailableError`` instead of waiting out its own retries. The only credentials
-are the headers it is given: chromadb's ``CHROMA_CLIENT_AUTH_*`` environment variables are
-ignored (contract §12).
+Calls get what a network needs: a connect and an answer timeout on every request (those
+chromadb makes while the client is built included); retries of transient failures
+(connection errors, timeouts, rate limiting, a gateway's 502/503/504) with exponential
+backoff, within a deadline per call (no attempt starts that could end past it, so a
+server that accepts connections and never answers fails a call in bounded time); and a
+breaker: once a call has used up its retries on an unreachable server, or the server
+refused the credentials (401/403), the client is ``unavailable`` and every later call
+fails at once with ``SinkUnavailableError`` instead of waiting out its own retries. The
+only credentials are the headers it is given: chromadb's ``CHROMA_CLIENT_AUTH_*``
+environment variables are ignored (contract §12).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import chromadb
@@ -41,11 +43,22 @@ REFUSED = frozenset({401, 403})
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Attempts per call and the exponential backoff between them (full jitter)."""
+    """Attempts per call, the exponential backoff between them (full jitter), and the
+    call's deadline: a retry starts only if it can end, after ``attempt_seconds`` (the
+    longest one attempt waits: its connect plus its answer timeout), within
+    ``deadline_seconds`` of the call's start."""
 
     attempts: int = defaults.CHROMA_RETRY_ATTEMPTS
     base_seconds: float = defaults.CHROMA_RETRY_BASE_SECONDS
     max_seconds: float = defaults.CHROMA_RETRY_MAX_SECONDS
+    deadline_seconds: float = defaults.CHROMA_CALL_DEADLINE_SECONDS
+    attempt_seconds: float = (
+        defaults.CHROMA_CONNECT_TIMEOUT_SECONDS + defaults.CHROMA_REQUEST_TIMEOUT_SECONDS
+    )
+
+    def retry_fits(self, elapsed: float, delay: float) -> bool:
+        """Whether a retry after ``delay`` more seconds can end within the deadline."""
+        return elapsed + delay + self.attempt_seconds <= self.deadline_seconds
 
     def delays(self) -> Iterator[float]:
         """The pause before each retry (``attempts - 1`` of them)."""
@@ -66,6 +79,11 @@ class HttpOptions:
     request_timeout_seconds: float = defaults.CHROMA_REQUEST_TIMEOUT_SECONDS
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     write_batch: int = defaults.CHROMA_WRITE_BATCH
+
+    def __post_init__(self) -> None:
+        # The deadline's arithmetic needs the longest wait of one attempt: these timeouts.
+        attempt = self.connect_timeout_seconds + self.request_timeout_seconds
+        object.__setattr__(self, "retry", replace(self.retry, attempt_seconds=attempt))
 
 
 def server_url(host: str, port: int, ssl: bool) -> str:
@@ -145,13 +163,17 @@ def call_with_retries(
     give_up: Callable[[str], None],
 ) -> T:
     """Run ``action`` (one chromadb call against the server at ``url``), ``before`` ahead of
-    every attempt; retry it while the server is unreachable and ``retry`` allows. A refusal
-    of the credentials or the last failed attempt is passed to ``give_up`` (the breaker)
-    and raised as ``CredentialsRefusedError`` / ``SinkUnavailableError``."""
+    every attempt; retry it while the server is unreachable and ``retry`` allows (attempts
+    and deadline). A refusal of the credentials or the last failed attempt is passed to
+    ``give_up`` (the breaker) and raised as ``CredentialsRefusedError`` /
+    ``SinkUnavailableError``."""
     delays = retry.delays()
+    started = time.monotonic()
+    attempts = 0
     while True:
         if before is not None:
             before()
+        attempts += 1
         try:
             return action()
         except Exception as error:
@@ -163,10 +185,12 @@ def call_with_retries(
             if not unreachable(error):
                 raise
             delay = next(delays, None)
-            if delay is None:
+            elapsed = time.monotonic() - started
+            if delay is None or not retry.retry_fits(elapsed, delay):
                 reason = (
-                    f"Chroma server {url} unreachable after "
-                    f"{retry.attempts} attempts: {_describe(error)}"
+                    f"Chroma server {url} unreachable after {attempts} "
+                    f"attempt{'s' if attempts > 1 else ''}: {_describe(error)} "
+                    f"({elapsed:.1f} s)"
                 )
                 give_up(reason)
                 raise SinkUnavailableError(reason) from error

@@ -14,10 +14,9 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 from chromadb.errors import ChromaError
 
@@ -25,6 +24,7 @@ from receipt_chroma import settings as defaults
 from receipt_chroma.chroma_client import ChromaClient, Mode
 from receipt_chroma.chroma_http import HttpOptions, RetryPolicy, server_url
 from receipt_chroma.exceptions import CredentialsRefusedError, SinkUnavailableError
+from receipt_dynamo.aws_clients import aws_client
 from receipt_dynamo_stream.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ def read_token(
         if not refresh and secret in _tokens:
             return _tokens[secret]
     try:
-        secrets = client or boto3.client("secretsmanager")
+        secrets = client or aws_client("secretsmanager")
         value = secrets.get_secret_value(SecretId=secret).get("SecretString", "")
     except (ClientError, BotoCoreError) as error:
         raise SinkUnavailableError(
@@ -137,6 +137,20 @@ class ChromaServer:
     def describe(self) -> str:
         """Where, for logs and errors (never the token)."""
         return f"{self.url} (tenant {self.tenant}, database {self.database})"
+
+    def within(self, budget_seconds: float) -> ChromaServer:
+        """The same server with every call bounded by ``budget_seconds`` (at least 2 s):
+        each attempt's connect and answer timeouts share 70 % of it and no retry starts
+        that could end past 90 % of it (the CLI's ``--timeout``)."""
+        if not budget_seconds >= 2:
+            raise ValueError(f"the budget must be at least 2 seconds, got {budget_seconds!r}")
+        attempt = budget_seconds * 0.7
+        return replace(
+            self,
+            connect_timeout_seconds=min(self.connect_timeout_seconds, round(attempt * 0.3, 2)),
+            request_timeout_seconds=min(self.request_timeout_seconds, round(attempt * 0.7, 2)),
+            retry=replace(self.retry, deadline_seconds=budget_seconds * 0.9),
+        )
 
     def options(self, token: str | None) -> HttpOptions:
         return HttpOptions(

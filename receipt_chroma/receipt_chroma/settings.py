@@ -31,9 +31,14 @@ CHROMA_DATABASE: Final = "default_database"
 # Calls to a Chroma server: a timeout per request (an unanswered call must not hold the
 # lease until the Lambda timeout) and retries of transient failures with exponential
 # backoff. The retries span about 15 s, longer than a server restart takes (~2-5 s for
-# `chroma run`), so a restart mid-batch costs a pause, not the batch.
+# `chroma run`), so a restart mid-batch costs a pause, not the batch. No attempt starts
+# that could end past the call's deadline: a server that accepts connections and never
+# answers fails a call within 90 s (two attempts of 5 + 30 s), inside the 140 s a
+# holder's lease has left when a call stalls (180 s lease, renewed every 30 s, treated as
+# lost 10 s early), so the cycle fails before the lease runs out.
 CHROMA_CONNECT_TIMEOUT_SECONDS: Final = 5.0
-CHROMA_REQUEST_TIMEOUT_SECONDS: Final = 120.0
+CHROMA_REQUEST_TIMEOUT_SECONDS: Final = 30.0
+CHROMA_CALL_DEADLINE_SECONDS: Final = 90.0
 # Records per write request to a server. Its get_max_batch_size (5,461 for `chroma run`) is
 # a ceiling, not a good size: at 1536-d such a request is ~33 MB and tens of seconds of
 # server work (a slow server then times out, and the retry resends it all); 1,000 records

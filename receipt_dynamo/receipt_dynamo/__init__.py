@@ -1,5 +1,6 @@
 """receipt_dynamo: entities, item (de)serialisation and table access for receipts."""
 
+from receipt_dynamo.aws_clients import COMPACTOR_TIMEOUTS, ClientTimeouts, aws_client
 from receipt_dynamo.constants import (
     ChromaDBCollection,
     CompactionState,
@@ -43,8 +44,10 @@ item_to_compaction_lock = CompactionLock.from_item
 item_to_snapshot_pointer = SnapshotPointer.from_item
 
 __all__ = [
+    "COMPACTOR_TIMEOUTS",
     "BoundingBox",
     "ChromaDBCollection",
+    "ClientTimeouts",
     "CompactionLock",
     "CompactionRun",
     "CompactionState",
@@ -70,6 +73,7 @@ __all__ = [
     "ReceiptWordLabel",
     "SnapshotPointer",
     "ValidationStatus",
+    "aws_client",
     "create_table",
     "item_to_compaction_lock",
     "item_to_compaction_run",

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
-import boto3
-
-from receipt_dynamo.data.base import CLIENT_CONFIG
+from receipt_dynamo.aws_clients import aws_client
 
 if TYPE_CHECKING:
     from types_boto3_dynamodb.client import DynamoDBClient
@@ -66,8 +64,8 @@ def create_table(
     endpoint_url: str | None = None,
 ) -> str:
     """Create the table with TTL and point-in-time recovery; return its stream ARN."""
-    dynamodb: DynamoDBClient = client or boto3.client(
-        "dynamodb", region_name=region, endpoint_url=endpoint_url, config=CLIENT_CONFIG
+    dynamodb: DynamoDBClient = client or aws_client(
+        "dynamodb", region_name=region, endpoint_url=endpoint_url
     )
     description = dynamodb.create_table(**table_definition(table_name))["TableDescription"]
     dynamodb.get_waiter("table_exists").wait(

@@ -6,8 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-import boto3
-
+from receipt_dynamo.aws_clients import aws_client
 from receipt_dynamo.timestamps import now_iso
 from receipt_dynamo_stream.models import SCHEMA_VERSION
 
@@ -68,7 +67,7 @@ def park_records(
     sqs_client: SQSClient | None = None,
 ) -> list[tuple[Any, Exception]]:
     """Send each record to the DLQ; returns the ones that could not be parked."""
-    sqs = sqs_client or boto3.client("sqs")
+    sqs = sqs_client or aws_client("sqs")
     not_parked: list[tuple[Any, Exception]] = []
     for record, error in unparseable:
         try:

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from receipt_dynamo.aws_clients import aws_client
 from receipt_dynamo.constants import ChromaDBCollection
 from receipt_dynamo_stream.exceptions import ConfigurationError
 from receipt_dynamo_stream.models import FailedMessage, PublishResult, StreamMessage
@@ -168,7 +168,7 @@ def publish_messages(
     for sequence_number, message in messages:
         by_collection.setdefault(message.collection, []).append(_Entry.of(sequence_number, message))
     urls = {c: resolve_queue_url(c, explicit[c]) for c in by_collection}
-    sqs = sqs_client or boto3.client("sqs")
+    sqs = sqs_client or aws_client("sqs")
     published: list[tuple[str | None, StreamMessage]] = []
     failed: list[FailedMessage] = []
     requests = 0

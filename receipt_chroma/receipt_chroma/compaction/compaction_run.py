@@ -20,7 +20,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import boto3
 import numpy as np
 
 from receipt_chroma.chroma_client import ChromaClient, ClientCollection
@@ -38,6 +37,7 @@ from receipt_chroma.compaction.operations import (
 from receipt_chroma.exceptions import DeltaError
 from receipt_chroma.ids import VectorKey, line_vector_id, parse_vector_id, word_vector_id
 from receipt_chroma.settings import EMBEDDING_DIMENSION
+from receipt_dynamo.aws_clients import aws_client
 from receipt_dynamo.constants import ChromaDBCollection, CompactionState
 from receipt_dynamo.entities import CompactionRun
 from receipt_dynamo.receipt_state import ReceiptState
@@ -206,7 +206,7 @@ def merge_compaction_deltas(
     Deltas are read by ``reader`` (default: this process's helper process).
     """
     name = ChromaDBCollection(collection).value
-    s3 = s3_client or boto3.client("s3")
+    s3 = s3_client or aws_client("s3")
     snapshot = client.get_or_create_collection(name)
     results: list[RunMergeResult] = []
     batch = _UpsertBatch(client, snapshot)

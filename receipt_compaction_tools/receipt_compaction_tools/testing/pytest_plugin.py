@@ -17,6 +17,7 @@ from moto import mock_aws
 from receipt_compaction_tools.aws.local_aws import LOCAL_CREDENTIALS, LocalAwsServer
 from receipt_compaction_tools.aws.streams import StreamReader
 from receipt_compaction_tools.local.chroma_server import LocalChromaServer
+from receipt_compaction_tools.testing.endpoints import RefusedEndpoint, SilentEndpoint
 from receipt_dynamo.data.dynamo_client import DynamoClient
 from receipt_dynamo.schema import create_table
 
@@ -109,3 +110,17 @@ def chroma_database(chroma_server: LocalChromaServer, monkeypatch: pytest.Monkey
     for variable, value in chroma_server.environment(name).items():
         monkeypatch.setenv(variable, value)
     return name
+
+
+@pytest.fixture
+def silent_endpoint() -> Iterator[SilentEndpoint]:
+    """An endpoint on 127.0.0.1 that accepts connections and never answers."""
+    with SilentEndpoint() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def refused_endpoint() -> Iterator[RefusedEndpoint]:
+    """A port on 127.0.0.1 that refuses every connection."""
+    with RefusedEndpoint() as endpoint:
+        yield endpoint

@@ -6,10 +6,9 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from receipt_dynamo.aws_clients import aws_client
 from receipt_dynamo.entities.base import DynamoEntity, Item
 from receipt_dynamo.exceptions import (
     EntityAlreadyExistsError,
@@ -24,9 +23,6 @@ T = TypeVar("T")
 
 BATCH_WRITE_LIMIT = 25
 BATCH_WRITE_ATTEMPTS = 8
-
-# Throttling and transient errors are retried by botocore's standard retry mode.
-CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 10})
 
 
 def is_conditional_failure(error: ClientError) -> bool:
@@ -52,8 +48,8 @@ class DynamoBase:
             raise ValueError("table_name must be a non-empty string")
         self.table_name = table_name
         # Without an explicit endpoint boto3 honours AWS_ENDPOINT_URL (local emulators).
-        self.client: DynamoDBClient = client or boto3.client(
-            "dynamodb", region_name=region, endpoint_url=endpoint_url, config=CLIENT_CONFIG
+        self.client: DynamoDBClient = client or aws_client(
+            "dynamodb", region_name=region, endpoint_url=endpoint_url
         )
 
     # --- single items -------------------------------------------------------------------

@@ -10,12 +10,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import boto3
-
 from receipt_chroma.archive import create_tarball, extract_tarball
 from receipt_chroma.chroma_client import ChromaClient
 from receipt_chroma.compaction.models import DeltaRecord
 from receipt_chroma.exceptions import DeltaError
+from receipt_dynamo.aws_clients import aws_client
 from receipt_dynamo.constants import ChromaDBCollection
 
 if TYPE_CHECKING:
@@ -43,7 +42,7 @@ def write_delta(
     """
     name = ChromaDBCollection(collection).value
     rows = list(records)
-    s3 = s3_client or boto3.client("s3")
+    s3 = s3_client or aws_client("s3")
     prefix = delta_prefix(name, run_id)
     with tempfile.TemporaryDirectory(prefix="delta-") as tmp:
         persist = Path(tmp) / "chroma"

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-import boto3
-
 from receipt_chroma.compaction.deltas.files import RecordTuple, write_delta
+from receipt_dynamo.aws_clients import aws_client
 from receipt_dynamo.data.dynamo_client import DynamoClient
 from receipt_dynamo.entities import CompactionRun
 from receipt_dynamo.timestamps import now_iso
@@ -28,7 +27,7 @@ def produce_compaction_run(
     s3_client: S3Client | None = None,
 ) -> CompactionRun:
     """What an embedding producer does: upload both deltas, then write the run row."""
-    s3 = s3_client or boto3.client("s3")
+    s3 = s3_client or aws_client("s3")
     run = CompactionRun(
         run_id=run_id,
         image_id=image_id,

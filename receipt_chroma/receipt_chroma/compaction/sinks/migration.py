@@ -18,7 +18,6 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import boto3
 import numpy as np
 
 from receipt_chroma.chroma_client import ChromaClient, ClientCollection
@@ -28,6 +27,7 @@ from receipt_chroma.constants import PROVENANCE_KEYS
 from receipt_chroma.exceptions import SinkUnavailableError, SnapshotError
 from receipt_chroma.snapshots.reader import read_version
 from receipt_chroma.snapshots.s3_store import S3SnapshotStore
+from receipt_dynamo.aws_clients import aws_client
 from receipt_dynamo.data.dynamo_client import DynamoClient
 
 if TYPE_CHECKING:
@@ -120,7 +120,7 @@ def seed(
     started = time.perf_counter()
     with _lease(dynamo, collection, hold_lease) as lease:
         guard = lease.ensure_held if lease is not None else None
-        s3 = s3_client or boto3.client("s3")
+        s3 = s3_client or aws_client("s3")
         # The server first: an unreachable one fails before a snapshot is downloaded.
         with (
             server.connect(mode="write", write_guard=guard) as client,
@@ -256,7 +256,7 @@ def verify(
     started = time.perf_counter()
     differences = _Differences(show)
     with _lease(dynamo, collection, hold_lease):
-        s3 = s3_client or boto3.client("s3")
+        s3 = s3_client or aws_client("s3")
         with (
             server.connect(mode="read") as client,
             _Published(dynamo, bucket, collection, s3) as published,

@@ -16,6 +16,7 @@ import pytest
 
 from receipt_chroma.compaction import CompactionCycle
 from receipt_chroma.compaction.cycle import CycleResult
+from receipt_chroma.snapshots.fence import DeleteFence
 from receipt_chroma.snapshots.hnsw import HnswPolicy
 from receipt_chroma.snapshots.retention import apply_retention
 from receipt_chroma.snapshots.s3_store import S3SnapshotStore
@@ -27,6 +28,11 @@ from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_compaction_tools.testing.world import CompactionWorld, read_snapshot
 
 pytestmark = pytest.mark.integration
+
+
+def held() -> DeleteFence:
+    """The fence of a holder that has just confirmed its lease (minutes to its deadline)."""
+    return DeleteFence(datetime.now(UTC) + timedelta(minutes=5))
 
 
 @pytest.fixture
@@ -151,7 +157,9 @@ def test_retention_never_deletes_an_object_a_retained_version_names(
     store = S3SnapshotStore(world.s3, world.bucket, "words")
     # Much later: every orphan is old enough to go.
     later = datetime.now(UTC) + timedelta(days=1)
-    apply_retention(store, keep=set(pointer.history), orphan_age=timedelta(seconds=60), now=later)
+    apply_retention(
+        store, keep=set(pointer.history), orphan_age=timedelta(seconds=60), fence=held(), now=later
+    )
 
     assert set(store.list_versions()) == set(pointer.history)
     named = {sha for version in pointer.history for sha in _files(world, version).values()}
@@ -201,7 +209,7 @@ def test_retention_deletes_nothing_while_a_retained_manifest_cannot_be_read(
     later = datetime.now(UTC) + timedelta(days=1)
 
     report = apply_retention(
-        store, keep=set(pointer.history), orphan_age=timedelta(seconds=60), now=later
+        store, keep=set(pointer.history), orphan_age=timedelta(seconds=60), fence=held(), now=later
     )
 
     assert _all_keys(world) == before  # no version, no object

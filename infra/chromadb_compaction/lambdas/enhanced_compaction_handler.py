@@ -2,16 +2,19 @@
 
 Thin on purpose: the cycle (lease, working copy, merge/apply, publish) lives in
 ``receipt_chroma.compaction``. The response names exactly the messages of this event
-whose effect was not published; invalid bodies are failures too, so they reach the
-queue's DLQ through its redrive policy instead of being acknowledged silently.
+whose effect was not published; invalid bodies (contract §5.1: form and values) are
+failures too, so they reach the queue's DLQ through its redrive policy instead of being
+acknowledged silently.
 
-Messages failed because the lease was held or the pointer moved are given a short jittered
-visibility timeout (``RETRY_VISIBILITY_SECONDS``) before they are reported, so they come
-back within minutes instead of after the queue's visibility timeout (contract §7).
+Every message reported failed, whatever the cause, is first given a short jittered
+visibility timeout (``RETRY_VISIBILITY_SECONDS``), so it comes back within minutes instead
+of after the queue's visibility timeout (contract §7 rev 3); one that keeps failing reaches
+the DLQ after ``maxReceiveCount`` quick receives.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import random
@@ -116,9 +119,6 @@ CAUSE_METRICS = {
     FailureCause.SNAPSHOT_UNAVAILABLE: "SnapshotUnavailable",
     FailureCause.SINK_UNAVAILABLE: "SinkUnavailable",
 }
-# Failures that only need the other holder to finish: retried soon, not after the queue's
-# visibility timeout (6 x the function timeout).
-RETRY_CAUSES = frozenset({FailureCause.LEASE_ACQUISITION, FailureCause.POINTER_MOVED})
 SQS_BATCH_LIMIT = 10  # entries per ChangeMessageVisibilityBatch call
 TIMING_METRICS = {
     "lease_wait": "LeaseWaitTime",
@@ -130,9 +130,16 @@ TIMING_METRICS = {
 }
 
 
+@functools.cache
+def compactor_config() -> CompactionConfig:
+    """This container's settings (contract §8), read on first use; a ConfigurationError
+    names a variable that is wrong."""
+    return CompactionConfig.from_env()
+
+
 def cycle_for(collection: ChromaDBCollection) -> CompactionCycle:
     if collection not in _cycles:
-        config = CompactionConfig.from_env()
+        config = compactor_config()
         s3: S3Client = boto3.client("s3")
         _cycles[collection] = CompactionCycle(
             config,
@@ -360,9 +367,10 @@ def emit_cycle_metrics(
 
 
 def process_records(records: list[dict[str, Any]]) -> list[str]:
-    """Run one cycle per collection; the ids of the messages to report failed."""
-    failed: list[str] = []
+    """Run one cycle per collection; the ids of the messages to report failed, each
+    already scheduled for an early retry (contract §7)."""
     by_id: dict[str, dict[str, Any]] = {}
+    invalid: list[str] = []
     grouped: dict[ChromaDBCollection, list[tuple[str, StreamMessage]]] = defaultdict(list)
     for record in records:
         message_id = record["messageId"]  # always present in SQS events
@@ -370,54 +378,91 @@ def process_records(records: list[dict[str, Any]]) -> list[str]:
         try:
             message = parse_record(record)
         except MessageValidationError as error:
+            # The error names the rule the body broke (contract §5.1).
             logger.error("invalid queue message", message_id=message_id, error=str(error))
-            failed.append(message_id)
+            invalid.append(message_id)
             continue
         grouped[message.collection].append((message_id, message))
-    metrics.add_metric(name="InvalidMessages", unit=MetricUnit.Count, value=len(failed))
-
-    for collection, pairs in grouped.items():
-        cycle = cycle_for(collection)
-        with stages.cycle(collection.value):
-            result = cycle.run(pairs)
-        for failure in result.failures:
-            logger.warning(
-                "message not applied",
-                message_id=failure.message_id,
-                collection=collection.value,
-                reason=failure.reason,
-            )
-        logger.info(
-            "compaction cycle finished",
-            collection=collection.value,
-            messages=len(pairs),
-            failed=len(result.failures),
-            cause=result.cause.value if result.cause else None,
-            sink=result.sink,
-            tier=result.tier.value if result.tier else None,
-            version=result.published_version,
-            base_version=result.base_version,
-            timings_ms={k: round(v, 1) for k, v in result.timings_ms.items()},
-            derived_cache_errors=result.derived_cache_errors,
+    metrics.add_metric(name="InvalidMessages", unit=MetricUnit.Count, value=len(invalid))
+    if invalid:
+        # No collection to file them under: counted with the invocation's own metrics.
+        invalid_reset = schedule_retry([by_id[m] for m in invalid], reason="invalid queue message")
+        metrics.add_metric(
+            name="VisibilityResets", unit=MetricUnit.Count, value=invalid_reset.reset
         )
+        metrics.add_metric(
+            name="VisibilityResetFailures", unit=MetricUnit.Count, value=invalid_reset.failed
+        )
+
+    failed = list(invalid)
+    for collection, pairs in grouped.items():
+        result = run_cycle(collection, pairs)
         failed_ids = sorted(result.failed_message_ids)
-        reset = None
-        if result.cause in RETRY_CAUSES and failed_ids:
-            reset = reset_visibility(
+        reset: VisibilityReset | None = None
+        if failed_ids:
+            reset = schedule_retry(
                 [by_id[m] for m in failed_ids if m in by_id],
-                cycle.config.retry_visibility_seconds,
-            )
-            logger.info(
-                "failed messages scheduled for early retry",
+                reason=result.cause.value if result.cause else "message not applied",
                 collection=collection.value,
-                cause=result.cause.value if result.cause else None,
-                visibility_timeout_seconds=reset.timeout_seconds,
-                reset=reset.reset,
-                failed=reset.failed,
             )
         emit_cycle_metrics(result, [message for _, message in pairs], reset)
         failed += failed_ids
     return failed
+
+
+def run_cycle(
+    collection: ChromaDBCollection, pairs: list[tuple[str, StreamMessage]]
+) -> CycleResult:
+    """One cycle, logged. A cycle that raises (an AWS error outside the stages the cycle
+    handles, such as taking or giving up the lease) fails all its messages, named, so they
+    are retried early like any other failure instead of failing the whole invocation."""
+    cycle = cycle_for(collection)
+    try:
+        with stages.cycle(collection.value):
+            result = cycle.run(pairs)
+    except Exception as error:
+        logger.exception("compaction cycle raised", collection=collection.value)
+        result = CycleResult(collection, [message_id for message_id, _ in pairs]).fail_all(
+            FailureCause.PUBLISH_FAILED, f"{type(error).__name__}: {error}"
+        )
+    for failure in result.failures:
+        logger.warning(
+            "message not applied",
+            message_id=failure.message_id,
+            collection=collection.value,
+            reason=failure.reason,
+        )
+    logger.info(
+        "compaction cycle finished",
+        collection=collection.value,
+        messages=len(pairs),
+        failed=len(result.failures),
+        cause=result.cause.value if result.cause else None,
+        sink=result.sink,
+        tier=result.tier.value if result.tier else None,
+        version=result.published_version,
+        base_version=result.base_version,
+        timings_ms={k: round(v, 1) for k, v in result.timings_ms.items()},
+        derived_cache_errors=result.derived_cache_errors,
+    )
+    return result
+
+
+def schedule_retry(
+    records: Sequence[Mapping[str, Any]], *, reason: str, collection: str | None = None
+) -> VisibilityReset:
+    """Shorten the visibility of messages about to be reported failed (contract §7), and
+    log the outcome."""
+    reset = reset_visibility(records, compactor_config().retry_visibility_seconds)
+    logger.info(
+        "failed messages scheduled for early retry",
+        collection=collection,
+        cause=reason,
+        visibility_timeout_seconds=reset.timeout_seconds,
+        reset=reset.reset,
+        failed=reset.failed,
+    )
+    return reset
 
 
 @logger.inject_lambda_context

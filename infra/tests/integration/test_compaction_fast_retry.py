@@ -1,18 +1,19 @@
-"""contract §7 (rev 2): messages failed by lease contention or a moved pointer are given a short
-jittered visibility (``RETRY_VISIBILITY_SECONDS``) with ``ChangeMessageVisibilityBatch``
-before the handler reports them, so they return within seconds here instead of after the
-queue's long visibility timeout. Real messages on a real moto SQS queue throughout; faults
-are injected with botocore event hooks on the handler's own clients."""
+"""Contract §7 (rev 3): every message the handler reports failed, whatever the cause, is given
+a short jittered visibility (``RETRY_VISIBILITY_SECONDS``) with
+``ChangeMessageVisibilityBatch`` before the handler returns, so it comes back within
+seconds here instead of after the queue's long visibility timeout (600 s). Real messages on
+a real moto SQS queue throughout; faults are injected with botocore event hooks on the
+handler's own clients."""
 
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import boto3
 import pytest
@@ -20,17 +21,16 @@ from botocore.awsrequest import AWSResponse
 from botocore.compat import HTTPHeaders
 
 from receipt_compaction_tools.testing.factories import IMAGE_ID, make_label, make_metadata
+from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_compaction_tools.testing.world import CompactionWorld
 from receipt_dynamo import ChromaDBCollection
-from receipt_dynamo_stream import StreamMessage, publish_messages
-
-if TYPE_CHECKING:
-    from types_boto3_sqs.client import SQSClient
+from receipt_dynamo_stream import StreamMessage
 
 pytestmark = pytest.mark.integration
 
-QUEUE_VISIBILITY_SECONDS = 600  # "6 x the function timeout": far beyond any wait here
 RETRY_WINDOW = (2, 3)  # RETRY_VISIBILITY_SECONDS for these tests
+# Back within the window's end plus the receive loop's own second, whatever the cause.
+BACK_WITHIN = RETRY_WINDOW[1] + 5
 
 
 @pytest.fixture
@@ -42,81 +42,6 @@ def world(
         world, LOCK_WAIT_SECONDS="1", RETRY_VISIBILITY_SECONDS="{}-{}".format(*RETRY_WINDOW)
     )
     return world
-
-
-@dataclass
-class Queue:
-    sqs: SQSClient
-    url: str
-    arn: str
-
-    @classmethod
-    def create(cls, name: str = "words") -> Queue:
-        sqs = boto3.client("sqs")
-        url = sqs.create_queue(
-            QueueName=name, Attributes={"VisibilityTimeout": str(QUEUE_VISIBILITY_SECONDS)}
-        )["QueueUrl"]
-        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
-        return cls(sqs, url, arn)
-
-    def deliver(self, messages: list[tuple[str, StreamMessage]]) -> list[dict[str, Any]]:
-        """Publish, then receive every message (kept in flight) as Lambda's SQS records."""
-        assert (
-            publish_messages(messages, sqs_client=self.sqs, words_queue_url=self.url).failed == []
-        )
-        records: list[dict[str, Any]] = []
-        while batch := self.sqs.receive_message(
-            QueueUrl=self.url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
-        ).get("Messages", []):
-            records += [
-                {
-                    "messageId": m["MessageId"],
-                    "receiptHandle": m["ReceiptHandle"],
-                    "body": m["Body"],
-                    "attributes": {},
-                    "messageAttributes": {
-                        name: {"stringValue": v["StringValue"], "dataType": v["DataType"]}
-                        for name, v in m.get("MessageAttributes", {}).items()
-                    },
-                    "eventSource": "aws:sqs",
-                    "eventSourceARN": self.arn,
-                    "awsRegion": self.arn.split(":")[3],
-                }
-                for m in batch
-            ]
-        assert len(records) == len(messages)
-        return records
-
-    def visible_ids(self) -> set[str]:
-        """Ids of the messages receivable right now (received again, then released)."""
-        found: dict[str, str] = {}
-        while batch := self.sqs.receive_message(
-            QueueUrl=self.url, MaxNumberOfMessages=10, VisibilityTimeout=60
-        ).get("Messages", []):
-            found.update((m["MessageId"], m["ReceiptHandle"]) for m in batch)
-        for handle in found.values():
-            self.sqs.change_message_visibility(
-                QueueUrl=self.url, ReceiptHandle=handle, VisibilityTimeout=0
-            )
-        return set(found)
-
-    def wait_until_visible(self, expected: set[str], timeout: float) -> tuple[float, set[str]]:
-        """Receive until every ``expected`` id came back (fails after ``timeout`` s): the
-        seconds it took and every id received meanwhile."""
-        started = time.monotonic()
-        seen: set[str] = set()
-        while time.monotonic() - started < timeout:
-            seen |= {
-                m["MessageId"]
-                for m in self.sqs.receive_message(
-                    QueueUrl=self.url, MaxNumberOfMessages=10, WaitTimeSeconds=1
-                ).get("Messages", [])
-            }
-            if expected <= seen:
-                return time.monotonic() - started, seen
-        raise AssertionError(f"{len(expected - seen)} messages not visible after {timeout} s")
 
 
 def _label_messages(world: CompactionWorld) -> list[tuple[str, StreamMessage]]:
@@ -155,14 +80,34 @@ def _failed(response: dict[str, Any]) -> set[str]:
     return {f["itemIdentifier"] for f in response["batchItemFailures"]}
 
 
+def _reasons(caplog: pytest.LogCaptureFixture) -> set[str]:
+    return {
+        str(r.__dict__.get("reason"))
+        for r in caplog.records
+        if r.getMessage() == "message not applied"
+    }
+
+
+def _error_response(code: str, message: str) -> Callable[..., tuple[AWSResponse, dict[str, Any]]]:
+    """A botocore ``before-call`` hook answering the call with a (non-retried) error."""
+
+    def answer(params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+        return AWSResponse(params["url"], 400, HTTPHeaders(), None), {
+            "Error": {"Code": code, "Message": message},
+            "ResponseMetadata": {"HTTPStatusCode": 400},
+        }
+
+    return answer
+
+
 def test_lease_contention_makes_messages_visible_again_within_the_retry_window(
     world: CompactionWorld,
+    words_queue: Any,
     compaction_handler: ModuleType,
     lambda_context: Any,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    queue = Queue.create()
-    records = queue.deliver(_label_messages(world))
+    records = words_queue.deliver(_label_messages(world))
     ids = {r["messageId"] for r in records}
     _hold_the_lease(world)
 
@@ -170,9 +115,9 @@ def test_lease_contention_makes_messages_visible_again_within_the_retry_window(
     returned = time.monotonic()
 
     assert _failed(response) == ids
-    assert queue.visible_ids() == set()  # not at once: the reset is at least 2 s
-    waited, _ = queue.wait_until_visible(ids, timeout=15)
-    assert waited + (time.monotonic() - returned) < RETRY_WINDOW[1] + 5 < QUEUE_VISIBILITY_SECONDS
+    assert words_queue.visible_ids() == set()  # not at once: the reset is at least 2 s
+    waited, _ = words_queue.wait_until_visible(ids, timeout=15)
+    assert waited + (time.monotonic() - returned) < BACK_WITHIN
     output = capsys.readouterr().out
     cycle = _cycle_metrics(output)
     assert cycle["LeaseAcquisitionFailures"] == [1.0]
@@ -185,12 +130,12 @@ def test_lease_contention_makes_messages_visible_again_within_the_retry_window(
 
 def test_pointer_moved_makes_messages_visible_again_within_the_retry_window(
     world: CompactionWorld,
+    words_queue: Any,
     compaction_handler: ModuleType,
     lambda_context: Any,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    queue = Queue.create()
-    records = queue.deliver(_label_messages(world))
+    records = words_queue.deliver(_label_messages(world))
     ids = {r["messageId"] for r in records}
     cycle = compaction_handler.cycle_for(ChromaDBCollection.WORDS)
     moved: list[str] = []
@@ -208,7 +153,7 @@ def test_pointer_moved_makes_messages_visible_again_within_the_retry_window(
 
     assert moved
     assert _failed(response) == ids
-    queue.wait_until_visible(ids, timeout=15)
+    words_queue.wait_until_visible(ids, timeout=15)
     output = capsys.readouterr().out
     metrics = _cycle_metrics(output)
     assert metrics["SnapshotPublishFailures"] == [1.0]
@@ -219,13 +164,13 @@ def test_pointer_moved_makes_messages_visible_again_within_the_retry_window(
 
 def test_a_failing_visibility_reset_is_counted_and_changes_nothing_else(
     world: CompactionWorld,
+    words_queue: Any,
     compaction_handler: ModuleType,
     lambda_context: Any,
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    queue = Queue.create()
-    records = queue.deliver(_label_messages(world))
+    records = words_queue.deliver(_label_messages(world))
     ids = {r["messageId"] for r in records}
     _hold_the_lease(world)
     calls: list[int] = []
@@ -238,7 +183,7 @@ def test_a_failing_visibility_reset_is_counted_and_changes_nothing_else(
             "ResponseMetadata": {"HTTPStatusCode": 403},
         }
 
-    region = queue.arn.split(":")[3]
+    region = words_queue.arn.split(":")[3]
     compaction_handler.sqs_client(region).meta.events.register(
         "before-call.sqs.ChangeMessageVisibilityBatch", access_denied
     )
@@ -248,7 +193,7 @@ def test_a_failing_visibility_reset_is_counted_and_changes_nothing_else(
     assert _failed(response) == ids  # still reported failed
     assert sorted(calls) == sorted([10, len(ids) - 10])  # at most 10 entries per call
     time.sleep(RETRY_WINDOW[1] + 1)
-    assert queue.visible_ids() == set()  # still under the queue's own visibility timeout
+    assert words_queue.visible_ids() == set()  # still under the queue's own visibility timeout
     cycle = _cycle_metrics(capsys.readouterr().out)
     assert cycle["VisibilityResetFailures"] == [float(len(ids))]
     assert cycle["VisibilityResets"] == [0.0]
@@ -261,13 +206,13 @@ def test_a_failing_visibility_reset_is_counted_and_changes_nothing_else(
 
 def test_per_entry_reset_failures_are_counted_and_the_rest_are_reset(
     world: CompactionWorld,
+    words_queue: Any,
     compaction_handler: ModuleType,
     lambda_context: Any,
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    queue = Queue.create()
-    records = queue.deliver(_label_messages(world))
+    records = words_queue.deliver(_label_messages(world))
     ids = {r["messageId"] for r in records}
     by_handle = {r["receiptHandle"]: r["messageId"] for r in records}
     _hold_the_lease(world)
@@ -279,7 +224,7 @@ def test_per_entry_reset_failures_are_counted_and_the_rest_are_reset(
         spoiled.add(by_handle[entry["ReceiptHandle"]])
         entry["ReceiptHandle"] = "not-a-receipt-handle"
 
-    region = queue.arn.split(":")[3]
+    region = words_queue.arn.split(":")[3]
     compaction_handler.sqs_client(region).meta.events.register(
         "before-parameter-build.sqs.ChangeMessageVisibilityBatch", spoil_first_entry
     )
@@ -289,7 +234,7 @@ def test_per_entry_reset_failures_are_counted_and_the_rest_are_reset(
     assert _failed(response) == ids
     calls = -(-len(ids) // 10)  # at most 10 entries per call
     assert len(spoiled) == calls == 2
-    _, seen = queue.wait_until_visible(ids - spoiled, timeout=15)
+    _, seen = words_queue.wait_until_visible(ids - spoiled, timeout=15)
     assert not spoiled & seen  # their visibility was not changed
     cycle = _cycle_metrics(capsys.readouterr().out)
     assert cycle["VisibilityResetFailures"] == [float(calls)]
@@ -297,3 +242,141 @@ def test_per_entry_reset_failures_are_counted_and_the_rest_are_reset(
     failures = [r.__dict__ for r in caplog.records if r.getMessage() == "visibility not reset"]
     assert {f.get("message_id") for f in failures} == spoiled
     assert {f.get("code") for f in failures} == {"ReceiptHandleIsInvalid"}
+
+
+# --- every other cause of a failure (contract §7 rev 3) -------------------------------------
+
+
+def test_a_lost_lease_makes_messages_visible_again_within_the_retry_window(
+    world: CompactionWorld,
+    words_queue: Any,
+    compaction_handler: ModuleType,
+    lambda_context: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    records = words_queue.deliver(_label_messages(world))
+    ids = {r["messageId"] for r in records}
+    cycle = compaction_handler.cycle_for(ChromaDBCollection.WORDS)
+    stolen: list[str] = []
+
+    def take_the_lease_over(**_: Any) -> None:
+        # The lease passes to another compactor just before this one commits (§2 lock row).
+        if not stolen:
+            boto3.client("dynamodb").update_item(
+                TableName=world.table,
+                Key={"PK": {"S": "LOCK#words#chroma-words-compaction"}, "SK": {"S": "LOCK"}},
+                UpdateExpression="SET #owner = :other",
+                ExpressionAttributeNames={"#owner": "owner"},
+                ExpressionAttributeValues={":other": {"S": "another-compactor"}},
+            )
+            stolen.append("another-compactor")
+
+    cycle.dynamo.client.meta.events.register(
+        "before-call.dynamodb.TransactWriteItems", take_the_lease_over
+    )
+
+    response = compaction_handler.lambda_handler({"Records": records}, lambda_context)
+
+    assert stolen
+    assert _failed(response) == ids
+    words_queue.wait_until_visible(ids, timeout=BACK_WITHIN)
+    metrics = _cycle_metrics(capsys.readouterr().out)
+    assert metrics["LeaseLost"] == [1.0]
+    assert metrics["VisibilityResets"] == [float(len(ids))]
+    assert world.published_version("words") is None  # nothing was published
+
+
+def test_an_unreachable_sink_makes_messages_visible_again_within_the_retry_window(
+    world: CompactionWorld,
+    words_queue: Any,
+    compaction_handler: ModuleType,
+    lambda_context: Any,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    for name, value in {
+        "CHROMA_SINK": "server",
+        "CHROMA_HOST": "127.0.0.1",
+        "CHROMA_PORT": str(port),
+        "CHROMA_RETRY_ATTEMPTS": "1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    records = words_queue.deliver(_label_messages(world))
+    ids = {r["messageId"] for r in records}
+
+    response = compaction_handler.lambda_handler({"Records": records}, lambda_context)
+
+    assert _failed(response) == ids
+    words_queue.wait_until_visible(ids, timeout=BACK_WITHIN)
+    metrics = _cycle_metrics(capsys.readouterr().out)
+    assert metrics["SinkUnavailable"] == [1.0]
+    assert metrics["VisibilityResets"] == [float(len(ids))]
+
+
+def test_one_failed_merge_in_a_published_cycle_comes_back_within_the_retry_window(
+    world: CompactionWorld,
+    words_queue: Any,
+    compaction_handler: ModuleType,
+    lambda_context: Any,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    world.add_receipt(SyntheticReceipt(IMAGE_ID, 1, dimension=world.dimension), run_id="run-good")
+    world.add_receipt(SyntheticReceipt(IMAGE_ID, 2, dimension=world.dimension), run_id="run-lost")
+    # Its delta is gone: that run's merge fails (naming it), the rest of the cycle publishes.
+    world.s3.delete_object(Bucket=world.bucket, Key="words/delta/run-lost/delta.tar.gz")
+    records = words_queue.deliver(_label_messages(world))
+    (lost,) = [
+        r["messageId"]
+        for r in records
+        if json.loads(r["body"])["entity_data"].get("run_id") == "run-lost"
+    ]
+
+    response = compaction_handler.lambda_handler({"Records": records}, lambda_context)
+    words_queue.delete(records, _failed(response))
+
+    assert _failed(response) == {lost}
+    _, seen = words_queue.wait_until_visible({lost}, timeout=BACK_WITHIN)
+    assert seen == {lost}  # the others were acknowledged and deleted
+    assert any("run-lost" in reason for reason in _reasons(caplog))
+    metrics = _cycle_metrics(capsys.readouterr().out)
+    assert metrics["SnapshotPublished"] == [1.0]
+    assert metrics["VisibilityResets"] == [1.0]
+
+
+def test_an_aws_error_makes_messages_visible_again_within_the_retry_window(
+    world: CompactionWorld,
+    words_queue: Any,
+    compaction_handler: ModuleType,
+    lambda_context: Any,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    records = words_queue.deliver(_label_messages(world))
+    ids = {r["messageId"] for r in records}
+    cycle = compaction_handler.cycle_for(ChromaDBCollection.WORDS)
+    deny = _error_response("AccessDeniedException", "not authorized to perform: dynamodb:*")
+    denied: list[str] = []
+
+    def deny_the_first_call(params: dict[str, Any], **kwargs: Any) -> Any:
+        # The cycle's first DynamoDB call, whichever it is, is refused.
+        if denied:
+            return None
+        denied.append(params["url"])
+        return deny(params, **kwargs)
+
+    cycle.dynamo.client.meta.events.register("before-call.dynamodb", deny_the_first_call)
+
+    response = compaction_handler.lambda_handler({"Records": records}, lambda_context)
+
+    assert denied
+    assert _failed(response) == ids
+    words_queue.wait_until_visible(ids, timeout=BACK_WITHIN)
+    (reason,) = _reasons(caplog)
+    assert "AccessDeniedException" in reason
+    output = capsys.readouterr().out
+    assert _cycle_metrics(output)["VisibilityResets"] == [float(len(ids))]
+    assert _invocation_metrics(output)["CompactionLambdaError"] == [1.0]

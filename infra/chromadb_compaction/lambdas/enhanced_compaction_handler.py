@@ -23,7 +23,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
@@ -37,6 +36,7 @@ from receipt_chroma.compaction import (
     shared_delta_reader,
 )
 from receipt_dynamo import ChromaDBCollection, DynamoClient
+from receipt_dynamo.aws_clients import aws_client
 from receipt_dynamo_stream import MessageValidationError, StreamMessage
 
 if TYPE_CHECKING:
@@ -70,9 +70,14 @@ class StageSegments:
         "working_copy_ready": "apply",
         "applied": "publish_check",
         "checked": "publish_upload",
+        "objects_uploaded": "publish_manifest",
         "uploaded": "publish_swap",
         "committed": "publish_derived_caches",
-        "pointer_file_synced": "publish_efs_and_retention",
+        "pointer_file_synced": "publish_efs",
+        "efs_written": "publish_run_marks",
+        "runs_marked": "publish_retention",
+        "retained": "release",
+        "server_applied": "run_marks_and_release",
     }
 
     def __init__(self) -> None:
@@ -140,7 +145,7 @@ def compactor_config() -> CompactionConfig:
 def cycle_for(collection: ChromaDBCollection) -> CompactionCycle:
     if collection not in _cycles:
         config = compactor_config()
-        s3: S3Client = boto3.client("s3")
+        s3: S3Client = aws_client("s3")
         _cycles[collection] = CompactionCycle(
             config,
             collection,
@@ -155,7 +160,7 @@ def cycle_for(collection: ChromaDBCollection) -> CompactionCycle:
 def sqs_client(region: str) -> SQSClient:
     """This container's SQS client for ``region``."""
     if region not in _sqs_clients:
-        _sqs_clients[region] = boto3.client("sqs", region_name=region)
+        _sqs_clients[region] = aws_client("sqs", region_name=region)
     return _sqs_clients[region]
 
 
@@ -339,6 +344,7 @@ CYCLE_METRICS: tuple[tuple[str, MetricUnit, Getter], ...] = (
     ("SnapshotCacheRepairs", COUNT, lambda r, _: r.snapshot_cache_repairs),
     ("EfsFailures", COUNT, lambda r, _: r.efs_failures),
     ("CacheRepairFailures", COUNT, lambda r, _: r.cache_repair_failures),
+    ("RetentionSkipped", COUNT, lambda r, _: r.retention_skipped),
     ("EfsWriteFailures", COUNT, lambda r, _: r.efs_write_failures),
 )
 

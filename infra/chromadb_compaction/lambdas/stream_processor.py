@@ -15,12 +15,12 @@ from collections import Counter
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from receipt_dynamo.aws_clients import aws_client
 from receipt_dynamo_stream import build_messages, park_records, publish_messages
 
 if TYPE_CHECKING:
@@ -45,7 +45,8 @@ copy_config_to_registered_loggers(source_logger=logger, include=set(LOGGED_PACKA
 @cache
 def _sqs() -> SQSClient:
     """One client per container: creating clients costs more than most invocations."""
-    return boto3.client("sqs")
+    client: SQSClient = aws_client("sqs")
+    return client
 
 
 def _record_keys(record: Any) -> dict[str, Any]:

@@ -89,15 +89,21 @@ def test_compactor_traces_every_cycle_stage_and_counts_efs_write_failures(
         "## publish_check",
         "## publish_upload",
         "## publish_swap",
+        "## publish_manifest",
         "## publish_derived_caches",
-        "## publish_efs_and_retention",
+        "## publish_efs",
+        "## publish_run_marks",
+        "## publish_retention",
+        "## release",
     } <= set(provider.names)
+    assert not [name for name in provider.names if name.startswith("## after_")]
     (cycle,) = [m for m in _emf(capsys.readouterr().out) if m.get("collection") == "words"]
     assert "SnapshotPublished" in cycle  # EFS is a cache: its failure fails nothing
     assert cycle["EfsWriteFailures"] == [1.0]
     assert cycle["EfsFailures"] == [1.0]  # the EFS write after the publish
     assert cycle["SnapshotCacheRepairs"] == [0.0]
     assert cycle["CacheRepairFailures"] == [0.0]
+    assert cycle["RetentionSkipped"] == [0.0]  # the holder confirmed its lease and deleted
     assert cycle["CacheTierBootstrap"] == [1.0]
     assert cycle["SnapshotBytesUploaded"][0] > 0
     assert cycle["SnapshotBytesDownloaded"] == [0.0]  # bootstrap: nothing to read

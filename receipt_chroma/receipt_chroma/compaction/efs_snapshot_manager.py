@@ -99,7 +99,7 @@ class EFSSnapshotManager:
 
     # --- copies ---------------------------------------------------------------------------
 
-    def copy_version(self, version: str, destination: Path) -> EfsCopy:
+    def copy_version(self, version: str, destination: Path, fence: DeleteFence) -> EfsCopy:
         """Copy a version's persist directory to local ``destination``.
 
         Exactly the manifest's files, each verified against its sha256 — a file that does
@@ -123,7 +123,7 @@ class EFSSnapshotManager:
             for entry in manifest.files:
                 stored = target_path(source, entry.path)
                 if not copy_checked(stored, target_path(destination, entry.path), entry):
-                    self._drop_versions_sharing(stored, entry.sha256, version)
+                    self._drop_versions_sharing(stored, entry.sha256, version, fence)
                     break
             else:
                 return EfsCopy.COPIED
@@ -136,7 +136,9 @@ class EFSSnapshotManager:
         shutil.rmtree(destination, ignore_errors=True)
         return outcome
 
-    def _drop_versions_sharing(self, damaged: Path, sha256: str, version: str) -> None:
+    def _drop_versions_sharing(
+        self, damaged: Path, sha256: str, version: str, fence: DeleteFence
+    ) -> None:
         """Delete the other versions that hold ``damaged`` itself (a hard link to the same
         file), so that rewriting ``version`` from S3 cannot link the damage back in (a
         stat per file of the same sha256, never a hash). Errors are ignored: a cache."""
@@ -155,7 +157,7 @@ class EFSSnapshotManager:
                     held = target_path(self.version_path(other), entry.path).stat()
                 except (OSError, SnapshotError):
                     continue
-                if (held.st_dev, held.st_ino) == identity:
+                if (held.st_dev, held.st_ino) == identity and fence.allows():
                     self.delete_version(other)
                     break
 

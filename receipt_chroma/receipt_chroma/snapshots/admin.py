@@ -28,6 +28,7 @@ from receipt_chroma.exceptions import (
 )
 from receipt_chroma.snapshots.check import check_snapshot
 from receipt_chroma.snapshots.efs_tier import EfsTier
+from receipt_chroma.snapshots.fence import DeleteFence
 from receipt_chroma.snapshots.hnsw import apply_flush_policy
 from receipt_chroma.snapshots.publisher import publish, refresh_pointer_file, swap_pointer
 from receipt_chroma.snapshots.reader import VersionRead, read_version
@@ -291,7 +292,9 @@ def flush(
             raise SnapshotError(f"{collection} has no published snapshot to flush")
         stats = SnapshotStats()
         try:
-            tier = snapshots.working.prepare(base.version, snapshots.store, efs, stats)
+            tier = snapshots.working.prepare(
+                base.version, snapshots.store, efs, stats, fence=DeleteFence(confirm=held.confirm)
+            )
             return _flush_and_publish(snapshots, base, held, stats, tier.value)
         finally:
             snapshots.working.unlock()

@@ -17,6 +17,7 @@ import logging
 from datetime import datetime
 
 from receipt_chroma.exceptions import SnapshotError, SnapshotUnavailableError
+from receipt_chroma.snapshots.fence import DeleteFence
 from receipt_chroma.snapshots.publisher import refresh_pointer_file
 from receipt_chroma.snapshots.s3_store import VersionKeys
 from receipt_chroma.snapshots.service import CollectionSnapshots, Lease
@@ -37,7 +38,13 @@ def open_base(
         return _without_pointer(snapshots, stats, lease)
     repair_derived_caches(snapshots, pointer, stats)
     try:
-        tier = snapshots.working.prepare(pointer.version, snapshots.store, snapshots.efs, stats)
+        tier = snapshots.working.prepare(
+            pointer.version,
+            snapshots.store,
+            snapshots.efs,
+            stats,
+            fence=DeleteFence(confirm=lease.confirm),
+        )
     except SnapshotError as error:
         raise SnapshotUnavailableError(
             f"pointer of {snapshots.collection} names {pointer.version}, which cannot be "

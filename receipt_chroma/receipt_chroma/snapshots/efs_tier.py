@@ -40,10 +40,11 @@ class EfsTier(Protocol):
         """sha256 → files of complete format 2 version directories (offered for copying)."""
         ...
 
-    def copy_version(self, version: str, destination: Path) -> EfsCopy:
+    def copy_version(self, version: str, destination: Path, fence: DeleteFence) -> EfsCopy:
         """Copy a version's persist directory to local disk, every file verified against
         its manifest; a version without one (format 1) cannot be verified and is ABSENT.
-        On anything but COPIED nothing is left at ``destination``."""
+        On anything but COPIED nothing is left at ``destination``. Other versions sharing
+        a damaged file are deleted only while ``fence`` allows."""
         ...
 
     def delete_version(self, version: str) -> None:

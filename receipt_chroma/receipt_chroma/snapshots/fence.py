@@ -41,13 +41,27 @@ def call_budget(client: Any) -> timedelta:
 
 @dataclass
 class DeleteFence:
-    """Allows a delete call only while its worst case ends before ``deadline``."""
+    """Allows a delete call only while its worst case ends before the deadline.
 
-    deadline: datetime
+    Built with the deadline of a lease just confirmed, or with ``confirm`` (the lease's
+    ``confirm``), called at the first delete: a cycle that finds nothing to delete makes
+    no extra heartbeat. A confirmation that fails refuses every delete.
+    """
+
+    deadline: datetime | None = None
+    confirm: Callable[[], datetime] | None = None
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     refused: str | None = None  # why the first call was not allowed
 
     def allows(self, budget: timedelta = timedelta(0)) -> bool:
+        if self.deadline is None:
+            try:
+                if self.confirm is None:
+                    raise RuntimeError("no lease to confirm")
+                self.deadline = self.confirm()
+            except Exception as error:  # lost or unconfirmable: delete nothing
+                self.refused = self.refused or f"lease not confirmed: {error}"
+                return False
         now = self.clock()
         if now + budget < self.deadline:
             return True

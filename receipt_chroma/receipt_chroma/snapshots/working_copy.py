@@ -37,6 +37,7 @@ from typing import IO
 
 from receipt_chroma.exceptions import ChromaClientError, SnapshotError
 from receipt_chroma.snapshots.efs_tier import EfsCopy, EfsTier
+from receipt_chroma.snapshots.fence import DeleteFence
 from receipt_chroma.snapshots.files import (
     directory_entries,
     remove_tree,
@@ -174,8 +175,11 @@ class WorkingCopy:
         store: S3SnapshotStore,
         efs: EfsTier | None,
         stats: SnapshotStats | None = None,
+        *,
+        fence: DeleteFence,
     ) -> CacheTier:
-        """Make the copy hold ``version`` from the cheapest tier; returns the tier used."""
+        """Make the copy hold ``version`` from the cheapest tier; returns the tier used.
+        An EFS version found corrupt is deleted only while ``fence`` allows (§6 rev 3)."""
         stats = stats if stats is not None else SnapshotStats()
         self.lock()
         if self.version is not None and not self._matches_label():
@@ -191,7 +195,7 @@ class WorkingCopy:
             return CacheTier.CATCH_UP
         self.discard()
         self.base.mkdir(parents=True, exist_ok=True)
-        if efs is not None and self._copy_from_efs(version, efs, stats):
+        if efs is not None and self._copy_from_efs(version, efs, stats, fence):
             return CacheTier.EFS
         self.fetch_from_s3(version, store, efs, stats)
         return CacheTier.S3
@@ -280,7 +284,9 @@ class WorkingCopy:
         )
         return True
 
-    def _copy_from_efs(self, version: str, efs: EfsTier, stats: SnapshotStats) -> bool:
+    def _copy_from_efs(
+        self, version: str, efs: EfsTier, stats: SnapshotStats, fence: DeleteFence
+    ) -> bool:
         try:
             if not efs.has_version(version):
                 return False
@@ -290,9 +296,9 @@ class WorkingCopy:
         if manifest is None:  # format 1 (or no manifest): no per-file hashes to verify
             return False  # a cache miss: the verified tarball is read from S3
         building = build_path(self.path)
-        copied = efs.copy_version(version, building)
+        copied = efs.copy_version(version, building, fence)
         if copied is EfsCopy.CORRUPT:
-            self._repair_efs(version, efs, stats)
+            self._repair_efs(version, efs, stats, fence)
             return False
         if copied is EfsCopy.FAILED:
             return self._efs_failed(stats, f"copy of {version} to local disk failed")
@@ -302,7 +308,9 @@ class WorkingCopy:
         self.relabel(version, manifest)
         return True
 
-    def _repair_efs(self, version: str, efs: EfsTier, stats: SnapshotStats) -> None:
+    def _repair_efs(
+        self, version: str, efs: EfsTier, stats: SnapshotStats, fence: DeleteFence
+    ) -> None:
         """Delete an EFS version that does not match its manifest: the S3 read that
         follows writes it again."""
         _LOGGER.warning(
@@ -310,6 +318,12 @@ class WorkingCopy:
             extra={"collection": self.collection, "version": version},
         )
         stats.add(cache_repairs=1)
+        if not fence.allows():
+            _LOGGER.warning(
+                "corrupt EFS version kept: the lease is not confirmed",
+                extra={"collection": self.collection, "version": version, "why": fence.refused},
+            )
+            return
         try:
             efs.delete_version(version)
         except OSError as error:

@@ -9,6 +9,7 @@ import hashlib
 import json
 import shutil
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import boto3
@@ -20,6 +21,7 @@ from receipt_chroma.compaction.cycle import CycleResult
 from receipt_chroma.compaction.efs_snapshot_manager import EFSSnapshotManager
 from receipt_chroma.snapshots import admin
 from receipt_chroma.snapshots.efs_tier import EfsCopy
+from receipt_chroma.snapshots.fence import DeleteFence
 from receipt_chroma.snapshots.service import SnapshotSettings
 from receipt_chroma.snapshots.stats import SnapshotStats
 from receipt_chroma.snapshots.versions import new_version_id
@@ -29,6 +31,11 @@ from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_compaction_tools.testing.world import CompactionWorld
 
 pytestmark = pytest.mark.integration
+
+
+def held() -> DeleteFence:
+    """The fence of a holder that has just confirmed its lease (minutes to its deadline)."""
+    return DeleteFence(datetime.now(UTC) + timedelta(minutes=5))
 
 
 @pytest.fixture
@@ -92,7 +99,7 @@ def test_an_efs_version_that_does_not_match_its_manifest_is_replaced_from_s3(
     data[len(data) // 2] ^= 0xFF  # same size, one byte flipped
     stored.write_bytes(bytes(data))
     manager = EFSSnapshotManager(efs, "words")
-    assert manager.copy_version(version, world.root / "probe-before") is EfsCopy.CORRUPT
+    assert manager.copy_version(version, world.root / "probe-before", held()) is EfsCopy.CORRUPT
 
     cold = _run(world, _container(world, "b", efs), "Second")
 
@@ -100,7 +107,7 @@ def test_an_efs_version_that_does_not_match_its_manifest_is_replaced_from_s3(
     assert (cold.snapshot_cache_repairs, cold.efs_failures) == (1, 0)
     assert _merchants(world) == {"Second"}
     # The version was written to EFS again from S3: it copies cleanly now.
-    assert manager.copy_version(version, world.root / "probe-after") is EfsCopy.COPIED
+    assert manager.copy_version(version, world.root / "probe-after", held()) is EfsCopy.COPIED
 
 
 def test_an_efs_that_cannot_be_written_counts_each_failed_write_and_fails_nothing(
@@ -150,7 +157,7 @@ def test_catch_up_fetches_a_local_file_whose_sha256_changed_since_its_label(
     local.write_bytes(bytes(data))
     stats = SnapshotStats()
 
-    tier = behind.working.prepare(second, behind.store, behind.efs, stats)
+    tier = behind.working.prepare(second, behind.store, behind.efs, stats, fence=held())
 
     assert tier is CacheTier.CATCH_UP
     assert _sha256(behind.working.path / name) == sha
@@ -188,14 +195,14 @@ def test_an_efs_version_linked_from_a_damaged_predecessor_is_rejected_when_read(
     files = _manifest_files(world, version)
     assert any(_sha256(linked / path) != digest for path, digest in files.items())
     manager = EFSSnapshotManager(efs, "words")
-    assert manager.copy_version(version, world.root / "probe-before") is EfsCopy.CORRUPT
+    assert manager.copy_version(version, world.root / "probe-before", held()) is EfsCopy.CORRUPT
 
     cold = _run(world, _container(world, "b", efs), "Third")
 
     assert cold.tier is CacheTier.S3
     assert cold.snapshot_cache_repairs == 1
     assert _merchants(world) == {"Third"}
-    assert manager.copy_version(version, world.root / "probe-after") is EfsCopy.COPIED
+    assert manager.copy_version(version, world.root / "probe-after", held()) is EfsCopy.COPIED
 
 
 def test_a_format1_version_on_efs_is_a_cache_miss(world: CompactionWorld) -> None:
@@ -228,7 +235,7 @@ def test_a_format1_version_on_efs_is_a_cache_miss(world: CompactionWorld) -> Non
         if path.stat().st_size:
             _flip_last_byte(path)
     manager.set_current_version(legacy)
-    assert manager.copy_version(legacy, world.root / "probe") is EfsCopy.ABSENT
+    assert manager.copy_version(legacy, world.root / "probe", held()) is EfsCopy.ABSENT
     world.dynamo.client.put_item(TableName=world.table, Item=at_legacy.to_item())
 
     cold = _run(world, _container(world, "b", efs), "Second")

@@ -4,8 +4,10 @@ Stream: the table's records in shard order, batches of ``stream_batch``; a respo
 ``batchItemFailures`` makes the batch retry from the lowest reported sequence number; the
 position can be checkpointed to a file so a killed pump resumes (at least once).
 Queues: Lambda-shaped SQS events of up to ``queue_batch`` messages; successes are
-deleted, failures made visible again, so they come back — and reach the DLQ after the
-queue's ``maxReceiveCount``.
+deleted, failures come back — made visible again at once, or, with
+``release_failed=False``, when the handler's own visibility reset (contract §7) says — and
+reach the DLQ after the queue's ``maxReceiveCount``. A ``DeliveryLedger`` records every
+delivery, so the reliability suite can check when failed messages really came back.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 import boto3
 
 from receipt_compaction_tools.aws.streams import StreamReader, lambda_record
+from receipt_compaction_tools.local.delivery_ledger import DeliveryLedger
 from receipt_compaction_tools.local.freshness import Freshness
 from receipt_compaction_tools.local.handlers import load_handler
 from receipt_compaction_tools.local.resources import PipelineResources
@@ -117,19 +120,8 @@ def cycles_from_metrics(output: str) -> list[dict[str, Any]]:
                 "server_applied": "ServerSinkApplied" in metrics,
                 "vectors_merged": int(sum(metrics.get("VectorsMerged", [0]))),
                 "failures": int(sum(metrics.get("MessageFailures", [0]))),
-                # Messages failed for lease contention (or a moved pointer) that the
-                # handler did not hand back early: on AWS they would wait for the
-                # queue's visibility timeout.
+                # The cycle's messages failed because another compactor held the lease.
                 "contended": "LeaseAcquisitionFailures" in metrics,
-                "waited_for_visibility_timeout": (
-                    max(
-                        0,
-                        int(sum(metrics.get("MessageFailures", [0])))
-                        - int(sum(metrics.get("VisibilityResets", [0]))),
-                    )
-                    if "LeaseAcquisitionFailures" in metrics
-                    else 0
-                ),
             }
         )
     return cycles
@@ -155,8 +147,14 @@ class QueueConsumer:
         batch: int = 100,
         chaos: QueueChaos | None = None,
         freshness: Freshness | None = None,
+        ledger: DeliveryLedger | None = None,
+        release_failed: bool = True,
     ) -> None:
         self.queues = queues
+        self.ledger = ledger
+        # False: failed messages come back when the handler's visibility reset says, as on
+        # AWS (the reliability suite checks it); True: at once, to drain quickly.
+        self.release_failed = release_failed
         self.stats = stats
         self.batch = batch
         self.chaos = chaos or QueueChaos()
@@ -166,15 +164,21 @@ class QueueConsumer:
         self.context = LocalLambdaContext()
         self.handler = load_handler("enhanced_compaction_handler")
 
-    def _receive(self, url: str) -> list[dict[str, Any]]:
+    def _receive(self, collection: str, url: str) -> list[dict[str, Any]]:
         messages: list[dict[str, Any]] = []
         while len(messages) < self.batch:
+            started = time.time()
             batch = self.sqs.receive_message(
                 QueueUrl=url,
                 MaxNumberOfMessages=min(10, self.batch - len(messages)),
                 MessageAttributeNames=["All"],
                 AttributeNames=["All"],
             ).get("Messages", [])
+            if self.ledger is not None:
+                if batch:
+                    self.ledger.received(collection, batch, started)
+                else:
+                    self.ledger.found_empty(collection, started, time.time())
             if not batch:
                 break
             messages += [dict(m) for m in batch]
@@ -217,7 +221,7 @@ class QueueConsumer:
         """One invocation per queue with messages; returns whether any had messages."""
         busy = False
         for collection, url in self.queues.items():
-            messages = self._receive(url)
+            messages = self._receive(collection, url)
             if not messages:
                 continue
             busy = True
@@ -230,12 +234,13 @@ class QueueConsumer:
                 response = self.handler.lambda_handler(
                     self._event(collection, messages), self.context
                 )
+            returned = time.time()
             self.stats.cycles += cycles_from_metrics(output.getvalue())
             failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
             if self.freshness is not None:
-                self.freshness.record_outcome(collection, messages, failed, time.time())
+                self.freshness.record_outcome(collection, messages, failed, returned)
             self.stats.messages_failed[collection] += len(failed)
-            self._settle(url, messages, failed)
+            self._settle(url, messages, failed, returned)
         return busy
 
     def close(self) -> None:
@@ -250,14 +255,17 @@ class QueueConsumer:
             if not self.poll_once():
                 return
 
-    def _settle(self, url: str, messages: list[dict[str, Any]], failed: set[str]) -> None:
-        done, retry = [], []
+    def _settle(
+        self, url: str, messages: list[dict[str, Any]], failed: set[str], returned: float
+    ) -> None:
+        done, lost_deletes = [], []
+        reported = [m for m in messages if m["MessageId"] in failed]
         for message in messages:
             if message["MessageId"] in failed:
-                retry.append(message)
-            elif self.rng.random() < self.chaos.lost_delete_rate:
+                continue
+            if self.rng.random() < self.chaos.lost_delete_rate:
                 self.stats.redeliveries_injected += 1
-                retry.append(message)  # the delete "was lost": SQS redelivers it
+                lost_deletes.append(message)  # the delete "was lost": SQS redelivers it
             else:
                 done.append(message)
         for start in range(0, len(done), 10):
@@ -268,12 +276,17 @@ class QueueConsumer:
                     for i, m in enumerate(done[start : start + 10])
                 ],
             )
-        for message in retry:  # visible again at once, as after a visibility timeout
+        released = lost_deletes + reported if self.release_failed else lost_deletes
+        for message in released:  # visible again at once, as after a visibility timeout
             # An expired handle means the visibility timeout already put it back.
             with contextlib.suppress(self.sqs.exceptions.ReceiptHandleIsInvalid):
                 self.sqs.change_message_visibility(
                     QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
                 )
+        if self.ledger is not None:
+            self.ledger.settled("f", reported, returned)
+            self.ledger.settled("d", done, time.time())
+            self.ledger.settled("x", lost_deletes, time.time())
 
 
 class StreamPump:
@@ -381,6 +394,8 @@ class LambdaPump:
         queue_batch: int = 100,
         chaos: QueueChaos | None = None,
         checkpoint: Path | None = None,
+        ledger: DeliveryLedger | None = None,
+        release_failed: bool = True,
     ) -> None:
         self.resources = resources
         self.stats = PumpStats()
@@ -394,7 +409,13 @@ class LambdaPump:
             freshness=self.freshness,
         )
         self.consumer = QueueConsumer(
-            resources.queues, self.stats, batch=queue_batch, chaos=chaos, freshness=self.freshness
+            resources.queues,
+            self.stats,
+            batch=queue_batch,
+            chaos=chaos,
+            freshness=self.freshness,
+            ledger=ledger,
+            release_failed=release_failed,
         )
 
     # --- stream ---------------------------------------------------------------------------

@@ -20,8 +20,13 @@ from typing import Any
 import boto3
 
 from receipt_chroma.compaction.deltas import produce_compaction_run
+from receipt_compaction_tools.local.delivery_ledger import DeliveryLedger, QueueTiming, summarise
 from receipt_compaction_tools.local.pump import LambdaPump, QueueChaos
-from receipt_compaction_tools.local.resources import PipelineResources, create_resources
+from receipt_compaction_tools.local.resources import (
+    MAX_RECEIVE_COUNT,
+    PipelineResources,
+    create_resources,
+)
 from receipt_compaction_tools.testing import spec_oracle as oracle
 from receipt_compaction_tools.testing.factories import make_label, make_metadata
 from receipt_compaction_tools.testing.published import (
@@ -37,6 +42,9 @@ from receipt_dynamo.timestamps import now_iso
 DIMENSION = 8
 LEASE_SECONDS = 4
 VISIBILITY_SECONDS = 20  # longer than a cycle; a killed compactor's messages come back
+# The handler's RETRY_VISIBILITY_SECONDS: every message it reports failed is back this soon
+# (contract §7 rev 3), far sooner than the queues' visibility timeout.
+RETRY_VISIBILITY_SECONDS = (1, 2)
 LABELS = ["TOTAL", "TAX", "DATE"]
 STREAM_BATCH = 100  # the stream mapping's batch size (infra STREAM_BATCH_SIZE)
 STREAM_CHUNK = 1000  # stream records delivered between two drains of the queues
@@ -103,16 +111,22 @@ class World:
             "LOCK_DURATION_SECONDS": str(LEASE_SECONDS),
             "HEARTBEAT_INTERVAL_SECONDS": "1",
             "LOCK_WAIT_SECONDS": "30",
+            "RETRY_VISIBILITY_SECONDS": "{}-{}".format(*RETRY_VISIBILITY_SECONDS),
         }
         os.environ.update(self.environment)
         self.dynamo = DynamoClient(self.resources.table)
         self.stream_checkpoint = self.root / "stream.checkpoint"
+        # Every consumer (this process's and the compactor processes') records its
+        # deliveries here; failed messages come back only as the handler's reset says.
+        self.deliveries_path = self.root / "deliveries.jsonl"
         self.pump = LambdaPump(
             self.resources,
             stream_batch=STREAM_BATCH,
             queue_batch=self.queue_batch,
             chaos=self.chaos,
             checkpoint=self.stream_checkpoint,
+            ledger=DeliveryLedger(self.deliveries_path),
+            release_failed=False,
         )
 
     # --- load --------------------------------------------------------------------------
@@ -250,19 +264,35 @@ class World:
 
     def settle(self, timeout: float = 3600) -> None:
         """Deliver the stream and drain the queues until nothing is left, in flight
-        included (messages a killed compactor held come back after their visibility
-        timeout)."""
+        included."""
+        # The stream and the compactors run side by side in AWS, so queues stay short;
+        # here too (moto's SQS slows down with every message a queue holds).
+        while self.pump.pump_stream(limit=STREAM_CHUNK):
+            self.pump.drain_queues()
+        self.drain(timeout)
+
+    def drain(self, timeout: float = 3600) -> None:
+        """Invoke the compactor until both queues are empty, in flight included: failed
+        messages come back after the handler's retry visibility, messages a killed
+        compactor held after the visibility timeout."""
         deadline = time.monotonic() + timeout
         while True:
-            # The stream and the compactors run side by side in AWS, so queues stay short;
-            # here too (moto's SQS slows down with every message a queue holds).
-            while self.pump.pump_stream(limit=STREAM_CHUNK):
-                self.pump.drain_queues()
             self.pump.drain_queues(max_rounds=200)
             depths = self.pump.queue_depths()
             if depths["lines"] + depths["words"] == 0 or time.monotonic() > deadline:
                 return
             time.sleep(1)
+
+    def deliveries(self) -> dict[str, int]:
+        """What became of every delivery of the compactor queues' messages, from the
+        consumers' ledger (``delivery_ledger.summarise``): above all, how many messages
+        the handler reported failed still waited for the visibility timeout."""
+        timing = QueueTiming(
+            visibility_timeout=VISIBILITY_SECONDS,
+            retry_window_max=RETRY_VISIBILITY_SECONDS[1],
+            max_receive_count=MAX_RECEIVE_COUNT,
+        )
+        return summarise(self.deliveries_path, timing)
 
     def worker(
         self, name: str, *, chaos: QueueChaos | None = None, deadline: float = 300
@@ -277,6 +307,8 @@ class World:
                 "chaos": vars(chaos or self.chaos),
                 "deadline_seconds": deadline,
                 "idle_polls": 6,
+                "ledger": str(self.deliveries_path),
+                "release_failed": False,
             },
         )
 

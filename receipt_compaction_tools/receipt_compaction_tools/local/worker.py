@@ -18,16 +18,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from receipt_compaction_tools.local.delivery_ledger import DeliveryLedger
 from receipt_compaction_tools.local.pump import PumpStats, QueueChaos, QueueConsumer, StreamPump
 
 
 def consume(config: dict[str, Any]) -> dict[str, Any]:
     stats = PumpStats()
+    ledger = config.get("ledger")
     consumer = QueueConsumer(
         config["queues"],
         stats,
         batch=config.get("batch", 50),
         chaos=QueueChaos(**config.get("chaos", {})),
+        ledger=DeliveryLedger(Path(ledger)) if ledger else None,
+        release_failed=config.get("release_failed", True),
     )
     _until_idle(config, consumer.poll_once)
     return _summary(stats)
@@ -60,7 +64,16 @@ def _until_idle(config: dict[str, Any], step: Callable[[], bool]) -> None:
 def _summary(stats: PumpStats) -> dict[str, Any]:
     # Not dataclasses.asdict: it rebuilds a Counter from (key, count) pairs, counting them.
     values = {f.name: getattr(stats, f.name) for f in dataclasses.fields(stats)}
-    return {k: dict(v) if isinstance(v, dict) else v for k, v in values.items()}
+    return {k: _json_ready(v) for k, v in values.items()}
+
+
+def _json_ready(value: Any) -> Any:
+    """Counters and mappings as objects, sets (``unapplied`` ids) as sorted lists."""
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, set):
+        return sorted(value)
+    return value
 
 
 ROLES = {"compactor": consume, "stream": pump}

@@ -1,5 +1,7 @@
 """The CI-sized subset of the reliability suite (``make reliability`` runs it at full
-scale): every scenario must end with 0 missing, 0 extra and 0 stale records."""
+scale): every scenario must end with 0 missing, 0 extra and 0 stale records, and no message
+the handler reported failed may have waited for the queue's visibility timeout (contract
+§7 rev 3)."""
 
 from __future__ import annotations
 
@@ -21,7 +23,11 @@ def test_reliability_subset(tmp_path: Path) -> None:
             name,
             result,
         )
+        assert result["waited_for_visibility_timeout"] == 0, (name, result)
         assert result["passed"], (name, result)
+    # The check judged real failures: contention, invalid bodies, refused deltas.
+    for name in ("concurrent_compactors", "poison_input", "hostile_deltas"):
+        assert report["scenarios"][name]["back_within_retry_window"] > 0, report["scenarios"][name]
     crashes = report["scenarios"]["crashes"]
     assert crashes["kills"]["stream_pump"] > 0, crashes
     assert crashes["kills"]["compactor"] > 0, crashes

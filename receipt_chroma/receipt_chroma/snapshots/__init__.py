@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         swap_pointer,
     )
     from receipt_chroma.snapshots.reader import VersionRead, read_version
+    from receipt_chroma.snapshots.repair import Audit, RepairReport, audit, repair
     from receipt_chroma.snapshots.retention import RetentionReport, apply_retention
     from receipt_chroma.snapshots.s3_store import S3SnapshotStore
     from receipt_chroma.snapshots.service import (
@@ -52,6 +53,10 @@ _SOURCES: dict[str, str] = {
     "swap_pointer": f"{_PACKAGE}.publisher",
     "VersionRead": f"{_PACKAGE}.reader",
     "read_version": f"{_PACKAGE}.reader",
+    "Audit": f"{_PACKAGE}.repair",
+    "RepairReport": f"{_PACKAGE}.repair",
+    "audit": f"{_PACKAGE}.repair",
+    "repair": f"{_PACKAGE}.repair",
     "RetentionReport": f"{_PACKAGE}.retention",
     "apply_retention": f"{_PACKAGE}.retention",
     "S3SnapshotStore": f"{_PACKAGE}.s3_store",
@@ -66,6 +71,7 @@ _SOURCES: dict[str, str] = {
 }
 
 __all__ = [
+    "Audit",
     "CacheTier",
     "CollectionSnapshots",
     "FileEntry",
@@ -73,6 +79,7 @@ __all__ = [
     "IndexState",
     "Lease",
     "Manifest",
+    "RepairReport",
     "RetentionReport",
     "S3SnapshotStore",
     "SnapshotCheck",
@@ -81,6 +88,7 @@ __all__ = [
     "VersionRead",
     "WorkingCopy",
     "apply_retention",
+    "audit",
     "check_snapshot",
     "index_state",
     "new_version_id",
@@ -88,6 +96,7 @@ __all__ = [
     "publish",
     "read_version",
     "refresh_pointer_file",
+    "repair",
     "swap_pointer",
     "version_time",
 ]

@@ -25,6 +25,7 @@ from receipt_chroma.compaction.models import CollectionUpdateResult, MessageFail
 from receipt_chroma.compaction.operations import OperationLogger
 from receipt_chroma.compaction.sinks import Sink, sink_for
 from receipt_chroma.exceptions import SinkUnavailableError, SnapshotUnavailableError
+from receipt_chroma.snapshots.fence import call_budget
 from receipt_chroma.snapshots.service import CollectionSnapshots, SnapshotSettings
 from receipt_chroma.snapshots.working_copy import CacheTier
 from receipt_dynamo.constants import ChromaDBCollection
@@ -40,6 +41,24 @@ _LOGGER = logging.getLogger(__name__)
 
 def _no_stage(_: str) -> None:
     return None
+
+
+def _warn_if_retention_cannot_fit(config: CompactionConfig, s3_client: S3Client) -> None:
+    """Retention deletes only when a call's worst case ends before the lease deadline
+    (§6 rev 3): say at once when this client's timeouts can never fit this lease."""
+    room = config.lock_duration_seconds - min(
+        config.lease_safety_margin_seconds, config.lock_duration_seconds / 4
+    )
+    budget = call_budget(s3_client).total_seconds()
+    if budget >= room:
+        _LOGGER.error(
+            "retention can never delete: an S3 call may take longer than the lease leaves",
+            extra={
+                "s3_call_worst_case_seconds": budget,
+                "lease_seconds_before_deadline": room,
+                "settings": "LOCK_DURATION_SECONDS, LEASE_SAFETY_MARGIN_SECONDS",
+            },
+        )
 
 
 class FailureCause(StrEnum):
@@ -128,6 +147,7 @@ class CompactionCycle:
             logger=logger,
         )
         self.store = self.snapshots.store
+        _warn_if_retention_cannot_fit(config, s3_client)
         self.efs = self.snapshots.efs
         self.working = self.snapshots.working
         # The sink gets the caller's callback, not a method of this cycle: no reference

@@ -81,23 +81,25 @@ def _without_pointer(
     pointer_file = store.read_pointer_file()
     if pointer_file is not None:
         try:
-            snapshots.working.fetch_from_s3(pointer_file.version, store, snapshots.efs, stats)
+            snapshots.working.fetch_from_s3(
+                pointer_file.version, store, snapshots.efs, stats, committed=False
+            )
         except SnapshotError as error:
             raise SnapshotUnavailableError(
                 f"{collection}: latest-pointer.txt names {pointer_file.version}, which does "
                 f"not verify: {error}"
             ) from error
-        return _adopt(snapshots, pointer_file.version, lease), CacheTier.S3
+        return _adopt(snapshots, pointer_file.version, lease, stats), CacheTier.S3
     for version in _newest_first(store.list_all().versions):
         try:
-            snapshots.working.fetch_from_s3(version, store, snapshots.efs, stats)
+            snapshots.working.fetch_from_s3(version, store, snapshots.efs, stats, committed=False)
         except SnapshotError as error:
             _LOGGER.warning(
                 "uncommitted snapshot version does not verify; trying an older one",
                 extra={"collection": collection, "version": version, "error": str(error)},
             )
             continue
-        return _adopt(snapshots, version, lease), CacheTier.S3
+        return _adopt(snapshots, version, lease, stats), CacheTier.S3
     return None, snapshots.working.start_empty()
 
 
@@ -109,12 +111,16 @@ def _newest_first(versions: dict[str, VersionKeys]) -> list[str]:
     return sorted(versions, key=minted, reverse=True)
 
 
-def _adopt(snapshots: CollectionSnapshots, version: str, lease: Lease) -> SnapshotPointer:
+def _adopt(
+    snapshots: CollectionSnapshots, version: str, lease: Lease, stats: SnapshotStats
+) -> SnapshotPointer:
     """Create the pointer item for a verified version, under the lease (a pointer that
-    appeared meanwhile is PointerMovedError: the messages are retried)."""
+    appeared meanwhile is PointerMovedError: the messages are retried); only then do the
+    derived caches name it."""
     pointer = snapshots.dynamo.adopt_snapshot_pointer(
         snapshots.collection, version, owner=lease.owner, fencing_token=lease.token
     )
+    repair_derived_caches(snapshots, pointer, stats)
     snapshots.logger.info(
         "snapshot adopted", extra={"collection": snapshots.collection, "version": version}
     )

@@ -16,15 +16,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-# botocore's legacy retry mode (boto3's default) makes up to 5 attempts; its exponential
-# backoff between attempts is capped at 20 s in standard mode.
+from receipt_dynamo.aws_clients import ClientTimeouts
+
+# Attempts assumed when a client's config does not say: botocore's legacy retry mode (an
+# ``AWS_RETRY_MODE`` the config does not show) makes up to 5, more than standard mode's 3.
 DEFAULT_ATTEMPTS = 5
-MAX_BACKOFF_SECONDS = 20.0
 
 
 def call_budget(client: Any) -> timedelta:
     """The longest one call of ``client`` can take: every attempt's connect and read
-    timeouts, plus the backoff between attempts."""
+    timeouts plus the backoff between attempts (``ClientTimeouts.worst_case_seconds``)."""
     config = client.meta.config
     retries: dict[str, Any] = config.retries or {}
     if "total_max_attempts" in retries:
@@ -33,10 +34,16 @@ def call_budget(client: Any) -> timedelta:
         attempts = int(retries["max_attempts"]) + 1
     else:
         attempts = DEFAULT_ATTEMPTS
-    attempts = max(1, attempts)
-    per_attempt = float(config.connect_timeout) + float(config.read_timeout)
-    backoff = sum(min(MAX_BACKOFF_SECONDS, 2.0**retry) for retry in range(1, attempts))
-    return timedelta(seconds=attempts * per_attempt + backoff)
+    timeouts = ClientTimeouts(
+        connect_seconds=float(config.connect_timeout),
+        read_seconds=float(config.read_timeout),
+        max_attempts=max(1, attempts),
+    )
+    return timedelta(seconds=timeouts.worst_case_seconds)
+
+
+class FenceRefusedError(Exception):
+    """A delete request stopped just before it was sent: the deadline is too close."""
 
 
 @dataclass

@@ -13,12 +13,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from receipt_chroma.exceptions import SnapshotError, SnapshotVersionMissingError
-from receipt_chroma.snapshots.fence import DeleteFence, call_budget
+from receipt_chroma.snapshots.fence import DeleteFence, FenceRefusedError, call_budget
 from receipt_chroma.snapshots.files import file_hash
 from receipt_chroma.snapshots.layout import SnapshotLayout
 from receipt_chroma.snapshots.manifest import (
@@ -198,17 +198,32 @@ class S3SnapshotStore:
 
     def delete_keys(self, keys: Iterable[str], fence: DeleteFence) -> int:
         """Delete ``keys`` in calls of up to 1,000, each only while ``fence`` allows a call
-        of this client to end before the lease deadline. Returns how many keys were left
-        (0 when every call was made)."""
+        of this client to end before the lease deadline — checked before the call and again
+        as the client's last step before each attempt is sent. Returns how many keys were
+        left (0 when every call was made)."""
         objects: list[ObjectIdentifierTypeDef] = [{"Key": key} for key in keys]
         budget = call_budget(self.s3)
-        for start in range(0, len(objects), 1000):
+
+        def last_check(**_: Any) -> None:
             if not fence.allows(budget):
-                return len(objects) - start
-            self.s3.delete_objects(
-                Bucket=self.bucket,
-                Delete={"Objects": objects[start : start + 1000], "Quiet": True},
-            )
+                raise FenceRefusedError(fence.refused)
+
+        event = "before-send.s3.DeleteObjects"
+        handler_id = f"delete-fence-{id(fence)}"
+        self.s3.meta.events.register_last(event, last_check, unique_id=handler_id)
+        try:
+            for start in range(0, len(objects), 1000):
+                if not fence.allows(budget):
+                    return len(objects) - start
+                try:
+                    self.s3.delete_objects(
+                        Bucket=self.bucket,
+                        Delete={"Objects": objects[start : start + 1000], "Quiet": True},
+                    )
+                except FenceRefusedError:
+                    return len(objects) - start
+        finally:
+            self.s3.meta.events.unregister(event, unique_id=handler_id)
         return 0
 
     def forget(self, version: str) -> None:

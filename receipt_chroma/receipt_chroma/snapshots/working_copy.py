@@ -341,9 +341,12 @@ class WorkingCopy:
         store: S3SnapshotStore,
         efs: EfsTier | None = None,
         stats: SnapshotStats | None = None,
+        *,
+        committed: bool = True,
     ) -> VersionRead:
         """Read and verify ``version`` from S3 into the copy (reusing EFS files), label
-        it, and write it to EFS for the next container."""
+        it, and write it to EFS for the next container. EFS ``.version`` is pointed at it
+        only when it is ``committed`` (not a version about to be adopted)."""
         self.lock()
         self.discard()
         self.base.mkdir(parents=True, exist_ok=True)
@@ -351,15 +354,18 @@ class WorkingCopy:
         reuse = self._efs_reuse(efs, stats)
         read = read_version(store, version, self.path, reuse=reuse, stats=stats)
         self.relabel(version, read.manifest)
-        self._store_in_efs(efs, read, stats)
+        self._store_in_efs(efs, read, stats, current=committed)
         return read
 
-    def _store_in_efs(self, efs: EfsTier | None, read: VersionRead, stats: SnapshotStats) -> None:
+    def _store_in_efs(
+        self, efs: EfsTier | None, read: VersionRead, stats: SnapshotStats, *, current: bool = True
+    ) -> None:
         if efs is None or read.manifest_bytes is None:  # format 1 is never read from EFS
             return
         try:
             efs.store_version(read.version, self.path, manifest_bytes=read.manifest_bytes)
-            efs.set_current_version(read.version)
+            if current:
+                efs.set_current_version(read.version)
         except OSError as error:  # EFS is a cache: its failures never fail the cycle
             stats.add(efs_failures=1, efs_write_failures=1)
             _LOGGER.warning("could not write version to EFS", extra={"error": str(error)})

@@ -20,7 +20,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import zstandard
 
@@ -29,18 +28,23 @@ from receipt_compaction_tools.testing.factories import IMAGE_ID, make_label
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_compaction_tools.testing.world import CompactionWorld
 from receipt_dynamo import DynamoClient
+from receipt_dynamo.aws_clients import ClientTimeouts, aws_client
 from receipt_dynamo.constants import ValidationStatus
 from receipt_dynamo_stream import StreamMessage
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 LEASE = 2.0  # seconds; orphans may be deleted once older than 2 x LEASE
+# S3 calls whose worst case (0.3 + 0.9 s, one attempt) fits the 1.7 s a confirmed 2 s lease
+# leaves before its deadline: the holders in these tests really delete.
+QUICK = ClientTimeouts(connect_seconds=0.3, read_seconds=0.9, max_attempts=1)
 Messages = list[tuple[str, StreamMessage]]
 
 
 @pytest.fixture
 def world(aws_endpoint: str, tmp_path: Path) -> CompactionWorld:
     made = CompactionWorld(tmp_path)
+    made.s3 = aws_client("s3", timeouts=QUICK)
     made.config = replace(
         made.config,
         lock_duration_seconds=LEASE,
@@ -75,7 +79,7 @@ class Compactor:
             replace(self.world.config, work_dir=self.world.root / self.name),
             "words",
             dynamo=dynamo,
-            s3_client=boto3.client("s3"),
+            s3_client=aws_client("s3", timeouts=QUICK),
             on_stage=self._on_stage,
         )
 
@@ -167,6 +171,17 @@ def published_defects(world: CompactionWorld) -> list[str]:
     ]
 
 
+def plant_orphan(world: CompactionWorld) -> str:
+    """An object no manifest names (a refused publish's upload), made 2 x LEASE ago."""
+    body = b"bytes of a refused publish"
+    key = f"words/snapshot/objects/{hashlib.sha256(body).hexdigest()}.zst"
+    world.s3.put_object(
+        Bucket=world.bucket, Key=key, Body=zstandard.ZstdCompressor().compress(body)
+    )
+    time.sleep(2 * LEASE + 0.2)
+    return key
+
+
 def label_messages(world: CompactionWorld, receipt: SyntheticReceipt, label: str) -> Messages:
     """A VALID label: every one changes the word's ``valid_labels_array`` (a write)."""
     valid = make_label(IMAGE_ID, 1, 1, 1, label=label, validation_status=ValidationStatus.VALID)
@@ -186,6 +201,7 @@ def test_a_holder_resuming_after_losing_its_lease_deletes_nothing_published(
 ) -> None:
     """Defect 1: A commits V_A and stalls after syncing the pointer file; B publishes V_B
     on top; more than 2 x the lease later A resumes its EFS write, marks and retention."""
+    orphan = plant_orphan(world)
     assert world.cycle("words", work="seed").run(world.pump()["words"]).failures == []
     a = Compactor(world, "a", pause_at={"pointer_file_synced"})
     a.start(label_messages(world, receipt, "TOTAL"))
@@ -196,6 +212,8 @@ def test_a_holder_resuming_after_losing_its_lease_deletes_nothing_published(
     b = world.cycle("words", work="b").run(label_messages(world, receipt, "TAX"))
     assert b.failures == []
     assert b.published_version is not None
+    assert b.retention_skipped == 0  # B holds its lease: its retention deletes …
+    assert s3_object(world, orphan) is None  # … the orphan older than 2 x the lease
     time.sleep(2 * LEASE + 0.5)  # V_B is now older than the orphan horizon
     a.thaw()
     a.go_on("pointer_file_synced")
@@ -244,3 +262,23 @@ def test_a_lease_taken_over_mid_bootstrap_never_publishes_a_version_with_missing
     cold = world.cycle("words", work="cold").run(label_messages(world, receipt, "TOTAL"))
     assert cold.cause is None, cold
     assert cold.failures == [], cold
+
+
+def test_a_refused_publishs_uploads_age_out_even_in_cycles_that_publish_nothing(
+    world: CompactionWorld, receipt: SyntheticReceipt
+) -> None:
+    """A refused publish deletes nothing; the next holder's retention removes its uploads
+    once older than 2 x the lease, even when the collection has gone quiet."""
+    seeded = world.cycle("words", work="seed").run(world.pump()["words"])
+    assert seeded.failures == []
+    repeat = label_messages(world, receipt, "TOTAL")
+    assert world.cycle("words", work="seed").run(repeat).published_version is not None
+    orphan = plant_orphan(world)
+
+    quiet = world.cycle("words", work="seed").run(repeat)  # the same message again
+
+    assert quiet.failures == []
+    assert quiet.published_version is None  # nothing to write …
+    assert quiet.retention_skipped == 0
+    assert s3_object(world, orphan) is None  # … and the orphan is gone
+    assert published_defects(world) == []

@@ -33,11 +33,11 @@ def test_a_call_budget_counts_every_attempt_and_the_backoff_between_them() -> No
         region_name="us-east-1",
         config=Config(connect_timeout=1, read_timeout=5, retries={"total_max_attempts": 2}),
     )
-    # 2 attempts of (1 + 5) s, and one backoff of at most 2 s.
-    assert call_budget(bounded) == timedelta(seconds=14)
-    # botocore's defaults: 60 s + 60 s per attempt, 5 attempts (legacy mode), backoffs of
-    # at most 2, 4, 8 and 16 s.
-    assert call_budget(boto3.client("s3", region_name="us-east-1")) == timedelta(seconds=630)
+    # 2 attempts of (1 + 5) s, and one backoff of at most 1 s.
+    assert call_budget(bounded) == timedelta(seconds=13)
+    # botocore's defaults: 60 s + 60 s per attempt; 5 attempts assumed (legacy mode's
+    # count), backoffs of at most 1, 2, 4 and 8 s.
+    assert call_budget(boto3.client("s3", region_name="us-east-1")) == timedelta(seconds=615)
 
 
 def test_a_call_is_allowed_only_if_it_ends_before_the_deadline() -> None:
@@ -86,7 +86,7 @@ def test_s3_deletes_stop_at_the_deadline(mocked_aws: None) -> None:
 
     left = store.delete_keys(keys, fence_at(NOW + timedelta(seconds=60)))  # default client
 
-    assert left == 3  # its worst case (630 s) does not fit: no call made
+    assert left == 3  # its worst case (615 s) does not fit: no call made
     listed = s3.list_objects_v2(Bucket="snapshots")["Contents"]
     assert sorted(item["Key"] for item in listed) == keys
     assert store.delete_keys(keys, fence_at(NOW + timedelta(hours=1))) == 0
@@ -107,3 +107,20 @@ def test_efs_cleanup_deletes_only_under_a_confirmed_lease(tmp_path: Path, confir
     assert deleted == ([versions[0]] if confirmed else [])
     left = sorted(p.name for p in (tmp_path / "snapshots" / "words").iterdir())
     assert left == (versions[1:] if confirmed else versions)
+
+
+def test_a_delete_paused_before_it_is_sent_is_not_sent_late(mocked_aws: None) -> None:
+    """The fence allows the call, then the request waits (a stalled thread) until the
+    deadline has passed: the client's last step before sending checks again."""
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="snapshots")
+    key = "words/snapshot/objects/" + "0" * 64 + ".zst"
+    s3.put_object(Bucket="snapshots", Key=key, Body=b"x")
+    moments = iter([NOW, NOW + timedelta(hours=2)])  # the check, then the send
+    fence = DeleteFence(NOW + timedelta(hours=1), clock=lambda: next(moments))
+
+    left = S3SnapshotStore(s3, "snapshots", "words").delete_keys([key], fence)
+
+    assert left == 1
+    assert s3.list_objects_v2(Bucket="snapshots")["KeyCount"] == 1
+    assert fence.refused is not None

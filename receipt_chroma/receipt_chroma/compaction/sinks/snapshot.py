@@ -19,7 +19,7 @@ from receipt_chroma.compaction.operations import OperationLogger
 from receipt_chroma.compaction.sinks.base import Durable, Stage
 from receipt_chroma.snapshots.base import open_base
 from receipt_chroma.snapshots.manifest import Manifest
-from receipt_chroma.snapshots.publisher import publish
+from receipt_chroma.snapshots.publisher import publish, retain
 from receipt_chroma.snapshots.service import CollectionSnapshots
 from receipt_chroma.snapshots.stats import SnapshotStats
 from receipt_dynamo.constants import ChromaDBCollection
@@ -144,6 +144,8 @@ class SnapshotSink:
             lease.ensure_held()
             self.working.relabel_unwritten(pointer.version, manifest)
             durable(update)
+            # Orphans age out even when nothing is published (a quiet collection).
+            retain(self.snapshots, lease, result.derived_cache_errors, stats)
             return
         started = time.perf_counter()
         published = publish(

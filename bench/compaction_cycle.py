@@ -156,6 +156,7 @@ def build_world(root: Path, rng: random.Random) -> tuple[DynamoClient, list[Any]
                 collection=ChromaDBCollection.WORDS,
                 version=manifest.version_id,
                 history=(manifest.version_id,),
+                fencing_token=0,
                 updated_at=now_iso(),
             )
         ]

@@ -197,6 +197,7 @@ class Deployment:
                     collection=ChromaDBCollection.WORDS,
                     version=manifest.version_id,
                     history=(manifest.version_id,),
+                    fencing_token=0,
                     updated_at=now_iso(),
                 )
             ]

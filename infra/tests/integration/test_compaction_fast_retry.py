@@ -23,7 +23,8 @@ from botocore.compat import HTTPHeaders
 from receipt_compaction_tools.testing.factories import IMAGE_ID, make_label, make_metadata
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_compaction_tools.testing.world import CompactionWorld
-from receipt_dynamo import ChromaDBCollection
+from receipt_dynamo import ChromaDBCollection, SnapshotPointer
+from receipt_dynamo.timestamps import now_iso
 from receipt_dynamo_stream import StreamMessage
 
 pytestmark = pytest.mark.integration
@@ -143,7 +144,15 @@ def test_pointer_moved_makes_messages_visible_again_within_the_retry_window(
     def publish_elsewhere_first(**_: Any) -> None:
         # Another publisher's pointer lands between this cycle's read and its publish.
         if not moved:
-            moved.append(world.dynamo.adopt_snapshot_pointer("words", "elsewhere").version)
+            elsewhere = SnapshotPointer(
+                collection=ChromaDBCollection.WORDS,
+                version="elsewhere",
+                history=("elsewhere",),
+                fencing_token=0,
+                updated_at=now_iso(),
+            )
+            world.dynamo.put_entities([elsewhere])
+            moved.append(elsewhere.version)
 
     cycle.dynamo.client.meta.events.register(
         "before-call.dynamodb.TransactWriteItems", publish_elsewhere_first

@@ -47,8 +47,8 @@ HEARTBEAT_INTERVAL_SECONDS: Final = compactor_defaults.HEARTBEAT_INTERVAL_SECOND
 HEARTBEAT_MAX_FAILURES: Final = compactor_defaults.HEARTBEAT_MAX_FAILURES
 LOCK_WAIT_SECONDS: Final = compactor_defaults.LOCK_WAIT_SECONDS
 LEASE_SAFETY_MARGIN_SECONDS: Final = compactor_defaults.LEASE_SAFETY_MARGIN_SECONDS
-# Visibility (s, jittered in the range) of messages failed by lease contention or a moved
-# pointer: retried within minutes instead of after VISIBILITY_TIMEOUT_SECONDS (contract §7).
+# Visibility (s, jittered in the range) of every message the compactor reports failed:
+# retried within minutes instead of after VISIBILITY_TIMEOUT_SECONDS (contract §7 rev 3).
 RETRY_VISIBILITY_SECONDS: Final = "{}-{}".format(*compactor_defaults.RETRY_VISIBILITY_SECONDS)
 CHROMA_WORK_DIR: Final = compactor_defaults.CHROMA_WORK_DIR
 # The sink (contract §12) and the server's defaults.

@@ -16,8 +16,8 @@ LOCK_WAIT_SECONDS: Final = 60
 # A holder treats its lease as lost this long before the last confirmed expiry (§7, rev 3),
 # so its last write or delete has ended before anyone else can acquire the lease.
 LEASE_SAFETY_MARGIN_SECONDS: Final = 10
-# Visibility of messages failed by lease contention or a moved pointer, jittered in this
-# range (seconds): retried within minutes instead of after the queue's visibility timeout.
+# Visibility of every message the handler reports failed, jittered in this range
+# (seconds): retried within minutes instead of after the queue's visibility timeout.
 RETRY_VISIBILITY_SECONDS: Final = (30, 90)
 
 # Where a cycle's effect goes (contract §12): "snapshot" (§6), "server" (a Chroma server)

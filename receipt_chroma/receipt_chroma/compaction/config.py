@@ -90,7 +90,7 @@ class CompactionConfig:
     lock_wait_seconds: float = defaults.LOCK_WAIT_SECONDS
     lock_backoff_seconds: tuple[float, float] = (1.0, 5.0)
     lease_safety_margin_seconds: float = defaults.LEASE_SAFETY_MARGIN_SECONDS
-    # Visibility given to messages failed by lease contention or a moved pointer (§7).
+    # Visibility given to every message the handler reports failed (§7 rev 3).
     retry_visibility_seconds: tuple[int, int] = defaults.RETRY_VISIBILITY_SECONDS
     # Contract §12: the snapshot (default), a Chroma server, or both during a migration.
     sink: SinkKind = SinkKind.SNAPSHOT

@@ -25,6 +25,7 @@ def command_backfill(args: argparse.Namespace, out: Output) -> None:
     # Queue URLs are checked before anything is read or sent.
     urls = {} if args.dry_run else common.queue_urls(args, collections)
     dynamo = common.dynamo(args)
+    sqs = None if args.dry_run else common.aws(args, "sqs")
     counts: Counter[str] = Counter()
     rows: Counter[str] = Counter()
     failed = 0
@@ -50,6 +51,7 @@ def command_backfill(args: argparse.Namespace, out: Output) -> None:
                 else:
                     sent = publish_messages(
                         [(None, m) for m in messages],
+                        sqs_client=sqs,
                         lines_queue_url=urls.get("lines"),
                         words_queue_url=urls.get("words"),
                     )

@@ -10,21 +10,30 @@ the functions that need them.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn
+from urllib.parse import urlsplit
 
 from receipt_chroma import settings as defaults
 
 if TYPE_CHECKING:
-    from receipt_dynamo import DynamoClient
+    from receipt_chroma.chroma_server import ChromaServer
+    from receipt_dynamo import ClientTimeouts, DynamoClient
 
 PROG = "receipt-compaction"
+# How long a command may wait on an endpoint that does not answer (--timeout).
+DEFAULT_TIMEOUT_SECONDS = 15.0
+# Throw-away credentials and region for an emulator on this machine (moto accepts any).
+LOCAL_REGION = "us-east-1"
+LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 
 class UsageError(Exception):
@@ -36,8 +45,27 @@ class OperationFailed(Exception):
     (exit status 1)."""
 
 
+_LITERAL = re.compile(r"``?([^`]+)``?")
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help as plain text: the ``literal`` markup of docstrings and help strings is
+    dropped (a terminal shows no typography)."""
+
+    def _format_text(self, text: str) -> str:
+        return super()._format_text(_LITERAL.sub(r"\1", text))
+
+    def _expand_help(self, action: argparse.Action) -> str:
+        return _LITERAL.sub(r"\1", super()._expand_help(action))
+
+
 class CliParser(argparse.ArgumentParser):
-    """argparse with one-line errors: ``error: …`` on stderr and exit status 2."""
+    """argparse with one-line errors (``error: …`` on stderr, exit status 2) and plain
+    help text; subcommand parsers are built the same way."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
@@ -111,7 +139,37 @@ class Setting:
             raise UsageError(f"{source} {error}") from None
 
 
-ENDPOINT = Setting("endpoint_url", "--endpoint-url", "AWS_ENDPOINT_URL", "AWS-compatible endpoint")
+def endpoint_url(text: str) -> str:
+    """An ``http(s)://host[:port]`` URL (what boto3 accepts as an endpoint)."""
+    try:
+        parts = urlsplit(text.strip())
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be a URL such as http://127.0.0.1:5000, got {text!r}")
+    return text.strip()
+
+
+def is_local(url: str) -> bool:
+    """Whether an endpoint is on this machine (an emulator such as the moto server)."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+ENDPOINT = Setting(
+    "endpoint_url",
+    "--endpoint-url",
+    "AWS_ENDPOINT_URL",
+    "AWS-compatible endpoint; on this machine (an emulator) region and credentials default "
+    f"to {LOCAL_REGION} and throw-away keys",
+    parse=endpoint_url,
+)
 REGION = Setting("region", "--region", "AWS_DEFAULT_REGION", "AWS region")
 TABLE = Setting("table", "--table", "DYNAMODB_TABLE_NAME", "the receipt table")
 BUCKET = Setting("bucket", "--bucket", "CHROMADB_BUCKET", "the snapshot and delta bucket")
@@ -159,16 +217,87 @@ def queue_urls(args: argparse.Namespace, collections: list[str]) -> dict[str, st
 
 
 def apply_aws_settings(args: argparse.Namespace) -> None:
-    """Endpoint and region flags reach every boto3 client through the standard variables."""
-    for setting in (ENDPOINT, REGION):
-        if getattr(args, setting.dest, None) and setting.env:
-            os.environ[setting.env] = getattr(args, setting.dest)
+    """Endpoint and region reach every boto3 client through the standard variables. An
+    endpoint on this machine is an emulator: without a region or credentials of their
+    own, it gets ``us-east-1`` and throw-away keys (nothing real can be reached with them)."""
+    endpoint = ENDPOINT.value(args)  # UsageError for anything but an http(s) URL
+    if endpoint:
+        os.environ["AWS_ENDPOINT_URL"] = endpoint
+    region = getattr(args, REGION.dest, None)
+    if region:
+        os.environ["AWS_DEFAULT_REGION"] = region
+    if endpoint and is_local(endpoint):
+        if not (os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")):
+            os.environ["AWS_DEFAULT_REGION"] = LOCAL_REGION
+        if not (os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE")):
+            os.environ.update(LOCAL_CREDENTIALS)
+
+
+def timeout_seconds(text: str) -> float:
+    value = positive_float(text)
+    if value < 2:
+        raise ValueError(f"must be at least 2 seconds, got {text!r}")
+    return value
+
+
+def budget(args: argparse.Namespace) -> float:
+    """The seconds a command may wait on an endpoint that does not answer (--timeout)."""
+    return float(getattr(args, "timeout", None) or DEFAULT_TIMEOUT_SECONDS)
+
+
+def client_timeouts(args: argparse.Namespace) -> ClientTimeouts:
+    from receipt_dynamo import ClientTimeouts
+
+    return ClientTimeouts.within(budget(args))
+
+
+# Request parameters that name what a call is about, and what to call it in an error.
+RESOURCE_PARAMETERS = (
+    ("TableName", "table"),
+    ("Bucket", "bucket"),
+    ("QueueUrl", "queue"),
+    ("StreamArn", "stream"),
+    ("FunctionName", "function"),
+    ("SecretId", "secret"),
+)
+
+
+def _remember_resource(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+    for parameter, kind in RESOURCE_PARAMETERS:
+        if params.get(parameter):
+            context["resource"] = f"{kind} {params[parameter]}"
+            return
+
+
+def _name_resource(parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+    """An error answer carries the resource the call named (``Error.Resource``), so the
+    one-line error can say which table, bucket or queue was not found."""
+    error = parsed.get("Error")
+    if isinstance(error, dict) and context.get("resource"):
+        error.setdefault("Resource", context["resource"])
+
+
+def aws(args: argparse.Namespace, service: str) -> Any:
+    """A boto3 client bounded by the command's budget (--timeout), whose errors name the
+    table, bucket or queue they are about."""
+    from receipt_dynamo import aws_client
+
+    client = aws_client(service, timeouts=client_timeouts(args))
+    client.meta.events.register("before-parameter-build", _remember_resource)
+    client.meta.events.register("after-call", _name_resource)
+    return client
 
 
 def dynamo(args: argparse.Namespace) -> DynamoClient:
     from receipt_dynamo import DynamoClient
 
-    return DynamoClient(TABLE.value(args, required=True))
+    table = TABLE.value(args, required=True)
+    return DynamoClient(table, client=aws(args, "dynamodb"))
+
+
+def chroma_server(args: argparse.Namespace, server: ChromaServer) -> ChromaServer:
+    """``server`` with every call bounded by the command's budget (--timeout)."""
+    return server.within(budget(args))
 
 
 def state_dir() -> Path:
@@ -187,6 +316,44 @@ def cache_dir() -> Path:
     ``$XDG_CACHE_HOME/receipt-compaction``, else ``~/.cache/receipt-compaction``."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / PROG
+
+
+# --- objects verified here ---------------------------------------------------------------
+
+
+def _verified_file(bucket: str, collection: str) -> Path:
+    return state_dir() / "verified-objects" / f"{bucket}-{collection}.json"
+
+
+def verified_etags(bucket: str, collection: str) -> dict[str, str]:
+    """sha256 → ETag of the snapshot objects this machine read back and hashed (``status
+    --deep``, ``snapshot repair``): objects are immutable, so a later status flags one
+    whose ETag changed without reading it again."""
+    try:
+        data = json.loads(_verified_file(bucket, collection).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def _write_verified(bucket: str, collection: str, etags: dict[str, str]) -> None:
+    path = _verified_file(bucket, collection)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    temporary.write_text(json.dumps(etags, sort_keys=True))
+    temporary.replace(path)
+
+
+def remember_verified(bucket: str, collection: str, etags: dict[str, str]) -> None:
+    if etags:
+        _write_verified(bucket, collection, {**verified_etags(bucket, collection), **etags})
+
+
+def forget_verified(bucket: str, collection: str, sha256: str) -> None:
+    """Drop an object's recorded ETag (a repair rewrote it)."""
+    etags = verified_etags(bucket, collection)
+    if etags.pop(sha256, None) is not None:
+        _write_verified(bucket, collection, etags)
 
 
 # --- output ----------------------------------------------------------------------------

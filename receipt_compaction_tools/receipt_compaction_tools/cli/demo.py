@@ -8,24 +8,25 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import shlex
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-import boto3
-
 from receipt_chroma.chroma_client import ChromaClient, ClientCollection
 from receipt_chroma.chroma_server import ChromaServer
 from receipt_chroma.snapshots.s3_store import S3SnapshotStore
 from receipt_compaction_tools.aws.local_aws import LocalAwsServer
+from receipt_compaction_tools.cli.common import LOCAL_CREDENTIALS, is_local
 from receipt_compaction_tools.local.chroma_server import LocalChromaServer
 from receipt_compaction_tools.local.dataset import DemoDataset, generate, write
 from receipt_compaction_tools.local.environment import environment
 from receipt_compaction_tools.local.pump import LambdaPump
 from receipt_compaction_tools.local.resources import PipelineResources, create_resources
-from receipt_dynamo import DynamoClient, ValidationStatus
+from receipt_dynamo import DynamoClient, ValidationStatus, aws_client
 
 Progress = Callable[[str, int | None], Callable[[int], None]]
 
@@ -71,7 +72,7 @@ def snapshot_records(resources: PipelineResources, collection: str, root: Path) 
     if pointer is None:
         return {}
     target = root / f"published-{collection}"
-    S3SnapshotStore(boto3.client("s3"), resources.bucket, collection).download(
+    S3SnapshotStore(aws_client("s3"), resources.bucket, collection).download(
         pointer.version, target
     )
     with ChromaClient(target, mode="read") as client:
@@ -134,6 +135,38 @@ def _open_server(server: ChromaServer) -> Callable[[], Any]:
     return open_words
 
 
+def demo_environment(
+    resources: PipelineResources, dimension: int, endpoint_url: str
+) -> dict[str, str]:
+    """The variables that point the other commands (and the handlers) at the demo's
+    resources on ``endpoint_url``; throw-away credentials are included when in use."""
+    environment = {
+        "AWS_ENDPOINT_URL": endpoint_url,
+        "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION")
+        or os.environ.get("AWS_REGION", ""),
+    }
+    if is_local(endpoint_url) and all(
+        os.environ.get(name) == value for name, value in LOCAL_CREDENTIALS.items()
+    ):
+        environment.update(LOCAL_CREDENTIALS)
+    environment.update(
+        DYNAMODB_TABLE_NAME=resources.table,
+        CHROMADB_BUCKET=resources.bucket,
+        LINES_QUEUE_URL=resources.lines_queue_url,
+        WORDS_QUEUE_URL=resources.words_queue_url,
+        LINES_DLQ_URL=resources.lines_dlq_url,
+        WORDS_DLQ_URL=resources.words_dlq_url,
+        STREAM_DLQ_URL=resources.stream_dlq_url,
+        EMBEDDING_DIMENSION=str(dimension),
+    )
+    return environment
+
+
+def exports(environment: dict[str, str]) -> str:
+    """``export NAME=value`` lines, quoted for a POSIX shell."""
+    return "".join(f"export {name}={shlex.quote(value)}\n" for name, value in environment.items())
+
+
 def run_demo(
     *,
     receipts: int,
@@ -142,6 +175,7 @@ def run_demo(
     endpoint_url: str | None,
     progress: Progress,
     sink: str = "snapshot",
+    region: str | None = None,
 ) -> dict[str, Any]:
     started = time.perf_counter()
     timings: dict[str, float] = {}
@@ -149,6 +183,8 @@ def run_demo(
     chroma = LocalChromaServer().start() if sink != "snapshot" else None
     try:
         aws = server.environment() if server else {"AWS_ENDPOINT_URL": endpoint_url or ""}
+        if region:
+            aws["AWS_DEFAULT_REGION"] = region
         with tempfile.TemporaryDirectory(prefix="receipt-demo-") as tmp, environment(aws):
             root = Path(tmp)
             resources = create_resources(f"demo-{int(time.time())}")
@@ -188,7 +224,11 @@ def run_demo(
                     "stream_records": pump.stats.stream_records,
                     "stream_invocations": pump.stats.stream_invocations,
                     "messages_per_queue": dict(pump.stats.messages_received),
-                    "messages_failed": dict(pump.stats.messages_failed),
+                    # Messages whose last delivery failed (a retried message counts once).
+                    "messages_failed": {
+                        c: len(pump.stats.unapplied.get(c, ())) for c in ("lines", "words")
+                    },
+                    "failed_deliveries": dict(pump.stats.messages_failed),
                     "cycles": pump.stats.cycles,
                     "queue_depths": pump.queue_depths(),
                     "versions": {"lines": lines.get("history"), "words": words.get("history")},
@@ -196,6 +236,11 @@ def run_demo(
                     # Against --endpoint-url the resources stay: status, query and the
                     # snapshot commands can be tried on them.
                     "resources": dataclasses.asdict(resources),
+                    "environment": (
+                        demo_environment(resources, dimension, endpoint_url)
+                        if endpoint_url
+                        else None
+                    ),
                 }
                 summary["snapshot"] = {"lines": lines, "words": words}
                 if chroma is not None:
@@ -315,3 +360,8 @@ def render_demo(summary: dict[str, Any], stream: IO[str]) -> None:
         )
     out.print(query)
     out.print(f"timings: {json.dumps(summary['timings'])}")
+    if summary.get("environment"):
+        stream.write(
+            "\nThe resources stay on the endpoint; for the other commands (or --print-env):\n"
+            + exports(summary["environment"])
+        )

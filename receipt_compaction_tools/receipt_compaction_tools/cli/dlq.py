@@ -4,12 +4,13 @@ Queues by name: ``lines`` / ``words`` (the compactor's dead-letter queues, holdi
 messages) and ``stream`` (the parking queue of unparseable stream records, whose bodies
 wrap the record: ``{"kind": "unparseable_stream_record", "record": …}``), or any URL.
 
-``export`` writes one JSON object per line — the message, or the parked record unwrapped
-— which ``replay`` accepts. Messages are received under a visibility timeout (so none is
-read twice) and made visible again once the file is written, or deleted with
-``--delete``. ``redrive`` sends dead
-letters back: a DLQ's messages to their collection's queue, the parking queue's records
-through message building again (records that still do not parse stay parked).
+``export`` writes one JSON object per line, which ``replay`` accepts: the message, or the
+parked body as it was parked — the record with the ``error_type`` and ``error`` that
+stopped it. Messages are received under a visibility timeout (so none is read twice) and
+made visible again once the file is written, or deleted with ``--delete``. ``redrive``
+sends dead letters back: a DLQ's messages to their collection's queue, the parking
+queue's records through message building again; a record that still does not parse
+stays parked, and its reason is printed.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import argparse
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from receipt_compaction_tools.cli import common
 from receipt_compaction_tools.cli.common import (
@@ -70,14 +71,22 @@ def receive_all(sqs: Any, url: str, *, visibility: int, limit: int | None) -> li
     return messages
 
 
-def unwrap(body: str) -> tuple[dict[str, Any] | None, str | None]:
-    """The replayable object of a dead letter and, when there is none, why."""
+def _body(text: str) -> tuple[dict[str, Any] | None, str | None]:
     try:
-        parsed = json.loads(body)
+        parsed = json.loads(text)
     except json.JSONDecodeError as error:
         return None, f"body is not JSON ({error.msg})"
     if not isinstance(parsed, dict):
         return None, "body is not a JSON object"
+    return parsed, None
+
+
+def unwrap(body: str) -> tuple[dict[str, Any] | None, str | None]:
+    """The record (of a parked body) or message of a dead letter and, when there is
+    none, why."""
+    parsed, reason = _body(body)
+    if parsed is None:
+        return None, reason
     if parsed.get("kind") == PARKED_KIND:
         if parsed.get("record_truncated"):
             return None, "the parked record was truncated (too large for SQS); only its keys remain"
@@ -86,6 +95,38 @@ def unwrap(body: str) -> tuple[dict[str, Any] | None, str | None]:
             return None, "the parked body holds no record"
         return record, None
     return parsed, None
+
+
+def exportable(body: str) -> tuple[dict[str, Any] | None, str | None]:
+    """What ``export`` writes for a dead letter — the message, or the parked body with its
+    record and error (``replay`` takes the record) — and, when nothing, why."""
+    record, reason = unwrap(body)
+    if record is None:
+        return None, reason
+    parsed, _ = _body(body)
+    return (parsed if parsed is not None and parsed.get("kind") == PARKED_KIND else record), None
+
+
+def parked_reason(body: str) -> str | None:
+    """The ``error`` a parked body records (``error_type: error``), if any."""
+    parsed, _ = _body(body)
+    if parsed is None or parsed.get("kind") != PARKED_KIND or not parsed.get("error"):
+        return None
+    kind = parsed.get("error_type")
+    return f"{kind}: {parsed['error']}" if kind else str(parsed["error"])
+
+
+def record_keys(record: Any) -> str:
+    """A record's table keys as ``PK / SK`` (for one-line reasons)."""
+    dynamodb = record.get("dynamodb") if isinstance(record, dict) else None
+    keys = dynamodb.get("Keys") if isinstance(dynamodb, dict) else None
+    if not isinstance(keys, dict):
+        return "(no keys)"
+    parts = [
+        str(value.get("S")) if isinstance(value, dict) and "S" in value else str(value)
+        for value in (keys.get("PK"), keys.get("SK"))
+    ]
+    return " / ".join(parts)
 
 
 def delete_messages(sqs: Any, url: str, messages: list[dict[str, Any]]) -> int:
@@ -117,24 +158,31 @@ def release(sqs: Any, url: str, messages: list[dict[str, Any]]) -> None:
 
 
 def command_export(args: argparse.Namespace, out: Output) -> None:
-    import boto3
-
     url = _source_url(args)
     destination = Path(args.output)
     if destination.exists() and not args.force:
         raise UsageError(f"{destination} exists; pass --force to overwrite")
-    sqs = boto3.client("sqs")
+    sqs = common.aws(args, "sqs")
     with common.progress() as bars:
         advance = bars("receiving dead letters", args.limit)
         messages = receive_all(sqs, url, visibility=args.visibility_timeout, limit=args.limit)
         advance(len(messages))
-    lines, skipped = [], []
+    lines, skipped, errors = [], [], []
     for message in messages:
-        entry, reason = unwrap(message["Body"])
+        entry, reason = exportable(message["Body"])
+        parked = parked_reason(message["Body"])
         if entry is None:
-            skipped.append({"message_id": message["MessageId"], "reason": reason})
-        else:
-            lines.append(json.dumps(entry, separators=(",", ":")))
+            skipped.append({"message_id": message["MessageId"], "reason": reason, "error": parked})
+            continue
+        lines.append(json.dumps(entry, separators=(",", ":")))
+        if parked is not None:
+            errors.append(
+                {
+                    "message_id": message["MessageId"],
+                    "keys": record_keys(entry.get("record")),
+                    "error": parked,
+                }
+            )
     temporary = destination.with_name(f".{destination.name}.{os.getpid()}.tmp")
     temporary.write_text("".join(f"{line}\n" for line in lines))
     temporary.replace(destination)
@@ -151,8 +199,9 @@ def command_export(args: argparse.Namespace, out: Output) -> None:
         "skipped": skipped,
         "deleted": (len(lines) - not_deleted) if args.delete else 0,
         "file": str(destination),
+        "errors": errors,
     }
-    out.emit(result, common.render_mapping)
+    out.emit(result, render_export)
     if skipped or not_deleted:
         raise OperationFailed(
             f"{len(skipped)} message(s) not exportable, {not_deleted} not deleted (see output)"
@@ -160,10 +209,8 @@ def command_export(args: argparse.Namespace, out: Output) -> None:
 
 
 def command_redrive(args: argparse.Namespace, out: Output) -> None:
-    import boto3
-
     source = _source_url(args)
-    sqs = boto3.client("sqs")
+    sqs = common.aws(args, "sqs")
     with common.progress() as bars:
         advance = bars("redriving", args.limit)
         messages = receive_all(sqs, source, visibility=args.visibility_timeout, limit=args.limit)
@@ -172,7 +219,7 @@ def command_redrive(args: argparse.Namespace, out: Output) -> None:
         else:
             outcome = _redrive_messages(args, sqs, source, messages)
         advance(len(messages))
-    out.emit({"queue": source, "received": len(messages), **outcome}, common.render_mapping)
+    out.emit({"queue": source, "received": len(messages), **outcome}, render_redrive)
     if outcome["failed"]:
         raise OperationFailed(f"{outcome['failed']} dead letter(s) not redriven; they stay queued")
 
@@ -222,24 +269,43 @@ def _redrive_parked(
     from receipt_dynamo_stream import MessageSource, build_messages, publish_messages
 
     urls = common.queue_urls(args, ["lines", "words"])
-    published = still_unparseable = failed = 0
+    published = failed = 0
     done: list[dict[str, Any]] = []
+    reasons: list[dict[str, Any]] = []  # why each record stays parked
     for message in messages:
-        record, _reason = unwrap(message["Body"])
+        record, reason = unwrap(message["Body"])
+        keys = record_keys(record)
         if record is None:
-            still_unparseable += 1
+            reasons.append({"message_id": message["MessageId"], "keys": keys, "reason": reason})
             continue
         built = build_messages([record])
         if built.unparseable:
-            still_unparseable += 1
+            error = built.unparseable[0][1]
+            reasons.append(
+                {
+                    "message_id": message["MessageId"],
+                    "keys": keys,
+                    "reason": f"{type(error).__name__}: {error}",
+                }
+            )
             continue
         pairs = [(s, _as_replay(m, MessageSource.REPLAY)) for s, m in built.messages]
         result = publish_messages(
-            pairs, lines_queue_url=urls["lines"], words_queue_url=urls["words"]
+            pairs,
+            sqs_client=sqs,
+            lines_queue_url=urls["lines"],
+            words_queue_url=urls["words"],
         )
         published += len(result.published)
         if result.failed:
             failed += 1
+            reasons.append(
+                {
+                    "message_id": message["MessageId"],
+                    "keys": keys,
+                    "reason": f"not published: {result.failed[0].error}",
+                }
+            )
         else:
             done.append(message)
     not_deleted = delete_messages(sqs, source, done)
@@ -247,9 +313,26 @@ def _redrive_parked(
     return {
         "records_redriven": len(done),
         "messages_published": published,
-        "still_unparseable": still_unparseable,
+        "still_unparseable": len(reasons) - failed,
         "failed": failed + not_deleted,
+        "still_parked": reasons,
     }
+
+
+def render_export(result: dict[str, Any], stream: IO[str]) -> None:
+    common.render_mapping(
+        {k: v for k, v in result.items() if k not in ("skipped", "errors")}, stream
+    )
+    for entry in result["skipped"]:
+        stream.write(f"skipped  {entry['message_id']}: {entry['reason']}\n")
+    for entry in result["errors"]:
+        stream.write(f"parked   {entry['keys']}: {entry['error']}\n")
+
+
+def render_redrive(result: dict[str, Any], stream: IO[str]) -> None:
+    common.render_mapping({k: v for k, v in result.items() if k != "still_parked"}, stream)
+    for entry in result.get("still_parked", []):
+        stream.write(f"still parked  {entry['keys']}: {entry['reason']}\n")
 
 
 def _as_replay(message: Any, source: Any) -> Any:

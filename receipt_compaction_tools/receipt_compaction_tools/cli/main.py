@@ -5,9 +5,10 @@ run it locally (``demo``, ``run``).
 Settings come from flags, else from the environment variables of the contract (each
 flag's help names its variable). Results go to stdout (``--json``: JSON only); logs,
 progress and prompts go to stderr. Exit status: 0 done, 1 the operation failed (AWS
-refused, a version does not verify, some messages were not published), 2 a usage or
-configuration error — always one line on stderr, never a traceback
-(``RECEIPT_COMPACTION_DEBUG=1`` shows it).
+refused, an endpoint did not answer, a version does not verify, some messages were not
+published), 2 a usage or configuration error — always one line on stderr, never a
+traceback (``RECEIPT_COMPACTION_DEBUG=1`` shows it). An endpoint that does not answer is
+reported within ``--timeout`` seconds (15).
 """
 
 from __future__ import annotations
@@ -20,9 +21,20 @@ import traceback
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from typing import IO, Any
+from urllib.parse import urlsplit
 
-from receipt_compaction_tools.cli import backfill, dlq, pipeline, query, sink, snapshots, status
+from receipt_compaction_tools.cli import (
+    backfill,
+    common,
+    dlq,
+    pipeline,
+    query,
+    sink,
+    snapshots,
+    status,
+)
 from receipt_compaction_tools.cli.common import (
+    DEFAULT_TIMEOUT_SECONDS,
     PROG,
     CliParser,
     OperationFailed,
@@ -58,31 +70,59 @@ def _receipts(text: str) -> int:
     return value
 
 
-def command_demo(args: argparse.Namespace, out: Output) -> None:
-    from receipt_compaction_tools.cli.common import progress
-    from receipt_compaction_tools.cli.demo import render_demo, run_demo
+def _timeout(text: str) -> float:
+    try:
+        return common.timeout_seconds(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
-    with progress() as bars:
+
+def command_demo(args: argparse.Namespace, out: Output) -> None:
+    from receipt_compaction_tools.cli.demo import exports, render_demo, run_demo
+
+    endpoint = common.ENDPOINT.value(args)
+    if args.print_env and not endpoint:
+        raise UsageError(
+            "--print-env needs --endpoint-url (or AWS_ENDPOINT_URL): without one the demo's "
+            "resources live on its own moto server, which stops when the demo ends; start "
+            "one with: python -m receipt_compaction_tools.aws.moto_server -p 5000"
+        )
+    if endpoint:
+        # One bounded call first: an endpoint that does not answer is one line within
+        # --timeout, not the first of the demo's many calls waiting on it.
+        common.aws(args, "dynamodb").list_tables(Limit=1)
+    with common.progress() as bars:
         summary = run_demo(
             receipts=args.receipts,
             dimension=args.dim,
             seed=args.seed,
-            endpoint_url=args.endpoint_url or os.environ.get("AWS_ENDPOINT_URL"),
+            endpoint_url=endpoint,
+            region=args.region,
             progress=bars,
             sink=args.sink,
         )
     summary.pop("snapshot", None)
     summary.pop("server", None)  # the records themselves (vectors included)
+    if args.print_env:
+        out.stream.write(exports(summary["environment"]))
+        out.stream.flush()
+        return
     out.emit(summary, render_demo)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = CliParser(
-        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = CliParser(prog=PROG, description=__doc__)
     parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
     parser.add_argument(
         "--json", action="store_true", help="results as JSON on stdout (logs stay on stderr)"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_timeout,
+        default=DEFAULT_TIMEOUT_SECONDS,
+        metavar="SECONDS",
+        help="how long to wait on an endpoint (AWS, a Chroma server) that does not answer, "
+        f"before one line names it ({DEFAULT_TIMEOUT_SECONDS:g})",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -94,34 +134,58 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--receipts", type=_receipts, default=25, help="receipts to generate (25)")
     demo.add_argument("--dim", type=_dimension, default=1536, help="embedding dimension (1536)")
     demo.add_argument("--seed", type=int, default=7, help="random seed (7)")
-    demo.add_argument("--endpoint-url", help="use this endpoint instead of a private moto server")
+    demo.add_argument(
+        "--endpoint-url",
+        help="create the resources on this endpoint (they stay there for the other "
+        "commands) instead of a private moto server (default: $AWS_ENDPOINT_URL)",
+    )
+    demo.add_argument(
+        "--region", help="AWS region (default: $AWS_DEFAULT_REGION, else us-east-1 locally)"
+    )
+    demo.add_argument(
+        "--print-env",
+        action="store_true",
+        help="print only export lines naming the demo's resources (with --endpoint-url), "
+        'for eval "$(receipt-compaction demo ... --print-env)"',
+    )
     demo.add_argument(
         "--sink",
         choices=["snapshot", "server", "both"],
         default="snapshot",
         help="where the compactor writes (contract §12): server and both start a local "
-        "`chroma run` on a free port for the demo (snapshot)",
+        "chroma run on a free port for the demo (snapshot)",
     )
     demo.set_defaults(handler=command_demo)
 
     for module in COMMAND_MODULES:
         module.register(commands)
-    # --json is accepted after the command too (`receipt-compaction status --json`).
-    _accept_json_anywhere(commands)
+    # --json and --timeout are accepted after the command too (`status --json`).
+    _accept_anywhere(commands)
     return parser
 
 
-def _accept_json_anywhere(commands: Any) -> None:
+def _accept_anywhere(commands: Any) -> None:
     for sub in commands.choices.values():
         nested = [a for a in sub._actions if isinstance(a, argparse._SubParsersAction)]
         if nested:
-            _accept_json_anywhere(nested[0])
-        elif not any("--json" in a.option_strings for a in sub._actions):
+            _accept_anywhere(nested[0])
+            continue
+        options = {o for a in sub._actions for o in a.option_strings}
+        if "--json" not in options:
             sub.add_argument(
                 "--json",
                 action="store_true",
                 default=argparse.SUPPRESS,
                 help="results as JSON on stdout (logs stay on stderr)",
+            )
+        if "--timeout" not in options:
+            sub.add_argument(
+                "--timeout",
+                type=_timeout,
+                default=argparse.SUPPRESS,
+                metavar="SECONDS",
+                help="wait at most this long on an endpoint that does not answer "
+                f"({DEFAULT_TIMEOUT_SECONDS:g})",
             )
 
 
@@ -144,9 +208,45 @@ NOT_FOUND_CODES = frozenset(
 )
 
 
-def _report(error: BaseException) -> int:
+def _endpoint_error(error: BaseException, budget: float) -> str | None:
+    """The line for an endpoint that refused the connection or did not answer, naming it."""
+    from botocore.exceptions import (
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        ReadTimeoutError,
+    )
+
+    from receipt_dynamo import ClientTimeouts
+
+    if not isinstance(error, ConnectTimeoutError | EndpointConnectionError | ReadTimeoutError):
+        return None
+    url = urlsplit(str(error.kwargs.get("endpoint_url", "")))
+    endpoint = f"{url.scheme}://{url.netloc}" if url.netloc else "the endpoint"
+    timeouts = ClientTimeouts.within(budget)
+    if isinstance(error, ReadTimeoutError):
+        return (
+            f"{endpoint} accepted the connection but did not answer within "
+            f"{timeouts.read_seconds:g} s ({timeouts.max_attempts} attempts; --timeout "
+            f"{budget:g} s)"
+        )
+    if isinstance(error, ConnectTimeoutError):
+        return (
+            f"cannot reach {endpoint}: no connection within {timeouts.connect_seconds:g} s "
+            f"({timeouts.max_attempts} attempts; --timeout {budget:g} s)"
+        )
+    # urllib3's text ends with the socket's reason ("[Errno 111] Connection refused").
+    reason = str(error.kwargs.get("error", "")).rsplit(": ", 1)[-1] or "could not connect"
+    return f"cannot reach {endpoint}: {reason} ({timeouts.max_attempts} attempts)"
+
+
+def _report(error: BaseException, budget: float = DEFAULT_TIMEOUT_SECONDS) -> int:
     """The one line for ``error`` and the exit status."""
-    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        NoCredentialsError,
+        NoRegionError,
+    )
 
     from receipt_chroma.exceptions import (
         ReceiptChromaError,
@@ -166,17 +266,30 @@ def _report(error: BaseException) -> int:
         _error(str(error))
         return 1
     if isinstance(error, ClientError):
-        code = error.response.get("Error", {}).get("Code", "error")
-        message = error.response.get("Error", {}).get("Message") or str(error)
+        details = error.response.get("Error", {})
+        code = details.get("Code", "error")
+        message = details.get("Message") or ""
         operation = getattr(error, "operation_name", "")
+        resource = details.get("Resource")  # named by the CLI's clients (common.aws)
         if code in NOT_FOUND_CODES:
-            _error(f"not found ({code}) in {operation}: {message}")
+            _error(f"{resource or 'a resource'} not found ({code} in {operation})")
             return 2
-        _error(f"AWS refused {operation} ({code}): {message}")
+        on = f" on {resource}" if resource else ""
+        _error(f"AWS refused {operation}{on} ({code})" + (f": {message}" if message else ""))
         return 1
     if isinstance(error, NoCredentialsError):
         _error(f"{error} (set AWS credentials, e.g. AWS_PROFILE)")
         return 2
+    if isinstance(error, NoRegionError):
+        _error(
+            "no AWS region: pass --region or set AWS_DEFAULT_REGION (or a region in the AWS "
+            "profile); an --endpoint-url on this machine defaults to us-east-1"
+        )
+        return 2
+    endpoint = _endpoint_error(error, budget)
+    if endpoint is not None:
+        _error(endpoint)
+        return 1
     if isinstance(error, BotoCoreError):
         _error(f"cannot reach AWS: {error}")
         return 1
@@ -207,7 +320,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: IO[str] | None = None) ->
     except Exception as error:
         if os.environ.get("RECEIPT_COMPACTION_DEBUG"):
             traceback.print_exc()
-        return _report(error)
+        return _report(error, common.budget(args))
     return 0
 
 

@@ -14,8 +14,11 @@ import dataclasses
 import hashlib
 import json
 import re
+import signal
 import sys
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -33,6 +36,7 @@ from receipt_compaction_tools.cli.common import (
     Output,
     UsageError,
 )
+from receipt_compaction_tools.cli.dlq import record_keys
 
 if TYPE_CHECKING:
     from receipt_compaction_tools.local.pump import PumpStats, QueueConsumer
@@ -70,16 +74,17 @@ def _queue_arn(sqs: Any, url: str) -> str:
     return str(attributes["Attributes"]["QueueArn"])
 
 
-def deployed_consumers(queue_urls: dict[str, str]) -> tuple[list[str], str | None]:
+def deployed_consumers(
+    args: argparse.Namespace, queue_urls: dict[str, str]
+) -> tuple[list[str], str | None]:
     """UUIDs of active Lambda event source mappings on the queues, and why the lookup
     could not tell (None when it could)."""
-    import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
-    sqs = boto3.client("sqs")
+    sqs = common.aws(args, "sqs")
     arns = [_queue_arn(sqs, url) for url in queue_urls.values()]  # errors: a bad queue URL
     try:
-        lambda_client = boto3.client("lambda")
+        lambda_client = common.aws(args, "lambda")
         found = []
         for arn in arns:
             pages = lambda_client.get_paginator("list_event_source_mappings").paginate(
@@ -102,7 +107,7 @@ def choose_mode(args: argparse.Namespace, queue_urls: dict[str, str]) -> dict[st
         return {"mode": "publish-only", "reason": "--publish-only"}
     if args.local_compactor:
         return {"mode": "local-compactor", "reason": "--local-compactor"}
-    mappings, unknown = deployed_consumers(queue_urls)
+    mappings, unknown = deployed_consumers(args, queue_urls)
     if unknown is not None:
         return {
             "mode": "publish-only",
@@ -155,20 +160,56 @@ def handler_environment(args: argparse.Namespace, resources: PipelineResources) 
     return environment
 
 
+@contextmanager
+def interrupts_stay_here() -> Iterator[None]:
+    """Processes started meanwhile (the compactor's delta reader, started when its handler
+    is loaded) inherit an ignored SIGINT: a Ctrl-C at the terminal reaches the whole
+    process group, and it is this process's to handle — it hands the messages in flight
+    back — never a helper's traceback."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def local_consumer(resources: PipelineResources, stats: PumpStats) -> QueueConsumer:
+    from receipt_compaction_tools.local.pump import QueueConsumer
+
+    with interrupts_stay_here():
+        return QueueConsumer(resources.queues, stats)
+
+
 def drain(consumer: QueueConsumer, stats: PumpStats, bars: common.ProgressFactory) -> None:
-    """Invoke the local compactor until the queues stay empty."""
+    """Invoke the local compactor until the queues stay empty. Interrupted (Ctrl-C) or
+    failing, it first makes the messages it holds visible again, so they come back at
+    once instead of after the queue's visibility timeout."""
     advance = bars("compaction passes", None)
     try:
         for _ in range(50):
             if not consumer.poll_once():
                 return
             advance(1)
+    except BaseException as error:
+        released = consumer.release_in_flight()
+        if isinstance(error, KeyboardInterrupt) and released:
+            print(f"{released} message(s) in flight made visible again", file=sys.stderr)
+        raise
     finally:
         consumer.close()
     raise OperationFailed(
-        f"queues not drained after 50 compaction passes; failed messages: "
-        f"{dict(stats.messages_failed)}"
+        "queues not drained after 50 compaction passes; messages still failing: "
+        + _per_collection(unapplied(stats))
     )
+
+
+def unapplied(stats: PumpStats) -> dict[str, int]:
+    """Messages (not deliveries) whose last delivery failed, per collection."""
+    return {c: len(stats.unapplied.get(c, ())) for c in COLLECTIONS}
+
+
+def _per_collection(counts: dict[str, int]) -> str:
+    return ", ".join(f"{collection} {count}" for collection, count in counts.items())
 
 
 def _unparseable_error(unparseable: int, parked: int, dlq_url: str | None) -> str:
@@ -190,7 +231,7 @@ def default_state_file(table: str, stream_arn: str) -> Path:
 
 def command_run(args: argparse.Namespace, out: Output) -> None:
     from receipt_compaction_tools.local.environment import environment
-    from receipt_compaction_tools.local.pump import PumpStats, QueueConsumer, StreamPump
+    from receipt_compaction_tools.local.pump import PumpStats, StreamPump
 
     table = TABLE.value(args, required=True)
     queue_urls = common.queue_urls(args, list(COLLECTIONS))
@@ -210,7 +251,7 @@ def command_run(args: argparse.Namespace, out: Output) -> None:
         stream = StreamPump(stream_arn, stats, checkpoint=state_file)
         stream.pump(on_batch=bars("stream records", None))
         if local:
-            drain(QueueConsumer(resources.queues, stats), stats, bars)
+            drain(local_consumer(resources, stats), stats, bars)
     result = {
         **mode,
         "stream_records": stats.stream_records,
@@ -221,7 +262,8 @@ def command_run(args: argparse.Namespace, out: Output) -> None:
         "publish_failures": stats.stream_publish_failures,
         "records_given_up": stats.stream_records_given_up,
         "cycles": stats.cycles,
-        "messages_failed": dict(stats.messages_failed),
+        "messages_failed": unapplied(stats),
+        "failed_deliveries": dict(stats.messages_failed),
         "state_file": str(state_file),
         "positions": stream.positions,
     }
@@ -261,7 +303,7 @@ def read_replay_file(path: Path) -> list[dict[str, Any]]:
 
 def command_replay(args: argparse.Namespace, out: Output) -> None:
     from receipt_compaction_tools.local.environment import environment
-    from receipt_compaction_tools.local.pump import PumpStats, QueueConsumer
+    from receipt_compaction_tools.local.pump import PumpStats
     from receipt_dynamo_stream import (
         MessageSource,
         MessageValidationError,
@@ -295,22 +337,27 @@ def command_replay(args: argparse.Namespace, out: Output) -> None:
     if invalid:
         raise UsageError(f"{args.events}: {len(invalid)} invalid queue message(s): {invalid[0]}")
     dlq_url = resources.stream_dlq_url or None
-    not_parked = park_records(built.unparseable, dlq_url) if dlq_url and built.unparseable else []
+    sqs = common.aws(args, "sqs")
+    not_parked = (
+        park_records(built.unparseable, dlq_url, sqs_client=sqs)
+        if dlq_url and built.unparseable
+        else []
+    )
     for record, error in built.unparseable:
-        keys = (record.get("dynamodb") or {}).get("Keys") if isinstance(record, dict) else None
-        print(f"unparseable record {json.dumps(keys)}: {error}", file=sys.stderr)
+        print(f"unparseable record {record_keys(record)}: {error}", file=sys.stderr)
     stats = PumpStats()
     with common.progress() as bars:
         advance = bars("publishing messages", len(pairs))
         published = publish_messages(
             pairs,
+            sqs_client=sqs,
             lines_queue_url=queue_urls["lines"],
             words_queue_url=queue_urls["words"],
         )
         advance(len(pairs))
         if local:
             with environment(handler_environment(args, resources)):
-                drain(QueueConsumer(resources.queues, stats), stats, bars)
+                drain(local_consumer(resources, stats), stats, bars)
     parked = len(built.unparseable) - len(not_parked) if dlq_url else 0
     result = {
         **mode,
@@ -322,7 +369,8 @@ def command_replay(args: argparse.Namespace, out: Output) -> None:
         "parked": parked,
         "publish_failures": len(published.failed),
         "cycles": stats.cycles,
-        "messages_failed": dict(stats.messages_failed),
+        "messages_failed": unapplied(stats),
+        "failed_deliveries": dict(stats.messages_failed),
     }
     out.emit(result, render_pipeline)
     _raise_for_failures(result, dlq_url)
@@ -337,7 +385,11 @@ def _raise_for_failures(result: dict[str, Any], dlq_url: str | None) -> None:
     if result.get("records_given_up"):
         problems.append(f"{result['records_given_up']} record(s) given up after retries")
     if sum(result["messages_failed"].values()):
-        problems.append(f"compactor failed messages: {result['messages_failed']}")
+        problems.append(
+            "messages the compactor did not apply: "
+            + _per_collection(result["messages_failed"])
+            + " (retried from their queues; after maxReceiveCount in the dead-letter queues)"
+        )
     if problems:
         raise OperationFailed("; ".join(problems))
 

@@ -8,31 +8,85 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import time
 from pathlib import Path
 from typing import IO, Any
 
 from receipt_compaction_tools.cli import common
 from receipt_compaction_tools.cli.common import BUCKET, TABLE, Output, UsageError
 
+# Versions never change, so a downloaded copy is kept for the next query; only the most
+# recently used few per collection, each a whole snapshot.
+CACHED_VERSIONS = 3
+STALE_BUILD_SECONDS = 3600
+
 
 def published_copy(
-    args: argparse.Namespace, collection: str, version: str | None = None
+    args: argparse.Namespace,
+    collection: str,
+    version: str | None = None,
+    *,
+    reuse_dir: Path | None = None,
 ) -> tuple[str, Path]:
-    """The version (the pointer's unless given) and a verified local copy of it."""
-    from receipt_chroma.snapshots import admin
+    """The version (the pointer's unless given) and a verified local copy of it, kept in
+    the cache (the most recently used ``CACHED_VERSIONS`` per collection); files of
+    ``reuse_dir`` named by their sha256 are used instead of downloading them again."""
+    from receipt_chroma.snapshots.reader import LocalFile, read_version
+    from receipt_compaction_tools.cli.snapshots import store
 
     bucket = BUCKET.value(args, required=True)
     if version is None:
-        pointer = common.dynamo(args).get_snapshot_pointer(collection)
-        if pointer is None:
-            raise UsageError(f"{collection} has no published snapshot (no pointer item)")
-        version = pointer.version
+        version = _pointer_version(args, collection)
     target = common.cache_dir() / "snapshots" / bucket / collection / version
     # A version directory appears complete or not at all (built aside, then renamed).
     if not (target.is_dir() and any(target.iterdir())):
         target.parent.mkdir(parents=True, exist_ok=True)
-        admin.download(bucket, collection, version, target)
+        reuse = (
+            {p.name: [LocalFile(p)] for p in reuse_dir.iterdir() if p.is_file()}
+            if reuse_dir is not None
+            else None
+        )
+        read_version(store(args, collection), version, target, reuse=reuse)
+    os.utime(target)  # most recently used: kept by the pruning below
+    prune_cache(target.parent, keep=CACHED_VERSIONS)
     return version, target
+
+
+def prune_cache(directory: Path, *, keep: int) -> list[str]:
+    """Remove all but the ``keep`` most recently used version copies under ``directory``
+    (and builds an interrupted download left behind an hour ago or more); returns the
+    names removed."""
+    copies = sorted(
+        (p for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
+    stale_builds = [
+        p
+        for p in directory.iterdir()
+        if p.name.startswith(".build-") and time.time() - p.stat().st_mtime > STALE_BUILD_SECONDS
+    ]
+    removed = []
+    for path in [*copies[keep:], *stale_builds]:
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path.name)
+    return removed
+
+
+def manifest_dimension(args: argparse.Namespace, collection: str, version: str) -> int | None:
+    """The dimension a format 2 version's manifest records (None for format 1)."""
+    from receipt_compaction_tools.cli.snapshots import store
+
+    found = store(args, collection).read_manifest(version)
+    return None if found is None else int(found[0].dimension)
+
+
+def _pointer_version(args: argparse.Namespace, collection: str) -> str:
+    pointer = common.dynamo(args).get_snapshot_pointer(collection)
+    if pointer is None:
+        raise UsageError(f"{collection} has no published snapshot (no pointer item)")
+    return pointer.version
 
 
 def parse_where(conditions: list[str]) -> dict[str, Any] | None:
@@ -87,13 +141,23 @@ def command_query(args: argparse.Namespace, out: Output) -> None:
 
         # The rest of the connection (tenant, database, TLS, the token's secret) as the
         # compactor reads it (contract §8 CHROMA_* variables).
-        server = ChromaServer.from_env(
-            {**os.environ, "CHROMA_HOST": args.host, "CHROMA_PORT": str(args.port)}
+        server = common.chroma_server(
+            args,
+            ChromaServer.from_env(
+                {**os.environ, "CHROMA_HOST": args.host, "CHROMA_PORT": str(args.port)}
+            ),
         )
         source: dict[str, Any] = {"server": server.describe()}
         client = server.connect(mode="read")
     else:
-        version, path = published_copy(args, args.collection, args.version)
+        version = args.version or _pointer_version(args, args.collection)
+        dimension = manifest_dimension(args, args.collection, version)
+        if vector is not None and dimension is not None and len(vector) != dimension:
+            raise UsageError(
+                f"the vector has {len(vector)} dimensions, {args.collection} version "
+                f"{version} holds {dimension}-dimensional embeddings"
+            )
+        version, path = published_copy(args, args.collection, version)
         source = {"version": version, "path": str(path)}
         client = ChromaClient(path, mode="read")
     with client:

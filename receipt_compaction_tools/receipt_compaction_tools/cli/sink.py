@@ -89,8 +89,8 @@ SERVER_SETTINGS = (
 
 
 def _server(args: argparse.Namespace) -> Any:
-    """The server the flags (else the compactor's variables) name; CHROMA_RETRY_ATTEMPTS
-    applies as it does to the compactor."""
+    """The server the flags (else the compactor's variables) name, every call bounded by
+    the command's --timeout; CHROMA_RETRY_ATTEMPTS applies as it does to the compactor."""
     from receipt_chroma.chroma_server import ChromaServer
 
     settings = {
@@ -101,15 +101,18 @@ def _server(args: argparse.Namespace) -> Any:
         "CHROMA_DATABASE": CHROMA_DATABASE.value(args),
         "CHROMA_AUTH_TOKEN_SECRET": CHROMA_TOKEN_SECRET.value(args) or "",
     }
-    return ChromaServer.from_env({**os.environ, **settings})
+    return common.chroma_server(args, ChromaServer.from_env({**os.environ, **settings}))
 
 
 def command_sink(args: argparse.Namespace, out: Output) -> None:
+    from chromadb.errors import NotFoundError
+
     from receipt_chroma.compaction.sinks import migration
 
     dynamo = common.dynamo(args)
     bucket = BUCKET.value(args, required=True)
     server = _server(args)
+    s3 = common.aws(args, "s3")
     with common.progress() as bars:
         if args.action == "seed":
             result = migration.seed(
@@ -119,18 +122,26 @@ def command_sink(args: argparse.Namespace, out: Output) -> None:
                 server,
                 hold_lease=not args.no_lease,
                 advance=bars(f"seeding {args.collection}", None),
+                s3_client=s3,
             )
         else:
-            result = migration.verify(
-                dynamo,
-                bucket,
-                args.collection,
-                server,
-                hold_lease=not args.no_lease,
-                tolerance=args.tolerance,
-                show=args.show,
-                advance=bars(f"comparing {args.collection}", None),
-            )
+            try:
+                result = migration.verify(
+                    dynamo,
+                    bucket,
+                    args.collection,
+                    server,
+                    hold_lease=not args.no_lease,
+                    tolerance=args.tolerance,
+                    show=args.show,
+                    advance=bars(f"comparing {args.collection}", None),
+                    s3_client=s3,
+                )
+            except NotFoundError:
+                raise OperationFailed(
+                    f"the Chroma server {server.describe()} has no {args.collection} "
+                    f"collection: load it first with sink seed --collection {args.collection}"
+                ) from None
     if args.action == "seed":
         out.emit(result, common.render_mapping)
         return

@@ -61,7 +61,10 @@ class PumpStats:
     stream_records_given_up: int = 0
     queue_invocations: Counter[str] = field(default_factory=Counter)
     messages_received: Counter[str] = field(default_factory=Counter)
-    messages_failed: Counter[str] = field(default_factory=Counter)
+    messages_failed: Counter[str] = field(default_factory=Counter)  # failed deliveries
+    # Per collection, the ids of the messages whose last delivery failed: messages, not
+    # attempts (a message retried five times is one), and none that succeeded later.
+    unapplied: dict[str, set[str]] = field(default_factory=dict)
     cycles: list[dict[str, Any]] = field(default_factory=list)
     duplicates_injected: int = 0
     redeliveries_injected: int = 0
@@ -163,6 +166,8 @@ class QueueConsumer:
         self.sqs = boto3.client("sqs")
         self.context = LocalLambdaContext()
         self.handler = load_handler("enhanced_compaction_handler")
+        # Received and not yet deleted or made visible again (queue URL, message).
+        self.in_flight: list[tuple[str, dict[str, Any]]] = []
 
     def _receive(self, collection: str, url: str) -> list[dict[str, Any]]:
         messages: list[dict[str, Any]] = []
@@ -182,7 +187,23 @@ class QueueConsumer:
             if not batch:
                 break
             messages += [dict(m) for m in batch]
+            self.in_flight += [(url, dict(m)) for m in batch]
         return messages
+
+    def release_in_flight(self) -> int:
+        """Make every received, unsettled message visible again at once (an interrupted
+        invocation): they come back now instead of after the visibility timeout. Returns
+        how many were handed back."""
+        released = 0
+        pending, self.in_flight = self.in_flight, []
+        for url, message in pending:
+            # An expired handle means the visibility timeout already put it back.
+            with contextlib.suppress(self.sqs.exceptions.ReceiptHandleIsInvalid):
+                self.sqs.change_message_visibility(
+                    QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+                )
+                released += 1
+        return released
 
     def _event(self, collection: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
         return {
@@ -240,6 +261,9 @@ class QueueConsumer:
             if self.freshness is not None:
                 self.freshness.record_outcome(collection, messages, failed, returned)
             self.stats.messages_failed[collection] += len(failed)
+            unapplied = self.stats.unapplied.setdefault(collection, set())
+            unapplied.difference_update(m["MessageId"] for m in messages)
+            unapplied.update(failed)
             self._settle(url, messages, failed, returned)
         return busy
 
@@ -287,6 +311,8 @@ class QueueConsumer:
             self.ledger.settled("f", reported, returned)
             self.ledger.settled("d", done, time.time())
             self.ledger.settled("x", lost_deletes, time.time())
+        settled = {m["ReceiptHandle"] for m in messages}
+        self.in_flight = [(u, m) for u, m in self.in_flight if m["ReceiptHandle"] not in settled]
 
 
 class StreamPump:

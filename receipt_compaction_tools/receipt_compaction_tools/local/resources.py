@@ -48,7 +48,11 @@ def create_resources(prefix: str, *, visibility_timeout: int = 60) -> PipelineRe
     sqs = boto3.client("sqs")
     stream_arn = create_table(f"{prefix}-receipts")
     bucket = f"{prefix}-chroma"
-    boto3.client("s3").create_bucket(Bucket=bucket)
+    s3 = boto3.client("s3")
+    region = s3.meta.region_name
+    # Outside us-east-1, S3 wants the bucket's region said again (moto checks it too).
+    where: Any = {} if region == "us-east-1" else {"LocationConstraint": region}
+    s3.create_bucket(Bucket=bucket, **({"CreateBucketConfiguration": where} if where else {}))
 
     def queue(name: str, dlq_arn: str | None = None) -> str:
         attributes: dict[Any, str] = {

@@ -5,10 +5,8 @@ failures operators hit — exit status, the one line on stderr, and nothing writ
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +14,18 @@ import boto3
 import pytest
 import zstandard
 
-from receipt_compaction_tools.aws.local_aws import LOCAL_CREDENTIALS, LocalAwsServer
+from receipt_compaction_tools.aws.local_aws import LocalAwsServer
 from receipt_compaction_tools.aws.streams import StreamReader
 from receipt_compaction_tools.cli.main import main
+from receipt_compaction_tools.testing.cli import (
+    CliResult,
+    DemoStack,
+    build_demo_stack,
+    depth,
+    empty,
+    export_stack,
+    run_cli,
+)
 from receipt_compaction_tools.testing.factories import make_label
 from receipt_dynamo import DynamoClient, ValidationStatus
 from receipt_dynamo_stream import UnparseableRecordError, park_records
@@ -26,115 +33,24 @@ from receipt_dynamo_stream import UnparseableRecordError, park_records
 pytestmark = pytest.mark.integration
 
 DIMENSION = 8
-ENV = {
-    "table": "DYNAMODB_TABLE_NAME",
-    "bucket": "CHROMADB_BUCKET",
-    "lines_queue_url": "LINES_QUEUE_URL",
-    "words_queue_url": "WORDS_QUEUE_URL",
-    "lines_dlq_url": "LINES_DLQ_URL",
-    "words_dlq_url": "WORDS_DLQ_URL",
-    "stream_dlq_url": "STREAM_DLQ_URL",
-}
-CHECKSUMS = {
-    "AWS_REQUEST_CHECKSUM_CALCULATION": "when_required",
-    "AWS_RESPONSE_CHECKSUM_VALIDATION": "when_required",
-}
-
-
-class Result:
-    def __init__(self, code: int, out: str, err: str) -> None:
-        self.code, self.out, self.err = code, out, err
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-    @property
-    def error_line(self) -> str:
-        """The command's own error line (other stderr lines are logs)."""
-        lines = [line for line in self.err.splitlines() if line.startswith("error: ")]
-        assert len(lines) == 1, self.err
-        assert "Traceback" not in self.err
-        return lines[0]
 
 
 @pytest.fixture(scope="module")
-def stack(moto_server: LocalAwsServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def stack(moto_server: LocalAwsServer, tmp_path_factory: pytest.TempPathFactory) -> DemoStack:
     """The demo's resources on the session's moto server, built by the CLI itself."""
     moto_server.reset()
-    home = tmp_path_factory.mktemp("cli")
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in {**LOCAL_CREDENTIALS, **CHECKSUMS}.items():
-            patch.setenv(name, value)
-        patch.setenv("RECEIPT_COMPACTION_STATE_DIR", str(home / "state"))
-        out = io.StringIO()
-        code = main(
-            [
-                "demo",
-                "--receipts",
-                "3",
-                "--dim",
-                str(DIMENSION),
-                "--endpoint-url",
-                moto_server.endpoint_url,
-                "--json",
-            ],
-            stdout=out,
-        )
-        assert code == 0
-        summary = json.loads(out.getvalue())  # nothing but JSON on stdout
-        yield type(
-            "Stack",
-            (),
-            {"summary": summary, "resources": summary["resources"], "home": home},
-        )
+    return build_demo_stack(moto_server, tmp_path_factory.mktemp("cli"), DIMENSION)
 
 
 @pytest.fixture(autouse=True)
 def cli_environment(
-    stack: Any, moto_server: LocalAwsServer, monkeypatch: pytest.MonkeyPatch
+    stack: DemoStack, moto_server: LocalAwsServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """What an operator's shell would export for the stack (flags override it)."""
-    for name, value in {**moto_server.environment(), **CHECKSUMS}.items():
-        monkeypatch.setenv(name, value)
-    for key, variable in ENV.items():
-        monkeypatch.setenv(variable, stack.resources[key])
-    monkeypatch.setenv("EMBEDDING_DIMENSION", str(DIMENSION))
-    monkeypatch.setenv("RECEIPT_COMPACTION_STATE_DIR", str(stack.home / "state"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(stack.home / "cache"))
-    monkeypatch.setenv("CHROMA_WORK_DIR", str(stack.home / "work"))
-    monkeypatch.setenv("LOCK_WAIT_SECONDS", "10")
+    export_stack(stack, moto_server, monkeypatch)
 
 
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> Result:
-    capsys.readouterr()
-    out = io.StringIO()
-    code = main(list(argv), stdout=out)
-    captured = capsys.readouterr()
-    assert captured.out == "", "only the result may reach stdout"
-    return Result(code, out.getvalue(), captured.err)
-
-
-def depth(url: str) -> int:
-    attributes = boto3.client("sqs").get_queue_attributes(
-        QueueUrl=url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return int(attributes["ApproximateNumberOfMessages"]) + int(
-        attributes["ApproximateNumberOfMessagesNotVisible"]
-    )
-
-
-def empty(url: str) -> None:
-    """Delete every message (moto allows one PurgeQueue a minute per queue)."""
-    sqs = boto3.client("sqs")
-    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
-        sqs.delete_message_batch(
-            QueueUrl=url,
-            Entries=[
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)
-            ],
-        )
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> CliResult:
+    return run_cli(capsys, *argv)
 
 
 def pointer(stack: Any, collection: str) -> str:
@@ -166,11 +82,18 @@ def test_version_and_help_work_whatever_the_environment_holds(
     ("argv", "env", "message"),
     [
         (["snapshot", "list"], {"EMBEDDING_DIMENSION": "abc"}, None),  # not needed: ignored
+        (["snapshot", "verify", "v1"], {"EMBEDDING_DIMENSION": "abc"}, "v1 does not exist"),
         (
-            ["snapshot", "verify", "v1"],
+            ["snapshot", "flush", "--collection", "words", "--yes"],
             {"EMBEDDING_DIMENSION": "abc"},
             "EMBEDDING_DIMENSION must be a positive integer, got 'abc'",
         ),
+        (
+            ["status", "--endpoint-url", "not-a-url"],
+            {},
+            "--endpoint-url must be a URL such as http://127.0.0.1:5000, got 'not-a-url'",
+        ),
+        (["status", "--timeout", "1"], {}, "argument --timeout: must be at least 2 seconds"),
         (["demo", "--dim", "0"], {}, "argument --dim: must be a positive integer, got '0'"),
         (["demo", "--receipts", "2"], {}, "must be at least 3"),
         (["status"], {"DYNAMODB_TABLE_NAME": ""}, "--table (or DYNAMODB_TABLE_NAME) is required"),
@@ -212,22 +135,25 @@ def test_flags_override_the_environment(
     monkeypatch.setenv("DYNAMODB_TABLE_NAME", table)
     result = cli(capsys, "status", "--table", "no-such-table")
     assert result.code == 2
-    assert "ResourceNotFoundException" in result.error_line
+    assert result.error_line == (
+        "error: table no-such-table not found (ResourceNotFoundException in GetItem)"
+    )
 
 
-def test_an_unreachable_endpoint_is_one_line(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # the same one line, without botocore's retries
+def test_an_unreachable_endpoint_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     result = cli(capsys, "snapshot", "inspect", "v1", "--endpoint-url", "http://127.0.0.1:9")
     assert result.code == 1
-    assert "cannot reach AWS" in result.error_line
+    assert "cannot reach http://127.0.0.1:9: [Errno 111] Connection refused" in result.error_line
 
 
-def test_a_missing_bucket_is_a_configuration_error(capsys: pytest.CaptureFixture[str]) -> None:
-    result = cli(capsys, "snapshot", "inspect", "v1", "--bucket", "no-such-bucket")
-    assert result.code == 2
-    assert "NoSuchBucket" in result.error_line
+def test_missing_resources_are_named(stack: DemoStack, capsys: pytest.CaptureFixture[str]) -> None:
+    bucket = cli(capsys, "snapshot", "inspect", "v1", "--bucket", "no-such-bucket")
+    assert bucket.code == 2
+    assert "bucket no-such-bucket not found (NoSuchBucket in " in bucket.error_line
+    gone = stack.resources["words_dlq_url"].rsplit("/", 1)[0] + "/no-such-queue"
+    queue = cli(capsys, "status", "--words-dlq-url", gone)
+    assert queue.code == 2
+    assert f"queue {gone} not found" in queue.error_line
 
 
 # --- status and query ----------------------------------------------------------------------
@@ -284,7 +210,10 @@ def test_query_by_id_with_a_filter_and_by_vector(
     vector.write_text("[1, 2]")
     wrong = cli(capsys, "query", "--vector", str(vector))
     assert wrong.code == 2
-    assert f"the vector has 2 dimensions, the collection {DIMENSION}" in wrong.error_line
+    assert (
+        f"the vector has 2 dimensions, words version {pointer(stack, 'words')} holds "
+        f"{DIMENSION}-dimensional embeddings"
+    ) in wrong.error_line
     missing = cli(capsys, "query", "--id", "IMAGE#nope")
     assert missing.code == 2
     assert "is not in the words collection" in missing.error_line
@@ -293,13 +222,25 @@ def test_query_by_id_with_a_filter_and_by_vector(
 # --- snapshots ------------------------------------------------------------------------------
 
 
-def test_snapshot_list_verify_inspect(stack: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    listed = cli(capsys, "snapshot", "list", "--json").json
+def test_snapshot_list_verify_inspect(
+    stack: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    both = cli(capsys, "snapshot", "list", "--json").json
+    assert {c: both[c]["pointer"] for c in both} == {
+        c: pointer(stack, c) for c in ("lines", "words")
+    }
+    text = cli(capsys, "snapshot", "list").out
+    assert "collection    lines" in text
+    assert "collection    words" in text
+    listed = cli(capsys, "snapshot", "list", "--collection", "words", "--json").json
     assert listed["pointer"] == pointer(stack, "words")
     version = listed["history"][-1]
+    # The dimension comes from the manifest, whatever the compactor's setting says.
+    monkeypatch.delenv("EMBEDDING_DIMENSION")
     verified = cli(capsys, "snapshot", "verify", version, "--json").json
     assert verified["ok"] is True
     assert verified["dimension"] == DIMENSION
+    assert verified["collection"] == "words"
     wrong = cli(capsys, "snapshot", "verify", version, "--dim", "16")
     assert wrong.code == 1
     assert f"dimension {DIMENSION}, expected 16" in wrong.error_line
@@ -507,7 +448,10 @@ def test_a_parked_change_exported_and_replayed_reaches_the_snapshot(
     result = cli(capsys, "dlq", "export", "stream", "-o", str(exported), "--delete", "--json")
     assert result.code == 0, result.err
     assert result.json["exported"] == 1
-    assert json.loads(exported.read_text()) == json.loads(json.dumps(change, default=str))
+    line = json.loads(exported.read_text())  # the parked body: the record and its reason
+    assert line["record"] == json.loads(json.dumps(change, default=str))
+    assert (line["error_type"], line["error"]) == ("UnparseableRecordError", "simulated")
+    assert result.json["errors"][0]["error"] == "UnparseableRecordError: simulated"
     assert depth(parking) == 0
     again = cli(capsys, "dlq", "export", "stream", "-o", str(exported))
     assert again.code == 2  # never overwrites without --force

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import boto3
+from receipt_dynamo.aws_clients import aws_client
 
 if TYPE_CHECKING:
     from types_boto3_dynamodbstreams.client import DynamoDBStreamsClient
@@ -40,7 +40,7 @@ class StreamReader:
     """
 
     stream_arn: str
-    client: DynamoDBStreamsClient = field(default_factory=lambda: boto3.client("dynamodbstreams"))
+    client: DynamoDBStreamsClient = field(default_factory=lambda: aws_client("dynamodbstreams"))
     _iterators: dict[str, str | None] = field(default_factory=dict)
 
     def _shards(self) -> Iterator[str]:

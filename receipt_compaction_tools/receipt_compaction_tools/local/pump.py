@@ -25,13 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import boto3
-
 from receipt_compaction_tools.aws.streams import StreamReader, lambda_record
 from receipt_compaction_tools.local.delivery_ledger import DeliveryLedger
 from receipt_compaction_tools.local.freshness import Freshness
 from receipt_compaction_tools.local.handlers import load_handler
 from receipt_compaction_tools.local.resources import PipelineResources
+from receipt_dynamo.aws_clients import aws_client
 
 STREAM_RETRIES = 5
 TIERS = ("CacheTierWarm", "CacheTierCatchUp", "CacheTierEfs", "CacheTierS3", "CacheTierBootstrap")
@@ -163,7 +162,7 @@ class QueueConsumer:
         self.chaos = chaos or QueueChaos()
         self.freshness = freshness
         self.rng = random.Random(self.chaos.seed)
-        self.sqs = boto3.client("sqs")
+        self.sqs = aws_client("sqs")
         self.context = LocalLambdaContext()
         self.handler = load_handler("enhanced_compaction_handler")
         # Received and not yet deleted or made visible again (queue URL, message).
@@ -336,7 +335,7 @@ class StreamPump:
         self.checkpoint = checkpoint
         self.freshness = freshness
         self.context = LocalLambdaContext()
-        self.reader = StreamReader(stream_arn, client=boto3.client("dynamodbstreams"))
+        self.reader = StreamReader(stream_arn, client=aws_client("dynamodbstreams"))
         self.handler = load_handler("stream_processor")
         self._positions: dict[str, str] = {}
 
@@ -426,7 +425,7 @@ class LambdaPump:
         self.resources = resources
         self.stats = PumpStats()
         self.freshness = Freshness()
-        self.sqs = boto3.client("sqs")
+        self.sqs = aws_client("sqs")
         self.stream = StreamPump(
             resources.stream_arn,
             self.stats,

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import boto3
-
+from receipt_dynamo.aws_clients import aws_client
 from receipt_dynamo.schema import create_table
+
+if TYPE_CHECKING:
+    from types_boto3_sqs.client import SQSClient
 
 MAX_RECEIVE_COUNT = 3
 
@@ -45,10 +47,10 @@ class PipelineResources:
 
 def create_resources(prefix: str, *, visibility_timeout: int = 60) -> PipelineResources:
     """Create everything the pipeline needs under names starting with ``prefix``."""
-    sqs = boto3.client("sqs")
+    sqs: SQSClient = aws_client("sqs")
     stream_arn = create_table(f"{prefix}-receipts")
     bucket = f"{prefix}-chroma"
-    s3 = boto3.client("s3")
+    s3 = aws_client("s3")
     region = s3.meta.region_name
     # Outside us-east-1, S3 wants the bucket's region said again (moto checks it too).
     where: Any = {} if region == "us-east-1" else {"LocationConstraint": region}

@@ -4,7 +4,9 @@ fit inside the time a holder's lease has left when a call stalls (contract §7).
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -12,9 +14,13 @@ import pytest
 from receipt_chroma import settings
 from receipt_chroma.chroma_http import RetryPolicy, call_with_retries
 from receipt_chroma.chroma_server import ChromaServer
+from receipt_chroma.compaction.cycle import CompactionCycle
 from receipt_chroma.exceptions import SinkUnavailableError
 from receipt_compaction_tools.testing.endpoints import RefusedEndpoint, SilentEndpoint
-from receipt_dynamo import COMPACTOR_TIMEOUTS
+from receipt_compaction_tools.testing.factories import IMAGE_ID, make_label
+from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
+from receipt_compaction_tools.testing.world import CompactionWorld
+from receipt_dynamo import COMPACTOR_TIMEOUTS, ClientTimeouts, ValidationStatus, aws_client
 
 SLACK_SECONDS = 1.5
 # When a call stalls, the lease has at least this long before the holder must stop: it
@@ -82,3 +88,35 @@ def test_the_compactor_calls_end_before_a_stalled_holder_must_stop() -> None:
     assert settings.CHROMA_CALL_DEADLINE_SECONDS < LEASE_LEFT_SECONDS
     attempt = settings.CHROMA_CONNECT_TIMEOUT_SECONDS + settings.CHROMA_REQUEST_TIMEOUT_SECONDS
     assert attempt <= settings.CHROMA_CALL_DEADLINE_SECONDS  # the first attempt fits too
+
+
+@pytest.mark.integration
+def test_a_stalled_s3_fails_the_cycle_before_its_lease_runs_out(
+    aws_endpoint: str, tmp_path: Path, silent_endpoint: SilentEndpoint
+) -> None:
+    """S3 accepts connections and never answers while a cycle runs (DynamoDB is fine): the
+    cycle fails its messages, releases the lease and returns well inside the lease; once
+    S3 answers again, the same messages are applied."""
+    world = CompactionWorld(tmp_path)
+    world.add_receipt(SyntheticReceipt(IMAGE_ID, 1, dimension=world.dimension))
+    assert not any(r.failures for r in world.compact(world.pump()))
+    world.dynamo.put_receipt_word_label(
+        make_label(IMAGE_ID, 1, 1, 1, "TOTAL", validation_status=ValidationStatus.VALID)
+    )
+    messages = world.pump()["words"]
+    quick = ClientTimeouts(connect_seconds=0.5, read_seconds=0.5, max_attempts=2)
+    stalled_s3 = aws_client("s3", timeouts=quick, endpoint_url=silent_endpoint.url)
+    config = dataclasses.replace(world.config, work_dir=tmp_path / "cold")  # no warm copy
+    cycle = CompactionCycle(config, "words", dynamo=world.dynamo, s3_client=stalled_s3)
+    started = time.monotonic()
+    result = cycle.run(messages)
+    elapsed = time.monotonic() - started
+    assert result.failed_message_ids == {message_id for message_id, _ in messages}
+    margin = config.lock_duration_seconds / 4  # the lease's safety margin at 30 s
+    assert elapsed < config.lock_duration_seconds - margin
+    lock = world.dynamo.get_compaction_lock("words")
+    assert lock is not None
+    assert lock.owner is None  # released, not left to expire
+    retried = world.cycle("words").run(messages)
+    assert not retried.failures
+    assert retried.published_version is not None

@@ -129,6 +129,18 @@ def _rollback(args: argparse.Namespace, collection: str) -> dict[str, Any]:
             f"{collection} version {args.version} is not retained (the pointer's history: "
             f"{', '.join(retained) or 'none'}); only a retained version can be rolled back to"
         )
+    from receipt_chroma.snapshots.repair import audit
+
+    checked = audit(
+        snapshots,
+        [args.version],
+        verified_etags=common.verified_etags(snapshots.bucket, collection),
+    ).versions[0]
+    if not checked.ok:  # what verify would say (exit 1), before anything changes
+        raise OperationFailed(
+            f"{collection} version {args.version} does not verify: "
+            f"{'; '.join(checked.problems)}; nothing changed (snapshot repair restores objects)"
+        )
     common.confirm(
         f"move the {collection} pointer from {pointer.version if pointer else None} to "
         f"{args.version}?",

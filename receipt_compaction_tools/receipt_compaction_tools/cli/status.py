@@ -289,10 +289,14 @@ class StatusReport:
             from receipt_chroma.snapshots import index_state
             from receipt_compaction_tools.cli.query import published_copy
 
-            version, path = published_copy(
-                self.args, collection, pointer.version, reuse_dir=reuse_dir
-            )
-            return {"records": index_state(path, collection).unindexed_records, "source": version}
+            try:
+                version, path = published_copy(
+                    self.args, collection, pointer.version, reuse_dir=reuse_dir
+                )
+                records = index_state(path, collection).unindexed_records
+            except Exception as error:  # reported in its place: --deep goes on
+                return {"records": None, "source": f"not measured: {type(error).__name__}: {error}"}
+            return {"records": records, "source": version}
         value = self.cloudwatch.latest(
             NAMESPACE,
             "UnindexedRecords",

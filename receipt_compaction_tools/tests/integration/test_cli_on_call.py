@@ -505,6 +505,10 @@ def test_a_corrupt_object_is_flagged_and_repaired_under_the_lease(
     assert words["unindexed"]["source"].startswith("not measured")
     assert deep.json["collections"]["lines"]["snapshot"]["ok"] is True  # the rest reported
     assert cli(capsys, "snapshot", "verify", versions[1]).code == 1  # the rollback target too
+    refused = cli(capsys, "snapshot", "rollback", versions[1], "--collection", "words", "--yes")
+    assert refused.code == 1  # as verify says, and nothing changed
+    assert f"words version {versions[1]} does not verify: object {sha}" in refused.error_line
+    assert retained(shell, "words") == versions
 
     # Nothing local holds the file (the copies status --deep and the download left are
     # gone): repair names every version and why, and writes nothing.

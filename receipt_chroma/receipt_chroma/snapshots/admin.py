@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import tempfile
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import boto3
 
 from receipt_chroma.chroma_client import ChromaClient
 from receipt_chroma.exceptions import (
@@ -36,6 +34,7 @@ from receipt_chroma.snapshots.s3_store import S3SnapshotStore
 from receipt_chroma.snapshots.service import CollectionSnapshots, Lease, SnapshotSettings
 from receipt_chroma.snapshots.stats import SnapshotStats
 from receipt_chroma.snapshots.working_copy import WorkingCopy
+from receipt_dynamo.aws_clients import aws_client
 from receipt_dynamo.data.dynamo_client import DynamoClient
 
 if TYPE_CHECKING:
@@ -44,8 +43,13 @@ if TYPE_CHECKING:
 LeaseFactory = Callable[[], AbstractContextManager[Lease]]
 
 
+def _names(items: Iterable[str]) -> str:
+    """A list for a message: comma-separated, or "none"."""
+    return ", ".join(items) or "none"
+
+
 def _store(bucket: str, collection: str, s3_client: S3Client | None) -> S3SnapshotStore:
-    return S3SnapshotStore(s3_client or boto3.client("s3"), bucket, collection)
+    return S3SnapshotStore(s3_client or aws_client("s3"), bucket, collection)
 
 
 def _describe(read: VersionRead) -> dict[str, Any]:
@@ -215,7 +219,7 @@ def _check_readable(store: S3SnapshotStore, version: str) -> int:
         absent = [e.path for e in found[0].files if not store.objects.exists(e.sha256)]
         if absent:
             raise SnapshotVersionMissingError(
-                f"{store.collection} {version}: objects missing for {absent}"
+                f"{store.collection} {version}: objects missing for {_names(absent)}"
             )
         return 2
     if store.version_format(version) == 1:
@@ -238,7 +242,9 @@ def rollback(
     pointer = dynamo.get_snapshot_pointer(collection)
     if pointer is None or version not in pointer.history:
         retained = list(pointer.history) if pointer else []
-        raise SnapshotError(f"{version} is not a retained {collection} version: {retained}")
+        raise SnapshotError(
+            f"{version} is not a retained {collection} version; retained: {_names(retained)}"
+        )
     store = _store(bucket, collection, s3_client)
     snapshot_format = _check_readable(store, version)
     with lease() as held:
@@ -246,7 +252,8 @@ def rollback(
         if base is None or version not in base.history:  # retention ran meanwhile
             retained = list(base.history) if base else []
             raise SnapshotError(
-                f"{version} is no longer a retained {collection} version: {retained}"
+                f"{version} is no longer a retained {collection} version; "
+                f"retained: {_names(retained)}"
             )
         moved = swap_pointer(dynamo, collection, version, base=base, lease=held)
     outcome: dict[str, Any] = {
@@ -281,7 +288,7 @@ def flush(
         snapshots = CollectionSnapshots.create(
             collection=collection,
             dynamo=dynamo,
-            s3_client=s3_client or boto3.client("s3"),
+            s3_client=s3_client or aws_client("s3"),
             bucket=bucket,
             work_dir=work_dir,
             efs=efs,

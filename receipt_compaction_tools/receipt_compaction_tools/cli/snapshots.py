@@ -36,6 +36,24 @@ LOCK_WAIT = Setting(
     default=str(defaults.LOCK_WAIT_SECONDS),
     parse=positive_float,
 )
+# The compactor's lease, as it is deployed: the CLI holds the same lease, and its orphan
+# horizon (2 x LOCK_DURATION_SECONDS) and deadline are the compactor's (contract §6, §7).
+LOCK_DURATION = Setting(
+    "lock_duration",
+    "--lock-duration",
+    "LOCK_DURATION_SECONDS",
+    "the compactor's lease duration in seconds",
+    default=str(defaults.LOCK_DURATION_SECONDS),
+    parse=positive_float,
+)
+SAFETY_MARGIN = Setting(
+    "lease_safety_margin",
+    "--lease-safety-margin",
+    "LEASE_SAFETY_MARGIN_SECONDS",
+    "seconds before the lease's expiry its holder stops writing and deleting",
+    default=str(defaults.LEASE_SAFETY_MARGIN_SECONDS),
+    parse=positive_float,
+)
 ACTIONS = {
     "list": "the pointer, its history, the pointer file and every version in S3",
     "inspect": "record count and metadata keys of a version",
@@ -62,8 +80,17 @@ def _lease(dynamo: Any, collection: str) -> Any:
     (``LOCK_WAIT_SECONDS``, 60) when a cycle holds it."""
     from receipt_chroma.compaction.lease import LockManager
 
-    wait = LOCK_WAIT.value(argparse.Namespace())
-    return lambda: LockManager(dynamo, collection, wait_seconds=wait)
+    environment = argparse.Namespace()
+    wait = LOCK_WAIT.value(environment)
+    duration = LOCK_DURATION.value(environment)
+    margin = SAFETY_MARGIN.value(environment)
+    return lambda: LockManager(
+        dynamo,
+        collection,
+        duration_seconds=duration,
+        safety_margin_seconds=margin,
+        wait_seconds=wait,
+    )
 
 
 def store(args: argparse.Namespace, collection: str) -> Any:
@@ -178,7 +205,9 @@ def _flush(args: argparse.Namespace, collection: str) -> dict[str, Any]:
         if explicit or pointer is None
         else version_dimension(args, collection, pointer.version)
     )
-    settings = SnapshotSettings.from_env(dimension=dimension)
+    settings = SnapshotSettings.from_env(
+        dimension=dimension, lock_duration_seconds=LOCK_DURATION.value(argparse.Namespace())
+    )
     work_dir = Path(WORK_DIR.value(args)) / "flush"
     work_dir.mkdir(parents=True, exist_ok=True)
     return dict(

@@ -19,8 +19,9 @@ from typing import Any
 
 import boto3
 
-from receipt_dynamo import DynamoClient
+from receipt_dynamo import ChromaDBCollection, DynamoClient, SnapshotPointer
 from receipt_dynamo.schema import table_definition
+from receipt_dynamo.timestamps import now_iso
 
 
 def create_bench_table(name: str) -> None:
@@ -33,6 +34,19 @@ def create_bench_table(name: str) -> None:
     client = boto3.client("dynamodb")
     client.create_table(**definition)
     client.get_waiter("table_exists").wait(TableName=name)
+
+
+def set_words_pointer(dynamo: DynamoClient, version: str) -> None:
+    """Point the words collection at a benchmark's own base version, without a lease (no
+    compactor runs yet)."""
+    pointer = SnapshotPointer(
+        collection=ChromaDBCollection.WORDS,
+        version=version,
+        history=(version,),
+        fencing_token=0,
+        updated_at=now_iso(),
+    )
+    dynamo.put_entities([pointer])
 
 
 @dataclasses.dataclass

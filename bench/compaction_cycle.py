@@ -43,7 +43,7 @@ from typing import Any
 
 import boto3
 import numpy as np
-from benchlib import Clock, DynamoReplay, create_bench_table, spread
+from benchlib import Clock, DynamoReplay, create_bench_table, set_words_pointer, spread
 
 from receipt_chroma import ChromaClient
 from receipt_chroma.chroma_server import ChromaServer
@@ -76,9 +76,8 @@ from receipt_compaction_tools.testing.factories import (
 )
 from receipt_compaction_tools.testing.records import stream_record
 from receipt_compaction_tools.testing.synthetic import embedding_for
-from receipt_dynamo import ChromaDBCollection, DynamoClient
+from receipt_dynamo import DynamoClient
 from receipt_dynamo.entities import SnapshotPointer
-from receipt_dynamo.timestamps import now_iso
 from receipt_dynamo_stream import build_messages
 
 RECEIPTS = int(os.environ.get("BENCH_RECEIPTS", "100"))
@@ -150,17 +149,7 @@ def build_world(root: Path, rng: random.Random) -> tuple[DynamoClient, list[Any]
         base, base.working.path, check, base_version=None, stats=SnapshotStats()
     )
     base.working.relabel(manifest.version_id, manifest)  # the pristine base, kept for rounds
-    dynamo.put_entities(  # the benchmark's own base, set without a lease
-        [
-            SnapshotPointer(
-                collection=ChromaDBCollection.WORDS,
-                version=manifest.version_id,
-                history=(manifest.version_id,),
-                fencing_token=0,
-                updated_at=now_iso(),
-            )
-        ]
-    )
+    set_words_pointer(dynamo, manifest.version_id)
     base.store.sync_pointer_file(lambda: manifest.version_id)
 
     # The batch: label churn and merchant corrections applied to the table, then their

@@ -45,7 +45,7 @@ from typing import Any
 import boto3
 import chromadb
 import numpy as np
-from benchlib import Clock, DynamoReplay, create_bench_table, spread
+from benchlib import Clock, DynamoReplay, create_bench_table, set_words_pointer, spread
 
 from receipt_chroma import ChromaClient
 from receipt_chroma.archive import create_tarball
@@ -70,9 +70,8 @@ from receipt_compaction_tools.testing.factories import (
     make_word,
 )
 from receipt_compaction_tools.testing.records import stream_record
-from receipt_dynamo import ChromaDBCollection, DynamoClient
+from receipt_dynamo import DynamoClient
 from receipt_dynamo.entities import CompactionRun, SnapshotPointer
-from receipt_dynamo.timestamps import now_iso
 from receipt_dynamo_stream import build_messages
 from receipt_dynamo_stream.models import StreamMessage
 
@@ -191,17 +190,7 @@ class Deployment:
         manifest, _, _ = write_version(
             snapshots, snapshots.working.path, check, base_version=None, stats=stats
         )
-        self.dynamo.put_entities(  # the benchmark's own base, set without a lease
-            [
-                SnapshotPointer(
-                    collection=ChromaDBCollection.WORDS,
-                    version=manifest.version_id,
-                    history=(manifest.version_id,),
-                    fencing_token=0,
-                    updated_at=now_iso(),
-                )
-            ]
-        )
+        set_words_pointer(self.dynamo, manifest.version_id)
         snapshots.store.sync_pointer_file(lambda: manifest.version_id)
         started = time.perf_counter()
         # The archive a revision 1 publish uploaded, built the way it built it.

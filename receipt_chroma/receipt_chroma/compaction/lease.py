@@ -104,8 +104,8 @@ class LockManager:
                 return
             self.heartbeat()
 
-    def heartbeat(self) -> None:
-        """Extend the lease once; refusals and repeated errors mark it lost."""
+    def _renew(self) -> None:
+        """One heartbeat call; a refusal marks the lease lost and raises LeaseLostError."""
         try:
             lock = self.dynamo.heartbeat_lease(
                 self.collection,
@@ -116,6 +116,14 @@ class LockManager:
         except LeaseLostError as error:
             self._lost_reason = str(error)
             _LOGGER.error("lease lost", extra={"collection": self.collection.value})
+            raise
+        self._confirmed_expiry = parse_iso(lock.expires)
+
+    def heartbeat(self) -> None:
+        """Extend the lease once; refusals and repeated errors mark it lost."""
+        try:
+            self._renew()
+        except LeaseLostError:
             return
         except Exception as error:
             self._failures += 1
@@ -131,7 +139,6 @@ class LockManager:
                 self._lost_reason = f"{self._failures} heartbeats failed; last: {error}"
             return
         self._failures = 0
-        self._confirmed_expiry = parse_iso(lock.expires)
 
     # --- state --------------------------------------------------------------------------
 
@@ -160,23 +167,19 @@ class LockManager:
         """
         self.ensure_held()
         try:
-            lock = self.dynamo.heartbeat_lease(
-                self.collection,
-                owner=self.owner,
-                fencing_token=self.token,
-                duration_seconds=self.duration,
-            )
-        except LeaseLostError as error:
-            self._lost_reason = str(error)
+            self._renew()
+        except LeaseLostError:
             raise
-        except Exception as error:
+        except Exception as error:  # unconfirmable: the holder must not delete
             raise LeaseLostError(
                 f"lease on {self.collection.value} could not be confirmed: "
                 f"{type(error).__name__}: {error}"
             ) from error
-        self._confirmed_expiry = parse_iso(lock.expires)
         self.ensure_held()
-        return self._confirmed_expiry - self.margin
+        deadline = self.deadline
+        if deadline is None:  # _renew() has just confirmed an expiry
+            raise LeaseLostError(f"lease on {self.collection.value} has no confirmed expiry")
+        return deadline
 
     def ensure_held(self) -> None:
         reason = self.lost_reason

@@ -8,7 +8,10 @@ progress and prompts go to stderr. Exit status: 0 done, 1 the operation failed (
 refused, an endpoint did not answer, a version does not verify, some messages were not
 published), 2 a usage or configuration error — always one line on stderr, never a
 traceback (``RECEIPT_COMPACTION_DEBUG=1`` shows it). An endpoint that does not answer is
-reported within ``--timeout`` seconds (15).
+reported within ``--timeout`` seconds (15). The commands that only read and report
+(``status`` without ``--deep``/``--watch``, ``snapshot list``, ``snapshot inspect``) are
+bounded as a whole by ``--timeout``: an endpoint answering each call slowly, or trickling
+bytes, cannot keep them running longer.
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from importlib import metadata
 from typing import IO, Any
 from urllib.parse import urlsplit
@@ -300,6 +305,41 @@ def _report(error: BaseException, budget: float = DEFAULT_TIMEOUT_SECONDS) -> in
     return 1
 
 
+class CommandOverBudget(BaseException):
+    """Raised by the watchdog of a command bounded as a whole. A BaseException so that no
+    ``except Exception`` on the way (a retry loop, a cleanup) takes it for a failed call."""
+
+
+@contextlib.contextmanager
+def _watchdog(seconds: float | None) -> Iterator[None]:
+    """Interrupt the command after ``seconds`` (None: no bound). SIGALRM reaches only the
+    main thread; elsewhere (a command run from a worker thread) per-call bounds remain."""
+    if seconds is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum: int, frame: object) -> None:
+        raise CommandOverBudget
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _over_budget_line(args: argparse.Namespace, budget: float) -> str:
+    url = urlsplit(str(getattr(args, "endpoint_url", None) or ""))
+    endpoint = f"{url.scheme}://{url.netloc}" if url.netloc else "AWS"
+    command = " ".join(filter(None, (args.command, getattr(args, "action", None))))
+    return (
+        f"{endpoint} did not answer {command} within --timeout {budget:g} s "
+        "(bounded as a whole: calls were answered too slowly)"
+    )
+
+
 def main(argv: Sequence[str] | None = None, *, stdout: IO[str] | None = None) -> int:
     out_stream = stdout or sys.stdout
     try:
@@ -312,8 +352,15 @@ def main(argv: Sequence[str] | None = None, *, stdout: IO[str] | None = None) ->
         apply_aws_settings(args)
         # Whatever else writes to stdout while the command runs (the handlers' JSON logs,
         # a library's print) goes to stderr: stdout carries only the result.
-        with contextlib.redirect_stdout(sys.stderr):
+        bounded: Callable[[argparse.Namespace], bool] = getattr(
+            args, "bounded_as_whole", lambda _: False
+        )
+        whole_budget = common.budget(args) if bounded(args) else None
+        with contextlib.redirect_stdout(sys.stderr), _watchdog(whole_budget):
             handler(args, output)
+    except CommandOverBudget:
+        _error(_over_budget_line(args, common.budget(args)))
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -439,7 +439,11 @@ def register(commands: Any) -> None:
             sub.add_argument("--to", required=True, help="a new or empty directory")
         if action in ("rollback", "flush"):
             sub.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-        sub.set_defaults(handler=command_snapshot)
+        # list and inspect only read manifests: bounded as a whole by --timeout.
+        sub.set_defaults(
+            handler=command_snapshot,
+            bounded_as_whole=lambda args: args.action in ("list", "inspect"),
+        )
 
 
 def _positive(text: str) -> int:

@@ -576,4 +576,8 @@ def register(commands: Any) -> None:
         WORDS_DLQ,
         STREAM_DLQ,
     )
-    status.set_defaults(handler=command_status)
+    # One report without --deep only reads a few items: bounded as a whole by --timeout.
+    status.set_defaults(
+        handler=command_status,
+        bounded_as_whole=lambda args: not args.deep and args.watch is None,
+    )

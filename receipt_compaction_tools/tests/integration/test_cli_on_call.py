@@ -31,7 +31,11 @@ from receipt_compaction_tools.cli.main import build_parser, main
 from receipt_compaction_tools.cli.query import prune_cache
 from receipt_compaction_tools.local.chroma_server import LocalChromaServer
 from receipt_compaction_tools.testing.cli import CHECKSUMS, CliResult, run_cli, visible
-from receipt_compaction_tools.testing.endpoints import RefusedEndpoint, SilentEndpoint
+from receipt_compaction_tools.testing.endpoints import (
+    RefusedEndpoint,
+    SilentEndpoint,
+    TricklingEndpoint,
+)
 from receipt_compaction_tools.testing.factories import make_compaction_run
 from receipt_dynamo import DynamoClient
 from receipt_dynamo_stream import UnparseableRecordError, park_records
@@ -222,6 +226,31 @@ def test_timeout_sets_the_budget(
     assert "did not answer within" in result.error_line
     assert "--timeout 4 s" in result.error_line
     assert elapsed <= 4 + SLACK_SECONDS
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["status", "--table", "t", "--bucket", "b"],
+        ["snapshot", "list", "--table", "t", "--bucket", "b"],
+        ["snapshot", "inspect", "20200101_000000_000000_deadbeef", "--bucket", "b"],
+    ],
+)
+def test_a_trickling_endpoint_cannot_outlast_a_reporting_command(
+    capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    """Each read gets a byte in time, so only the bound on the whole command ends it."""
+    with TricklingEndpoint() as endpoint:
+        url = endpoint.url
+        result, elapsed = _timed(capsys, *argv, "--endpoint-url", url, "--timeout", "3")
+    assert result.code == 1
+    assert result.out == ""
+    command = " ".join(argv[:2]) if argv[0] == "snapshot" else "status"
+    assert result.error_line == (
+        f"error: {url} did not answer {command} within --timeout 3 s "
+        "(bounded as a whole: calls were answered too slowly)"
+    )
+    assert elapsed <= 3 + SLACK_SECONDS
 
 
 @pytest.mark.parametrize("kind", ["silent", "refused"])

@@ -249,6 +249,7 @@ def _report(error: BaseException, budget: float = DEFAULT_TIMEOUT_SECONDS) -> in
     from botocore.exceptions import (
         BotoCoreError,
         ClientError,
+        InvalidRegionError,
         NoCredentialsError,
         NoRegionError,
     )
@@ -290,6 +291,9 @@ def _report(error: BaseException, budget: float = DEFAULT_TIMEOUT_SECONDS) -> in
             "no AWS region: pass --region or set AWS_DEFAULT_REGION (or a region in the AWS "
             "profile); an --endpoint-url on this machine defaults to us-east-1"
         )
+        return 2
+    if isinstance(error, InvalidRegionError):
+        _error(f"{error.kwargs.get('region_name')!r} is not an AWS region (e.g. us-east-1)")
         return 2
     endpoint = _endpoint_error(error, budget)
     if endpoint is not None:

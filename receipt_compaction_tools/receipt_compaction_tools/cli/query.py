@@ -11,10 +11,13 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from receipt_compaction_tools.cli import common
-from receipt_compaction_tools.cli.common import BUCKET, TABLE, Output, UsageError
+from receipt_compaction_tools.cli.common import BUCKET, TABLE, OperationFailed, Output, UsageError
+
+if TYPE_CHECKING:
+    from receipt_chroma.chroma_client import ChromaClient
 
 # Versions never change, so a downloaded copy is kept for the next query; only the most
 # recently used few per collection, each a whole snapshot.
@@ -131,6 +134,22 @@ def read_vector(path: Path) -> list[float]:
     return [float(x) for x in data]
 
 
+def _collection(client: ChromaClient, name: str, source: dict[str, Any]) -> Any:
+    """The collection, or one line naming it and where it was looked for."""
+    from chromadb.errors import NotFoundError
+
+    try:
+        return client.get_collection(name)
+    except NotFoundError:
+        where = (
+            f"the Chroma server {source['server']}"
+            if "server" in source
+            else f"version {source['version']} ({source['path']})"
+        )
+        hint = f": load it with sink seed --collection {name}" if "server" in source else ""
+        raise OperationFailed(f"{where} has no {name} collection{hint}") from None
+
+
 def command_query(args: argparse.Namespace, out: Output) -> None:
     from receipt_chroma.chroma_client import ChromaClient
 
@@ -161,7 +180,7 @@ def command_query(args: argparse.Namespace, out: Output) -> None:
         source = {"version": version, "path": str(path)}
         client = ChromaClient(path, mode="read")
     with client:
-        collection = client.get_collection(args.collection)
+        collection = _collection(client, args.collection, source)
         if vector is None:
             found = collection.get(ids=[args.id], include=["embeddings"])
             embeddings: Any = found["embeddings"]

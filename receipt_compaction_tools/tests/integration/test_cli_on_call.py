@@ -160,6 +160,14 @@ def test_a_missing_region_is_a_configuration_error_with_a_hint(
     assert "no AWS region: pass --region or set AWS_DEFAULT_REGION" in result.error_line
 
 
+def test_a_malformed_region_is_a_configuration_error_naming_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    result = cli(capsys, "status", "--table", "t", "--region", "us east")
+    assert result.code == 2
+    assert result.error_line == "error: 'us east' is not an AWS region (e.g. us-east-1)"
+
+
 # --- bounded waits -------------------------------------------------------------------------
 
 
@@ -298,6 +306,30 @@ def test_sink_verify_before_seed_says_to_seed(
     assert result.code == 1
     assert "has no words collection: load it first with sink seed --collection words" in (
         result.error_line
+    )
+
+
+def test_query_on_a_server_without_the_collection_names_it_and_the_server(
+    shell: dict[str, str],
+    chroma_server: LocalChromaServer,
+    chroma_database: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    result = cli(
+        capsys,
+        "query",
+        "--id",
+        "x",
+        "--host",
+        chroma_server.host,
+        "--port",
+        str(chroma_server.port),
+    )
+    assert result.code == 1
+    assert result.error_line.startswith("error: the Chroma server ")
+    assert f"{chroma_server.port}" in result.error_line
+    assert result.error_line.endswith(
+        "has no words collection: load it with sink seed --collection words"
     )
 
 

@@ -43,6 +43,7 @@ from receipt_compaction_tools.testing.published import (
 )
 
 PREFIX = f"{COLLECTION}/snapshot/"
+OBJECTS = f"{PREFIX}objects/"
 # S3 LastModified and version ids are compared with the run's own clock; the margin keeps
 # an orphan written within it of the horizon out of the check (it may go either way).
 HORIZON_SLACK_SECONDS = 0.25
@@ -212,45 +213,65 @@ class Checks:
             self.fail("I5", f"after settling: {problem}")
 
     def retention(self, before: dict[str, datetime], final_started: float) -> bool:
-        """I6, once the final cycle ran its retention. Returns whether that retention had
-        something old enough to delete (otherwise I6 held without it having to delete)."""
+        """I6, once the last publish ran its retention. An orphan is a version the pointer
+        does not retain (with the objects only it names), or an object no manifest names;
+        it is old once its newest part is older than the horizon. Returns whether that
+        retention had something old to delete (otherwise I6 held without deleting)."""
         pointer = self.pointer()
         if pointer is None:
             return False
         retained = set(pointer.history) | {pointer.version}
-        named: set[str] = set()
-        for version in retained:
-            named |= manifest_objects(self.world, version)
         horizon = final_started - self.world.timing.orphan_age_seconds - HORIZON_SLACK_SECONDS
+        listing = self.listing()
+        young = {v for v, at in _versions(listing).items() if v not in retained and at > horizon}
+        named: set[str] = set()
+        for version in retained | young:
+            named |= manifest_objects(self.world, version)
 
-        def allowed(key: str) -> bool:
-            rest = key[len(PREFIX) :]
-            if rest == "latest-pointer.txt":
-                return True
-            if rest.startswith("objects/"):
-                return rest[len("objects/") :].removesuffix(".zst") in named
-            parts = rest.split("/")
-            return (
-                len(parts) == 3
-                and parts[0] in ("versions", "timestamped")
-                and (parts[1] in retained)
+        def orphaned(keys: dict[str, datetime]) -> list[str]:
+            versions = _versions(keys)
+            found = []
+            for key, modified in sorted(keys.items()):
+                version = _version_of(key)
+                if version is not None:
+                    old = version not in retained and versions[version] <= horizon
+                else:
+                    sha = key[len(OBJECTS) :].removesuffix(".zst")
+                    old = key.startswith(OBJECTS) and sha not in named
+                    old = old and modified.timestamp() <= horizon
+                if old:
+                    found.append(key)
+            return found
+
+        for key in orphaned(listing):
+            age = final_started - listing[key].timestamp()
+            self.fail(
+                "I6",
+                f"{key} is neither retained nor young (written {age:.1f} s before the "
+                "last publish)",
             )
+        return bool(orphaned(before))
 
-        def old(key: str, modified: datetime) -> bool:
-            rest = key[len(PREFIX) :].split("/")
-            minted = version_minted(rest[1]) if rest[0] in ("versions", "timestamped") else None
-            newest = max(modified, minted) if minted else modified
-            return newest.timestamp() <= horizon
 
-        for key, modified in sorted(self.listing().items()):
-            if not allowed(key) and old(key, modified):
-                age = final_started - modified.timestamp()
-                self.fail(
-                    "I6",
-                    f"{key} is neither retained nor young (written {age:.1f} s "
-                    "before the final cycle)",
-                )
-        return any(not allowed(key) and old(key, modified) for key, modified in before.items())
+def _version_of(key: str) -> str | None:
+    """The version a key belongs to (``versions/<id>/…`` or ``timestamped/<id>/…``)."""
+    parts = key[len(PREFIX) :].split("/")
+    if len(parts) == 3 and parts[0] in ("versions", "timestamped"):
+        return parts[1]
+    return None
+
+
+def _versions(keys: dict[str, datetime]) -> dict[str, float]:
+    """Each version's newest part: its keys' writes and when its id was minted."""
+    newest: dict[str, float] = {}
+    for key, modified in keys.items():
+        version = _version_of(key)
+        if version is None:
+            continue
+        minted = version_minted(version)
+        moments = [modified.timestamp(), *([minted.timestamp()] if minted else [])]
+        newest[version] = max(newest.get(version, 0.0), *moments)
+    return newest
 
 
 def _get(world: ExplorerWorld, key: str) -> bytes | None:

@@ -1,6 +1,12 @@
 """Typed entities of the single-table design (contract §2)."""
 
-from receipt_dynamo.entities.base import DynamoEntity, Item, deserialize, serialize
+from receipt_dynamo.entities.base import (
+    DynamoEntity,
+    Item,
+    deserialize,
+    readable,
+    serialize,
+)
 from receipt_dynamo.entities.compaction_lock import CompactionLock
 from receipt_dynamo.entities.compaction_run import CompactionRun
 from receipt_dynamo.entities.geometry import BoundingBox, Point
@@ -26,5 +32,6 @@ __all__ = [
     "ReceiptWordLabel",
     "SnapshotPointer",
     "deserialize",
+    "readable",
     "serialize",
 ]

@@ -7,6 +7,7 @@ Items are in the low-level (typed) form that boto3 clients and stream images use
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from decimal import Decimal
@@ -99,34 +100,51 @@ class DynamoEntity(ABC):
 # --- readers: each raises ValueError naming the field and the bad value ---------------
 
 
+def readable(value: object) -> str:
+    """A bad value as an operator reads it in an error: JSON, maps and lists named as
+    such (``a map {"a": "b"}``), never a Python repr."""
+    if isinstance(value, set | frozenset):
+        return "a set " + json.dumps(sorted(value, key=str), default=str, ensure_ascii=False)
+    if isinstance(value, bytes | bytearray):
+        return f"binary data ({len(value)} bytes)"
+    text = json.dumps(value, default=str, ensure_ascii=False)
+    if isinstance(value, Mapping):
+        return f"a map {text}"
+    if isinstance(value, list | tuple):
+        return f"a list {text}"
+    if isinstance(value, Decimal):
+        return str(value)  # a number, not the quoted text default=str gives
+    return text
+
+
 def required(attributes: Attributes, name: str, field: str | None = None) -> Any:
     """The value of ``name``; ``field`` is the name used in the error (default ``name``)."""
     value = attributes.get(name)
     if value is None:
-        raise ValueError(f"{field or name} is required, got {value!r}")
+        raise ValueError(f"{field or name} is required, got {readable(value)}")
     return value
 
 
 def req_str(attributes: Attributes, name: str) -> str:
     value = required(attributes, name)
     if not isinstance(value, str):
-        raise ValueError(f"{name} must be a string, got {value!r}")
+        raise ValueError(f"{name} must be a string, got {readable(value)}")
     return value
 
 
 def opt_str(attributes: Attributes, name: str) -> str | None:
     value = attributes.get(name)
     if value is not None and not isinstance(value, str):
-        raise ValueError(f"{name} must be a string or absent, got {value!r}")
+        raise ValueError(f"{name} must be a string or absent, got {readable(value)}")
     return value
 
 
 def as_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | Decimal):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
+        raise ValueError(f"{name} must be an integer, got {readable(value)}")
     if isinstance(value, Decimal):
         if value != value.to_integral_value():
-            raise ValueError(f"{name} must be an integer, got {value!r}")
+            raise ValueError(f"{name} must be an integer, got {readable(value)}")
         return int(value)
     return value
 
@@ -137,7 +155,7 @@ def req_int(attributes: Attributes, name: str) -> int:
 
 def as_float(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
-        raise ValueError(f"{name} must be a number, got {value!r}")
+        raise ValueError(f"{name} must be a number, got {readable(value)}")
     return float(value)
 
 
@@ -150,14 +168,14 @@ def as_enum(enum: type[E], value: Any, name: str) -> E:
         return enum(value)
     except ValueError:
         allowed = "|".join(member.value for member in enum)
-        raise ValueError(f"{name} must be one of {allowed}, got {value!r}") from None
+        raise ValueError(f"{name} must be one of {allowed}, got {readable(value)}") from None
 
 
 def check_str(value: object, name: str, *, optional: bool = False) -> None:
     if value is None and optional:
         return
     if not isinstance(value, str):
-        raise ValueError(f"{name} must be a string, got {value!r}")
+        raise ValueError(f"{name} must be a string, got {readable(value)}")
 
 
 def check_key_parts(image_id: object, **ids: object) -> None:

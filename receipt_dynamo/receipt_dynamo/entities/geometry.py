@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Self
 
-from receipt_dynamo.entities.base import as_float, required
+from receipt_dynamo.entities.base import as_float, readable, required
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +25,7 @@ class Point:
     @classmethod
     def from_map(cls, value: Any, field: str) -> Self:
         if not isinstance(value, dict):
-            raise ValueError(f"{field} must be a map of x, y, got {value!r}")
+            raise ValueError(f"{field} must be a map of x, y, got {readable(value)}")
         return cls(**_read_numbers(value, field, ("x", "y")))
 
 
@@ -48,7 +48,7 @@ class BoundingBox:
     @classmethod
     def from_map(cls, value: Any, field: str) -> Self:
         if not isinstance(value, dict):
-            raise ValueError(f"{field} must be a map of x, y, width, height, got {value!r}")
+            raise ValueError(f"{field} must be a map of x, y, width, height, got {readable(value)}")
         return cls(**_read_numbers(value, field, ("x", "y", "width", "height")))
 
 

@@ -13,6 +13,7 @@ from receipt_dynamo.entities.base import (
     check_str,
     check_timestamp,
     opt_str,
+    readable,
     req_str,
     set_field,
 )
@@ -67,7 +68,7 @@ class ReceiptMetadata(DynamoEntity):
             or not isinstance(fields, set | frozenset | list | tuple)
             or not all(isinstance(f, str) for f in fields)
         ):
-            raise ValueError(f"matched_fields must be a set of strings, got {fields!r}")
+            raise ValueError(f"matched_fields must be a set of strings, got {readable(fields)}")
         set_field(self, "matched_fields", frozenset(fields))
 
     @property

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
 from receipt_dynamo.constants import EntityType
-from receipt_dynamo.entities.base import Attributes, check_key_parts, set_field
+from receipt_dynamo.entities.base import Attributes, check_key_parts, readable, set_field
 from receipt_dynamo.entities.key_parsing import parse_key
 from receipt_dynamo.entities.text_element import TextElement, read_text_element_fields
 from receipt_dynamo.keys import SK_PATTERNS, image_pk, parse_id, word_sk
@@ -71,8 +71,8 @@ class ReceiptWord(TextElement):
 
 def _check_extracted_data(value: object) -> dict[str, str]:
     if not isinstance(value, Mapping):
-        raise ValueError(f"extracted_data must be a map of strings, got {value!r}")
+        raise ValueError(f"extracted_data must be a map of strings, got {readable(value)}")
     for key, item in value.items():
         if not isinstance(key, str) or (item is not None and not isinstance(item, str)):
-            raise ValueError(f"extracted_data must be a map of strings, got {value!r}")
+            raise ValueError(f"extracted_data must be a map of strings, got {readable(value)}")
     return {k: v for k, v in value.items() if v is not None}

@@ -13,6 +13,7 @@ from receipt_dynamo.entities.base import (
     check_str,
     check_timestamp,
     opt_str,
+    readable,
     req_int,
     req_str,
     set_field,
@@ -74,7 +75,7 @@ class SnapshotPointer(DynamoEntity):
             raise ValueError(f"PK/SK must be SNAPSHOT#<collection> / POINTER, got {pk!r}")
         history = attributes.get("history") or []
         if not isinstance(history, list):
-            raise ValueError(f"history must be a list of strings, got {history!r}")
+            raise ValueError(f"history must be a list of strings, got {readable(history)}")
         return cls(
             collection=as_enum(ChromaDBCollection, pk.removeprefix("SNAPSHOT#"), "collection"),
             version=req_str(attributes, "version"),

@@ -11,6 +11,7 @@ from receipt_dynamo.entities.base import (
     DynamoEntity,
     as_enum,
     check_str,
+    readable,
     req_float,
     req_str,
     set_field,
@@ -48,7 +49,7 @@ class TextElement(DynamoEntity):
         for name in ("angle_degrees", "angle_radians", "confidence"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"{name} must be a number, got {value!r}")
+                raise ValueError(f"{name} must be a number, got {readable(value)}")
             set_field(self, name, float(value))
         if not 0 < self.confidence <= 1:
             raise ValueError(f"confidence must be in (0, 1], got {self.confidence!r}")

@@ -142,7 +142,17 @@ def test_empty_matched_fields_are_omitted() -> None:
             "timestamp_added",
             "yesterday",
         ),
-        (lambda: make_metadata(IMAGE, 1, merchant_name=None), "merchant_name", "None"),
+        (lambda: make_metadata(IMAGE, 1, merchant_name=None), "merchant_name", "got null"),
+        (
+            lambda: make_metadata(IMAGE, 1, merchant_name={"a": "b"}),
+            "merchant_name",
+            'must be a string, got a map {"a": "b"}',
+        ),
+        (
+            lambda: make_metadata(IMAGE, 1, merchant_name=["x", 1]),
+            "merchant_name",
+            'must be a string, got a list ["x", 1]',
+        ),
         (lambda: make_compaction_run(IMAGE, 1, "r1", lines_state="DONE"), "lines_state", "DONE"),
         (lambda: make_word(IMAGE, 1, 1, 1, extracted_data={"v": 3}), "extracted_data", "3"),
     ],

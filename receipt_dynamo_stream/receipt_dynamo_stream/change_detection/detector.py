@@ -8,7 +8,7 @@ from typing import Any, Final
 from boto3.dynamodb.types import TypeDeserializer
 
 from receipt_dynamo.constants import EntityType, ValidationStatus
-from receipt_dynamo.entities import DynamoEntity
+from receipt_dynamo.entities import DynamoEntity, readable
 from receipt_dynamo_stream.change_rules import CHANGE_RULES
 from receipt_dynamo_stream.exceptions import UnparseableRecordError
 from receipt_dynamo_stream.models import FieldChange
@@ -31,7 +31,7 @@ def _normalise(name: str, value: Any) -> str | None:
     if name == "validation_status":
         value = value or ValidationStatus.NONE.value
         if value not in _VALIDATION_STATUSES:
-            raise UnparseableRecordError(f"validation_status is not a status: {value!r}")
+            raise UnparseableRecordError(f"validation_status is not a status: {readable(value)}")
         return str(value)
     if value is None or value == "":
         return None
@@ -39,7 +39,7 @@ def _normalise(name: str, value: Any) -> str | None:
         return value
     if name in TEXT_COMPARED_FIELDS:
         return str(value)
-    raise UnparseableRecordError(f"{name} must be a string, got {value!r}")
+    raise UnparseableRecordError(f"{name} must be a string, got {readable(value)}")
 
 
 def _decode(name: str, raw: Any) -> Any:

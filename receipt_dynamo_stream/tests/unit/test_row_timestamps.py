@@ -16,8 +16,15 @@ import pytest
 from receipt_compaction_tools.testing.factories import make_label, make_metadata
 from receipt_compaction_tools.testing.records import stream_record
 from receipt_dynamo import DynamoEntity
+from receipt_dynamo.constants import EntityType
 from receipt_dynamo.entities import Item
-from receipt_dynamo_stream import StreamMessage, build_messages, get_chromadb_relevant_changes
+from receipt_dynamo_stream import (
+    StreamMessage,
+    UnparseableRecordError,
+    build_messages,
+    get_chromadb_relevant_changes,
+)
+from receipt_dynamo_stream.change_detection.detector import relevant_values_from_image
 
 IMAGE = "3f52804b-2fad-4e00-92c8-b593da3a8ed3"
 EARLIER = "2026-11-28T10:15:00.000000+00:00"
@@ -125,3 +132,11 @@ def test_messages_with_a_malformed_timestamp_are_valid_bodies() -> None:
     new_item["timestamp_added"] = {"N": "7"}
     (message,) = _build("MODIFY", LABEL, new_item)
     assert StreamMessage.from_json(message.to_json()) == message
+
+
+def test_a_map_where_a_string_belongs_is_named_readably() -> None:
+    """An operator reads the bad value as the table holds it, not as a Python repr."""
+    image = {"merchant_name": {"M": {"a": {"S": "b"}}}}
+    with pytest.raises(UnparseableRecordError) as caught:
+        relevant_values_from_image(EntityType.RECEIPT_METADATA, image, {})
+    assert str(caught.value) == 'merchant_name must be a string, got a map {"a": "b"}'

@@ -245,7 +245,7 @@ def version_health(
     )
     common.remember_verified(snapshots.bucket, collection, checked.verified)
     return {
-        "checked": "bytes" if args.deep else "manifests and objects present",
+        "checked": "bytes read back" if args.deep else "manifest hashes, objects listed",
         "ok": checked.ok,
         "versions": [
             {
@@ -253,6 +253,8 @@ def version_health(
                 "role": "current" if v.version == pointer.version else "retained",
                 "format": v.format,
                 "ok": v.ok,
+                # Only damaged objects are restored; a manifest or tarball never is.
+                "repairable": bool(v.damaged) and len(v.problems) == len(v.damaged),
                 "problems": v.problems,
                 "objects": v.objects,
             }
@@ -415,7 +417,7 @@ def _snapshot_lines(snapshot: dict[str, Any] | None) -> list[str]:
         return [f"  versions      {count} retained, all verify ({snapshot['checked']})"]
     lines = [
         f"  versions      {len(damaged)} of {len(snapshot['versions'])} retained DO NOT VERIFY "
-        f"({snapshot['checked']}; snapshot repair restores objects)"
+        f"({snapshot['checked']}; {remedy(damaged)})"
     ]
     for version in damaged:
         for problem in version["problems"]:
@@ -479,10 +481,23 @@ def render_status(result: dict[str, Any], stream: IO[str]) -> None:
     stream.write("\n".join(lines) + "\n")
 
 
-def damaged_versions(result: dict[str, Any]) -> list[str]:
-    """``<collection> <version>`` of every retained version that does not verify."""
+def remedy(damaged: list[dict[str, Any]]) -> str:
+    """What to do about versions that do not verify: repair restores objects only."""
+    fixable = [v["version"] for v in damaged if v["repairable"]]
+    if len(fixable) == len(damaged):
+        return "snapshot repair restores their objects"
+    unfixable = "; ".join(v["version"] for v in damaged if not v["repairable"])
+    text = (
+        f"{unfixable}: a manifest or version that does not verify cannot be repaired — "
+        "snapshot rollback to a version that verifies, or restore its keys from a backup"
+    )
+    return f"{text}; snapshot repair restores the objects of the others" if fixable else text
+
+
+def damaged_versions(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every retained version that does not verify, with ``collection`` added."""
     return [
-        f"{name} {version['version']}"
+        {**version, "collection": name}
         for name, entry in result["collections"].items()
         for version in (entry.get("snapshot") or {}).get("versions", [])
         if not version["ok"]
@@ -495,9 +510,9 @@ def command_status(args: argparse.Namespace, out: Output) -> None:
         out.emit(result, render_status)
         damaged = damaged_versions(result)
         if damaged:
+            names = ", ".join(f"{v['collection']} {v['version']}" for v in damaged)
             raise OperationFailed(
-                f"{len(damaged)} retained version(s) do not verify: {', '.join(damaged)} "
-                "(snapshot repair restores their objects)"
+                f"{len(damaged)} retained version(s) do not verify: {names} ({remedy(damaged)})"
             )
         return
     # --watch: a new report every N seconds; with --json one JSON document per line.

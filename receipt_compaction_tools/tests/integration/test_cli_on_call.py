@@ -625,6 +625,11 @@ def test_a_missing_object_is_restored_from_the_efs_tier(
     assert flagged.code == 1  # a missing object needs no memory: it is listed as absent
     problem = flagged.json["collections"]["lines"]["snapshot"]["versions"][0]["problems"][0]
     assert problem == f"object {sqlite['sha256']} for chroma.sqlite3 is missing"
+    shown = cli(capsys, "status", "--collection", "lines")
+    assert "present" not in shown.out
+    assert "(manifest hashes, objects listed; snapshot repair restores their objects)" in (
+        shown.out
+    )
     repaired = cli(capsys, "snapshot", "repair", "--collection", "lines", "--json")
     assert repaired.code == 0, repaired.out
     (item,) = repaired.json["versions"][0]["objects"]
@@ -642,6 +647,15 @@ def test_a_manifest_that_does_not_verify_is_reported_never_rewritten(
     original = s3().get_object(Bucket=bucket, Key=key)["Body"].read()
     s3().put_object(Bucket=bucket, Key=key, Body=original + b" ")
     try:
+        reported = cli(capsys, "status", "--collection", "lines")
+        assert reported.code == 1
+        assert "snapshot repair restores" not in reported.err + reported.out
+        remedy = (
+            f"{older}: a manifest or version that does not verify cannot be repaired — "
+            "snapshot rollback to a version that verifies, or restore its keys from a backup"
+        )
+        assert remedy in reported.error_line
+        assert f"DO NOT VERIFY (manifest hashes, objects listed; {remedy})" in reported.out
         result = cli(capsys, "snapshot", "repair", "--collection", "lines")
         assert result.code == 1
         assert f"{older}  retained  damaged" in result.out

@@ -16,6 +16,7 @@ import random
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Self
@@ -43,8 +44,10 @@ class LockManager:
         backoff_seconds: tuple[float, float] = (1.0, 5.0),
         safety_margin_seconds: float = defaults.LEASE_SAFETY_MARGIN_SECONDS,
         owner: str | None = None,
+        on_wait: Callable[[LeaseHeldError], None] | None = None,
     ) -> None:
         self.dynamo = dynamo
+        self.on_wait = on_wait  # told once, when acquire starts waiting for a holder
         self.collection = ChromaDBCollection(collection)
         self.duration = duration_seconds
         self.heartbeat_interval = heartbeat_interval_seconds
@@ -68,6 +71,7 @@ class LockManager:
     def acquire(self) -> CompactionLock:
         """Take the lease, waiting with jittered backoff while another holder has it."""
         started = time.monotonic()
+        told = False
         while True:
             pointer = self.dynamo.get_snapshot_pointer(self.collection)
             try:
@@ -78,8 +82,11 @@ class LockManager:
                     pointer_token=pointer.fencing_token if pointer else 0,
                 )
                 break
-            except LeaseHeldError:
+            except LeaseHeldError as held:
                 elapsed = time.monotonic() - started
+                if self.on_wait is not None and not told and elapsed < self.wait_seconds:
+                    self.on_wait(held)
+                    told = True
                 if elapsed >= self.wait_seconds:
                     self.waited_seconds = elapsed
                     raise

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import IO, Any
 
@@ -84,12 +85,17 @@ def _lease(dynamo: Any, collection: str) -> Any:
     wait = LOCK_WAIT.value(environment)
     duration = LOCK_DURATION.value(environment)
     margin = SAFETY_MARGIN.value(environment)
+
+    def tell(held: Exception) -> None:
+        print(f"waiting up to {wait:g} s for the {collection} lease: {held}", file=sys.stderr)
+
     return lambda: LockManager(
         dynamo,
         collection,
         duration_seconds=duration,
         safety_margin_seconds=margin,
         wait_seconds=wait,
+        on_wait=tell,
     )
 
 

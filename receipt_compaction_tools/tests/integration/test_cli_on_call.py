@@ -593,6 +593,11 @@ def test_a_corrupt_object_is_flagged_and_repaired_under_the_lease(
         dynamo.release_lease("words", owner=other.owner or "")
     assert blocked.code == 1
     assert "lease" in blocked.error_line
+    waiting = [line for line in blocked.err.splitlines() if line.startswith("waiting")]
+    assert waiting == [
+        f"waiting up to 1 s for the words lease: lease on words is held by {other.owner} "
+        f"until {other.expires} (token {other.fencing_token})"
+    ]
     assert cli(capsys, "snapshot", "verify", versions[0]).code == 1
 
     before = _lease_token(shell, "words")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -167,7 +168,7 @@ def command_export(args: argparse.Namespace, out: Output) -> None:
         advance = bars("receiving dead letters", args.limit)
         messages = receive_all(sqs, url, visibility=args.visibility_timeout, limit=args.limit)
         advance(len(messages))
-    lines, skipped, errors = [], [], []
+    lines, skipped, errors, listed = [], [], [], []
     for message in messages:
         entry, reason = exportable(message["Body"])
         parked = parked_reason(message["Body"])
@@ -175,6 +176,11 @@ def command_export(args: argparse.Namespace, out: Output) -> None:
             skipped.append({"message_id": message["MessageId"], "reason": reason, "error": parked})
             continue
         lines.append(json.dumps(entry, separators=(",", ":")))
+        # The file stays what replay reads; the ids (to find the compactor's log line for
+        # each message) and SQS attributes go to the output, by line of the file.
+        listed.append(
+            {"line": len(lines), "message_id": message["MessageId"], **sqs_attributes(message)}
+        )
         if parked is not None:
             errors.append(
                 {
@@ -199,6 +205,7 @@ def command_export(args: argparse.Namespace, out: Output) -> None:
         "skipped": skipped,
         "deleted": (len(lines) - not_deleted) if args.delete else 0,
         "file": str(destination),
+        "messages": listed,
         "errors": errors,
     }
     out.emit(result, render_export)
@@ -234,7 +241,8 @@ def _redrive_messages(
         target = args.to
     else:
         raise UsageError("redriving a queue given by URL needs --to <queue url>")
-    sent = []
+    sent: list[dict[str, Any]] = []
+    moved: list[dict[str, Any]] = []
     failed = 0
     for start in range(0, len(messages), SQS_BATCH):
         chunk = messages[start : start + SQS_BATCH]
@@ -253,12 +261,21 @@ def _redrive_messages(
                 for i, m in enumerate(chunk)
             ],
         )
-        ok = {int(s["Id"]) for s in response.get("Successful", [])}
-        failed += len(chunk) - len(ok)
-        sent += [m for i, m in enumerate(chunk) if i in ok]
+        new_ids = {int(s["Id"]): s["MessageId"] for s in response.get("Successful", [])}
+        failed += len(chunk) - len(new_ids)
+        for i, m in enumerate(chunk):
+            if i in new_ids:
+                sent.append(m)
+                moved.append({"message_id": m["MessageId"], "new_message_id": new_ids[i]})
     not_deleted = delete_messages(sqs, source, sent)
     release(sqs, source, [m for m in messages if m not in sent])
-    return {"target": target, "sent": len(sent), "failed": failed, "not_deleted": not_deleted}
+    return {
+        "target": target,
+        "sent": len(sent),
+        "failed": failed,
+        "not_deleted": not_deleted,
+        "moved": moved,
+    }
 
 
 def _redrive_parked(
@@ -319,10 +336,33 @@ def _redrive_parked(
     }
 
 
+def sqs_attributes(message: dict[str, Any]) -> dict[str, Any]:
+    """How often the message was received and when it was first sent and received."""
+    attributes = message.get("Attributes", {})
+
+    def at(name: str) -> str | None:
+        millis = attributes.get(name)
+        if millis is None:
+            return None
+        return datetime.fromtimestamp(int(millis) / 1000, UTC).isoformat(timespec="seconds")
+
+    count = attributes.get("ApproximateReceiveCount")
+    return {
+        "receive_count": None if count is None else int(count),
+        "sent_at": at("SentTimestamp"),
+        "first_received_at": at("ApproximateFirstReceiveTimestamp"),
+    }
+
+
 def render_export(result: dict[str, Any], stream: IO[str]) -> None:
     common.render_mapping(
-        {k: v for k, v in result.items() if k not in ("skipped", "errors")}, stream
+        {k: v for k, v in result.items() if k not in ("skipped", "errors", "messages")}, stream
     )
+    for entry in result["messages"]:
+        stream.write(
+            f"line {entry['line']}  message_id {entry['message_id']}  received "
+            f"{entry['receive_count']} times  sent {entry['sent_at']}\n"
+        )
     for entry in result["skipped"]:
         stream.write(f"skipped  {entry['message_id']}: {entry['reason']}\n")
     for entry in result["errors"]:
@@ -330,7 +370,13 @@ def render_export(result: dict[str, Any], stream: IO[str]) -> None:
 
 
 def render_redrive(result: dict[str, Any], stream: IO[str]) -> None:
-    common.render_mapping({k: v for k, v in result.items() if k != "still_parked"}, stream)
+    common.render_mapping(
+        {k: v for k, v in result.items() if k not in ("still_parked", "moved")}, stream
+    )
+    for entry in result.get("moved", []):
+        stream.write(
+            f"moved  {entry['message_id']} -> {result['target']} as {entry['new_message_id']}\n"
+        )
     for entry in result.get("still_parked", []):
         stream.write(f"still parked  {entry['keys']}: {entry['reason']}\n")
 

@@ -371,6 +371,40 @@ def test_redrive_prints_why_each_record_stays_parked(
     assert json.loads(exported.read_text())["error"] == "id 00000"
 
 
+def test_dlq_export_names_each_message_and_redrive_says_what_it_moved(
+    shell: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The runbook: the id of each dead letter, to find the compactor's log line for it."""
+    sqs = boto3.client("sqs")
+    dlq, queue = shell["WORDS_DLQ_URL"], shell["WORDS_QUEUE_URL"]
+    body = json.dumps({"schema_version": 99})  # what the compactor logs as invalid
+    message_id = sqs.send_message(QueueUrl=dlq, MessageBody=body)["MessageId"]
+    for _ in range(2):  # two failed deliveries before it is exported
+        (received,) = sqs.receive_message(QueueUrl=dlq, VisibilityTimeout=0)["Messages"]
+        assert received["MessageId"] == message_id
+    exported = Path(shell["HOME_DIR"]) / "words-dlq.jsonl"
+    dumped = cli(capsys, "dlq", "export", "words", "-o", str(exported), "--force", "--json")
+    assert dumped.code == 0, dumped.err
+    (entry,) = dumped.json["messages"]
+    assert entry["line"] == 1
+    assert entry["message_id"] == message_id
+    assert entry["receive_count"] == 3  # the export's own receive counts too
+    assert exported.read_text() == body.replace(" ", "") + "\n"  # replay's input, unchanged
+    text = cli(capsys, "dlq", "export", "words", "-o", str(exported), "--force")
+    assert f"line 1  message_id {message_id}  received 4 times  sent " in text.out
+
+    moved = cli(capsys, "dlq", "redrive", "words")
+    assert moved.code == 0, moved.err
+    (line,) = [line for line in moved.out.splitlines() if line.startswith("moved")]
+    assert line.startswith(f"moved  {message_id} -> {queue} as ")
+    new_id = line.rsplit(" ", 1)[-1]
+    assert visible(dlq) == 0
+    on_queue = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+    (redriven,) = [m for m in on_queue if m["MessageId"] == new_id]
+    assert redriven["Body"] == body
+    sqs.delete_message(QueueUrl=queue, ReceiptHandle=redriven["ReceiptHandle"])
+
+
 # --- status: freshness ----------------------------------------------------------------------
 
 

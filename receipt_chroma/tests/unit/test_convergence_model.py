@@ -6,14 +6,15 @@ creates receipts, adds CompactionRuns whose deltas cover random subsets of a rec
 lines and words (plus ids that never get rows), edits and deletes labels and merchant
 metadata (invalid rows and timestamps with offsets or without a zone included), deletes
 words, lines and receipts and re-creates receipts. Every change is written as raw items
-to a real (moto, in-process) DynamoDB table; messages are built by the real stream code
-from the table's real stream and reach the real ``CompactionCycle`` over moto S3/DynamoDB
-and real Chroma, shuffled, duplicated, split across cycles and redelivered, while faults
-are injected: a delta uploaded only after its run row, a Chroma write that raises
-mid-merge (before or after writing), and the lease taken away before publishing. Failed
-messages are re-queued. Once the queues are drained, the PUBLISHED version of each
-collection must equal what the independent oracle computes from the final table: ids,
-which run's vector each record holds, documents and every metadata key.
+to a real (moto, in-process) DynamoDB table, together with the stream record DynamoDB
+makes for each write (``NEW_AND_OLD_IMAGES``, as Lambda delivers it); messages are built
+from those records by the real stream code and reach the real ``CompactionCycle`` over
+moto S3/DynamoDB and real Chroma, shuffled, duplicated, split across cycles and
+redelivered, while faults are injected: a delta uploaded only after its run row, a Chroma
+write that raises mid-merge (before or after writing), and the lease taken away before
+publishing. Failed messages are re-queued. Once the queues are drained, the PUBLISHED
+version of each collection must equal what the independent oracle computes from the final
+table: ids, which run's vector each record holds, documents and every metadata key.
 
 Modelling rules that keep the expected state a function of the final table (SPEC §3.3 and
 §5.4 make these inherent, they are not product leniency): a word or line deleted on its
@@ -22,17 +23,20 @@ all of them (older or newer than the deleted receipt's runs); deleting a receipt
 its rows; every label/metadata write is an INSERT or changes a §3.2 field; relevant fields
 always validate (invalid rows are made with unparseable timestamps).
 
-``CONVERGENCE_EXAMPLES`` (default 25: about 3 minutes on this 2-core machine) and
-``CONVERGENCE_STEPS`` (default 8) size the run
-(``make reliability`` is meant to run 5,000); ``CONVERGENCE_SHRINK=1`` shrinks a failure
-(minutes: every step replays real cycles). Run with ``-s`` to see what was exercised
-(cycles, faults fired, records and keys compared, timings).
+``CONVERGENCE_EXAMPLES`` (default 50, the sample ``make test`` runs; ``make reliability``
+runs 500) sizes the sample. It is cut into shards of at most 25 examples, each a test of its
+own whose hypothesis seed is fixed (``CONVERGENCE_SEED``, default 0, plus the shard's
+index), so the sample is the same on every run and shards run in parallel under
+pytest-xdist. ``CONVERGENCE_STEPS`` (default 8) sizes an example; ``CONVERGENCE_SHRINK=1``
+shrinks a failure (minutes: every step replays real cycles). Run with ``-s`` to see what
+was exercised (cycles, faults fired, records and keys compared, timings).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import random
 import shutil
@@ -46,7 +50,7 @@ from typing import Any
 import boto3
 import pytest
 from chromadb.api.models.Collection import Collection
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, Phase, seed, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -58,17 +62,23 @@ from hypothesis.stateful import (
 from moto import mock_aws
 
 from receipt_chroma.compaction import CompactionConfig, CompactionCycle, write_delta
-from receipt_compaction_tools.aws.streams import StreamReader
 from receipt_compaction_tools.testing import spec_oracle as oracle
 from receipt_compaction_tools.testing.published import (
     PublishedRecord,
     download_version,
     read_collection,
 )
+from receipt_compaction_tools.testing.records import stream_record
 from receipt_dynamo import DynamoClient, create_table
 from receipt_dynamo_stream import StreamMessage, build_messages
 
-EXAMPLES = int(os.environ.get("CONVERGENCE_EXAMPLES", "25"))
+EXAMPLES = int(os.environ.get("CONVERGENCE_EXAMPLES", "50"))
+# The sample is cut into shards of at most SHARD_EXAMPLES examples, each a test of its own
+# with a fixed hypothesis seed (CONVERGENCE_SEED + its index): shards run in parallel under
+# pytest-xdist, and a failing shard replays alone by its test id.
+SHARD_EXAMPLES = 25
+SHARDS = max(1, math.ceil(EXAMPLES / SHARD_EXAMPLES))
+FIRST_SEED = int(os.environ.get("CONVERGENCE_SEED", "0"))
 STEPS = int(os.environ.get("CONVERGENCE_STEPS", "8"))
 # Shrinking a failure takes minutes (every step replays real cycles): by default the first
 # failing example is reported as found; CONVERGENCE_SHRINK=1 shrinks it.
@@ -78,7 +88,6 @@ PHASES = (Phase.explicit, Phase.reuse, Phase.generate, Phase.target) + (
 DIMENSION = 4
 TABLE = "receipts-convergence"
 BUCKET = "chroma-convergence"
-STAGING_BUCKET = "producer-staging"
 
 # Receipt slots: two receipts of one image (v4 id) and one of another image (v5 id).
 IMAGE_A = "3f2a8c1e-5b7d-4e09-9c3a-6d1f0b2e4a58"
@@ -92,6 +101,9 @@ INVALID_TIMESTAMP = "not-a-time"
 TIME_STYLES = ("utc", "offset", "naive", "zulu", "plus")
 LABEL_NAMES = ("TOTAL", "TAX", "DATE")
 LABEL_STATUSES = ("PENDING", "VALID", "PENDING", "VALID", "INVALID", "NONE", "NEEDS_REVIEW", None)
+
+# A row written: its key, the image it had (None: new) and the image it gets (None: deleted).
+RowChange = tuple[tuple[str, str], dict[str, Any] | None, dict[str, Any] | None]
 
 CLEAN_ROUNDS_MAX = 2  # drain rounds without faults before the queues must be empty
 
@@ -134,25 +146,16 @@ def subsets(rows: frozenset[Any], phantoms: frozenset[Any]) -> st.SearchStrategy
 # --- deltas: produced by the product's producer, cached across examples ------------------
 
 
-class CapturingS3:
-    """The S3 client handed to the producer: keeps a copy of every object it uploads (so
-    the delta can be placed later, or in another example, without reading it back)."""
+class CapturedUploads:
+    """The S3 client handed to the producer: it keeps the bytes of every file the producer
+    uploads instead of sending them, so that the example places the delta in the bucket
+    when it decides (or never), and later examples reuse it. Any other S3 call fails."""
 
-    def __init__(self, client: Any) -> None:
-        self._client = client
+    def __init__(self) -> None:
         self.uploads: dict[str, bytes] = {}
 
-    def upload_file(self, filename: str, bucket: str, key: str, *args: Any, **kwargs: Any) -> None:
+    def upload_file(self, filename: str, bucket: str, key: str) -> None:
         self.uploads[key] = Path(filename).read_bytes()
-        self._client.upload_file(filename, bucket, key, *args, **kwargs)
-
-    def put_object(self, **kwargs: Any) -> Any:
-        body = kwargs["Body"]
-        self.uploads[kwargs["Key"]] = body if isinstance(body, bytes) else body.read()
-        return self._client.put_object(**{**kwargs, "Body": self.uploads[kwargs["Key"]]})
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
 
 
 class DeltaCache:
@@ -167,7 +170,7 @@ class DeltaCache:
         self.hits = 0
 
     def produce(
-        self, s3: Any, image_id: str, receipt_id: int, run: oracle.RunRow, collection: str
+        self, image_id: str, receipt_id: int, run: oracle.RunRow, collection: str
     ) -> tuple[str, list[tuple[str, bytes]]]:
         ids = oracle.run_record_ids(image_id, receipt_id, run, collection)
         key = (collection, run.run_id, tuple(ids))
@@ -176,9 +179,13 @@ class DeltaCache:
             return self.entries[key]
         self.misses += 1
         records = oracle.delta_records(image_id, receipt_id, run, collection, DIMENSION)
-        producer = CapturingS3(s3)
+        producer = CapturedUploads()
         prefix = write_delta(
-            records, collection, bucket=STAGING_BUCKET, run_id=run.run_id, s3_client=producer
+            records,
+            collection,
+            bucket=BUCKET,
+            run_id=run.run_id,
+            s3_client=producer,
         )
         objects = sorted(producer.uploads.items())
         assert objects, f"write_delta uploaded nothing for {prefix}"
@@ -274,28 +281,23 @@ class Aws:
     mock: Any
     ddb: Any
     s3: Any
-    streams: Any
 
     def fresh(self) -> None:
         self.mock.reset()
 
 
 class World:
-    """One example's table (with its stream), buckets, EFS and work directories, in a
-    freshly reset moto account."""
+    """One example's table, buckets, EFS and work directories, in a freshly reset moto
+    account, and the stream records of the example's writes not yet turned into messages."""
 
     def __init__(self, aws: Aws, root: Path) -> None:
         aws.fresh()
         self.root = root
         self.ddb, self.s3 = aws.ddb, aws.s3
-        self.stream_arn = create_table(TABLE, client=self.ddb)
+        create_table(TABLE, client=self.ddb)
         self.s3.create_bucket(Bucket=BUCKET)
-        self.s3.create_bucket(Bucket=STAGING_BUCKET)
         self.dynamo = DynamoClient(TABLE)
-        self.streams = aws.streams
-        self.reader = StreamReader(self.stream_arn, client=self.streams)
-        self.seen_records: set[str] = set()
-        self.reread = False
+        self.stream: list[dict[str, Any]] = []
         self.config = CompactionConfig(
             table_name=TABLE,
             bucket=BUCKET,
@@ -312,31 +314,34 @@ class World:
         shutil.rmtree(self.root, ignore_errors=True)
 
     def stream_records(self) -> list[dict[str, Any]]:
-        """The stream records not read before, as Lambda delivers them.
+        """The stream records written since the last call, oldest first."""
+        records, self.stream = self.stream, []
+        return records
 
-        moto 5.2.5 rolls a cancelled TransactWriteItems back by replacing the table with a
-        deep copy taken before it (stream shard included): iterators opened earlier keep
-        following the discarded shard (which also shows the rolled-back writes), and later
-        records reuse its sequence numbers. So after a cycle that may have had a publish
-        refused (``reread``), the stream is read again from TRIM_HORIZON with fresh
-        iterators and records are told apart by ``eventID``.
+    def write(self, changes: list[RowChange]) -> None:
+        """Write rows in order (a row without a new image is deleted) and record the stream
+        record DynamoDB makes for each write, as Lambda delivers it.
+
+        The records are built here rather than read back through moto's stream API (the
+        stream's own shape is proven by receipt_dynamo_stream's tests and the integration
+        tests, which read moto's real stream). An old image is the row this example wrote;
+        the compactor changes only its runs' state, and neither a run's MODIFY nor its
+        REMOVE makes a message (SPEC §3.3), nor do its lease and pointer rows.
         """
-        if self.reread:
-            self.reader = StreamReader(self.stream_arn, client=self.streams)
-            self.reread = False
-        fresh = [r for r in self.reader.read() if r["eventID"] not in self.seen_records]
-        self.seen_records.update(r["eventID"] for r in fresh)
-        return fresh
-
-    def write(self, puts: list[dict[str, Any]], deletes: list[tuple[str, str]]) -> None:
         requests: list[dict[str, Any]] = [
-            {"DeleteRequest": {"Key": {"PK": {"S": pk}, "SK": {"S": sk}}}} for pk, sk in deletes
+            {"DeleteRequest": {"Key": {"PK": {"S": pk}, "SK": {"S": sk}}}}
+            if new is None
+            else {"PutRequest": {"Item": new}}
+            for (pk, sk), _, new in changes
         ]
-        requests += [{"PutRequest": {"Item": item}} for item in puts]
         for start in range(0, len(requests), 25):
             chunk = requests[start : start + 25]
             response = self.ddb.batch_write_item(RequestItems={TABLE: chunk})
             assert not response.get("UnprocessedItems"), response["UnprocessedItems"]
+        created = int(time.time())
+        for _, old, new in changes:
+            event = "REMOVE" if new is None else "MODIFY" if old is not None else "INSERT"
+            self.stream.append(stream_record(event, old=old, new=new, created=created))
 
     def image_items(self) -> dict[tuple[str, str], dict[str, Any]]:
         items: dict[tuple[str, str], dict[str, Any]] = {}
@@ -467,10 +472,13 @@ class ConvergenceMachine(RuleBasedStateMachine):
     def sync(self) -> None:
         """Write the model's changes to the table: deletions, then rows, then new runs."""
         items = self.model.items()
-        deletes = [key for key in self.written if key not in items]
-        puts = [item for key, item in items.items() if self.written.get(key) != item]
-        puts.sort(key=lambda item: item["TYPE"]["S"] == "COMPACTION_RUN")
-        self.world.write(puts, deletes)
+        deletes: list[RowChange] = [
+            (key, item, None) for key, item in self.written.items() if key not in items
+        ]
+        changed = [(key, item) for key, item in items.items() if self.written.get(key) != item]
+        changed.sort(key=lambda pair: pair[1]["TYPE"]["S"] == "COMPACTION_RUN")
+        puts: list[RowChange] = [(key, self.written.get(key), item) for key, item in changed]
+        self.world.write(deletes + puts)
         self.written = items
 
     def live(self) -> list[oracle.ReceiptState]:
@@ -507,7 +515,7 @@ class ConvergenceMachine(RuleBasedStateMachine):
         run = oracle.RunRow(run_id, created_at, line_ids, word_ids, "", "")
         prefixes = {}
         for collection in oracle.COLLECTIONS:
-            prefix, objects = DELTAS.produce(self.world.s3, image_id, receipt_id, run, collection)
+            prefix, objects = DELTAS.produce(image_id, receipt_id, run, collection)
             prefixes[collection] = prefix
             if missing in (collection, "both"):
                 self.missing_deltas += objects
@@ -844,8 +852,6 @@ class ConvergenceMachine(RuleBasedStateMachine):
         count("messages delivered", len(batch))
         count("messages failed", len(result.failures))
         count("versions published", int(result.published_version is not None))
-        if result.cause is not None:
-            self.world.reread = True  # a refused publish may have been rolled back by moto
         batch_ids = {message_id for message_id, _ in batch}
         failed = {f.message_id: f.reason for f in result.failures}
         assert set(failed) <= batch_ids, f"failures name ids not in the batch: {failed}"
@@ -875,7 +881,7 @@ class ConvergenceMachine(RuleBasedStateMachine):
         still see faults (``drain_faults``) and deltas not yet uploaded; later rounds see
         neither. Each round shuffles the queue, adds redeliveries and may split it across
         two cycles."""
-        self.pump()  # the table does not change while draining: one read of the stream
+        self.pump()  # the table does not change while draining
         faults = list(self.drain_faults)
         for round_number in range(1 + CLEAN_ROUNDS_MAX):
             if round_number == 1:
@@ -1066,7 +1072,6 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
             mock,
             boto3.client("dynamodb"),
             boto3.client("s3"),
-            boto3.client("dynamodbstreams"),
         )
     finally:
         mock.stop()
@@ -1079,35 +1084,44 @@ def chroma_write_faults(monkeypatch: pytest.MonkeyPatch) -> ChromaWriteFaults:
     return faults
 
 
+def sample_settings(examples: int) -> settings:
+    """Hypothesis settings of a convergence sample: deterministic, no database, no deadline."""
+    return settings(
+        max_examples=examples,
+        stateful_step_count=STEPS,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        phases=PHASES,
+        suppress_health_check=[
+            HealthCheck.too_slow,
+            HealthCheck.filter_too_much,
+            HealthCheck.data_too_large,
+            HealthCheck.large_base_example,
+        ],
+    )
+
+
+def shard_examples(shard: int) -> int:
+    """The examples of one shard: EXAMPLES spread evenly over the shards."""
+    return EXAMPLES // SHARDS + int(shard < EXAMPLES % SHARDS)
+
+
 @pytest.mark.slow
-@pytest.mark.timeout(max(600, EXAMPLES * 10))
+@pytest.mark.timeout(max(600, SHARD_EXAMPLES * 24))
+@pytest.mark.parametrize("shard", range(SHARDS), ids=lambda shard: f"seed-{FIRST_SEED + shard}")
 def test_compactor_converges_to_the_oracle(
-    aws: Aws, tmp_path: Path, chroma_write_faults: ChromaWriteFaults
+    shard: int, aws: Aws, tmp_path: Path, chroma_write_faults: ChromaWriteFaults
 ) -> None:
     examples = iter(range(10**9))
 
+    @seed(FIRST_SEED + shard)
     def machine() -> ConvergenceMachine:
         return ConvergenceMachine(aws, tmp_path / f"example-{next(examples)}", chroma_write_faults)
 
     STATS.clear()
     started = time.perf_counter()
-    run_state_machine_as_test(
-        machine,
-        settings=settings(
-            max_examples=EXAMPLES,
-            stateful_step_count=STEPS,
-            deadline=None,
-            derandomize=True,
-            database=None,
-            phases=PHASES,
-            suppress_health_check=[
-                HealthCheck.too_slow,
-                HealthCheck.filter_too_much,
-                HealthCheck.data_too_large,
-                HealthCheck.large_base_example,
-            ],
-        ),
-    )
+    run_state_machine_as_test(machine, settings=sample_settings(shard_examples(shard)))
     STATS["delta cache hits"], STATS["delta cache misses"] = DELTAS.hits, DELTAS.misses
     print(
         f"convergence: {time.perf_counter() - started:.1f} s, {json.dumps(STATS, sort_keys=True)}"

@@ -1,7 +1,8 @@
 """The convergence model of SPEC §5.4 with a Chroma server as the sink (§12).
 
 The same state machine as ``test_convergence_model`` — the same table model and oracle,
-messages from the real stream, shuffled, duplicated and redelivered, the same faults (a
+messages built by the real stream code from the stream records of the table writes,
+shuffled, duplicated and redelivered, the same faults (a
 delta uploaded late, a Chroma write raising before or after it is done, the lease taken
 away once the batch is applied) — drives real ``CompactionCycle``s whose sink is a real
 ``chroma run`` server (the session's; each example starts from empty collections of its
@@ -26,13 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
 from test_convergence_model import (
     DELTAS,
-    PHASES,
     STATS,
-    STEPS,
     Aws,
     ChromaWriteFaults,
     ConvergenceMachine,
@@ -40,6 +38,7 @@ from test_convergence_model import (
     World,
     aws,
     count,
+    sample_settings,
 )
 
 from receipt_chroma.chroma_http import RetryPolicy
@@ -175,23 +174,7 @@ def test_compactor_converges_to_the_oracle_on_a_chroma_server(
 
     STATS.clear()
     started = time.perf_counter()
-    run_state_machine_as_test(
-        machine,
-        settings=settings(
-            max_examples=EXAMPLES,
-            stateful_step_count=STEPS,
-            deadline=None,
-            derandomize=True,
-            database=None,
-            phases=PHASES,
-            suppress_health_check=[
-                HealthCheck.too_slow,
-                HealthCheck.filter_too_much,
-                HealthCheck.data_too_large,
-                HealthCheck.large_base_example,
-            ],
-        ),
-    )
+    run_state_machine_as_test(machine, settings=sample_settings(EXAMPLES))
     STATS["delta cache hits"], STATS["delta cache misses"] = DELTAS.hits, DELTAS.misses
     print(
         f"convergence (server sink): {time.perf_counter() - started:.1f} s, "

@@ -30,14 +30,20 @@ $(STAMP): $(BIN)/python $(PYPROJECTS)
 
 install: $(STAMP)
 
+# Tests run in parallel, one pytest-xdist worker per core (PYTEST_WORKERS=0: in one process).
+# conftest.py starts the slow tests first, each on its own, and keeps every other test with
+# its module; --no-loadscope-reorder keeps that order.
+PYTEST_WORKERS ?= auto
+XDIST_ARGS = -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+
 test: install
-	$(BIN)/pytest $(TEST_PATHS) $(PYTEST_ARGS)
+	$(BIN)/pytest $(XDIST_ARGS) $(TEST_PATHS) $(PYTEST_ARGS)
 
 test-unit: install
-	$(BIN)/pytest $(wildcard $(addsuffix /unit,$(TEST_PATHS))) $(PYTEST_ARGS)
+	$(BIN)/pytest $(XDIST_ARGS) $(wildcard $(addsuffix /unit,$(TEST_PATHS))) $(PYTEST_ARGS)
 
 test-integration: install
-	$(BIN)/pytest $(wildcard $(addsuffix /integration,$(TEST_PATHS))) $(PYTEST_ARGS)
+	$(BIN)/pytest $(XDIST_ARGS) $(wildcard $(addsuffix /integration,$(TEST_PATHS))) $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -113,6 +113,7 @@ def queues(mocked_aws: None, monkeypatch: pytest.MonkeyPatch) -> FreshQueues:
     return FreshQueues(monkeypatch)
 
 
+@pytest.mark.slow
 @settings(
     max_examples=2000,
     deadline=None,

@@ -170,9 +170,16 @@ def _rollback(args: argparse.Namespace, collection: str) -> dict[str, Any]:
         verified_etags=common.verified_etags(snapshots.bucket, collection),
     ).versions[0]
     if not checked.ok:  # what verify would say (exit 1), before anything changes
+        # Repair restores objects only; a manifest that does not verify stays as it is.
+        repairable = len(checked.problems) == len(checked.damaged)
+        remedy = (
+            "snapshot repair restores its objects"
+            if repairable
+            else "it cannot be repaired: roll back to another version that verifies"
+        )
         raise OperationFailed(
             f"{collection} version {args.version} does not verify: "
-            f"{'; '.join(checked.problems)}; nothing changed (snapshot repair restores objects)"
+            f"{'; '.join(checked.problems)}; nothing changed ({remedy})"
         )
     common.confirm(
         f"move the {collection} pointer from {pointer.version if pointer else None} to "

@@ -695,6 +695,11 @@ def test_a_manifest_that_does_not_verify_is_reported_never_rewritten(
         )
         assert remedy in reported.error_line
         assert f"DO NOT VERIFY (manifest hashes, objects listed; {remedy})" in reported.out
+        refused = cli(capsys, "snapshot", "rollback", older, "--collection", "lines", "--yes")
+        assert refused.code == 1
+        assert refused.error_line.endswith(
+            "nothing changed (it cannot be repaired: roll back to another version that verifies)"
+        )
         result = cli(capsys, "snapshot", "repair", "--collection", "lines")
         assert result.code == 1
         assert f"{older}  retained  damaged" in result.out

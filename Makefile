@@ -30,11 +30,11 @@ $(STAMP): $(BIN)/python $(PYPROJECTS)
 
 install: $(STAMP)
 
-# Tests run in parallel, one pytest-xdist worker per core (PYTEST_WORKERS=0: in one process).
-# conftest.py starts the slow tests first, each on its own, and keeps every other test with
-# its module; --no-loadscope-reorder keeps that order.
+# Tests run in parallel, one pytest-xdist worker per core (PYTEST_WORKERS=0: in one process),
+# file by file in collection order: conftest.py collects the slow tests first.
+# (--dist loadgroup does not group with pytest 9.2: pytest-xdist issue 1386.)
 PYTEST_WORKERS ?= auto
-XDIST_ARGS = -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+XDIST_ARGS = -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test: install
 	$(BIN)/pytest $(XDIST_ARGS) $(TEST_PATHS) $(PYTEST_ARGS)

@@ -26,8 +26,9 @@ always validate (invalid rows are made with unparseable timestamps).
 ``CONVERGENCE_EXAMPLES`` (default 50, the sample ``make test`` runs; ``make reliability``
 runs 500) sizes the sample. It is cut into shards of at most 25 examples, each a test of its
 own whose hypothesis seed is fixed (``CONVERGENCE_SEED``, default 0, plus the shard's
-index), so the sample is the same on every run and shards run in parallel under
-pytest-xdist. ``CONVERGENCE_STEPS`` (default 8) sizes an example; ``CONVERGENCE_SHRINK=1``
+index), so the sample is the same on every run, a failing shard replays alone by its test
+id, and a large sample spreads over workers (``pytest -n auto``, xdist's default
+``--dist load``). ``CONVERGENCE_STEPS`` (default 8) sizes an example; ``CONVERGENCE_SHRINK=1``
 shrinks a failure (minutes: every step replays real cycles). Run with ``-s`` to see what
 was exercised (cycles, faults fired, records and keys compared, timings).
 """
@@ -74,8 +75,7 @@ from receipt_dynamo_stream import StreamMessage, build_messages
 
 EXAMPLES = int(os.environ.get("CONVERGENCE_EXAMPLES", "50"))
 # The sample is cut into shards of at most SHARD_EXAMPLES examples, each a test of its own
-# with a fixed hypothesis seed (CONVERGENCE_SEED + its index): shards run in parallel under
-# pytest-xdist, and a failing shard replays alone by its test id.
+# with a fixed hypothesis seed (CONVERGENCE_SEED + its index).
 SHARD_EXAMPLES = 25
 SHARDS = max(1, math.ceil(EXAMPLES / SHARD_EXAMPLES))
 FIRST_SEED = int(os.environ.get("CONVERGENCE_SEED", "0"))

@@ -4,7 +4,8 @@ Docs name files in several ways: from the repository root (``bench/reliability.p
 from a package folder (``receipt_chroma/compaction/cycle.py`` for
 ``receipt_chroma/receipt_chroma/compaction/cycle.py``), from inside a package
 (``compaction/config.py``), or as a relative markdown link. A name counts as a path when
-its last part has a file extension or it ends with ``/``; it must resolve one of those ways.
+its last part has a file extension, or it is a folder of two parts or more (``bench/results/``;
+a lone ``objects/`` is an S3 prefix); it must resolve one of those ways.
 Build outputs (``dist/``) and machine paths (``/mnt/…``) are not repository paths.
 """
 
@@ -39,7 +40,7 @@ def named_paths(doc: Path) -> list[str]:
             name
             for name in names
             if not name.startswith(NOT_IN_REPOSITORY)
-            and (EXTENSION.search(name) or name.endswith("/"))
+            and (EXTENSION.search(name) or (name.endswith("/") and "/" in name[:-1]))
         }
     )
 

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -65,6 +66,16 @@ def killed_threads_quiet() -> Iterator[None]:
 
 def _no_block(_: Stop) -> None:
     return None
+
+
+@dataclass(frozen=True)
+class Publish:
+    """A publish while settling: when its cycle started, S3 just before, and whether its
+    retention was skipped."""
+
+    started: float
+    before: dict[str, datetime]
+    retention_skipped: bool
 
 
 class ScheduleRun:
@@ -219,10 +230,11 @@ class ScheduleRun:
     # --- settling ---------------------------------------------------------------------------
 
     def _settle(self) -> None:
-        """One more change arrives (A1's merchant renamed), then what was not acknowledged
-        is redelivered until none is left: a surviving container keeps its warm copy (its
-        process restarted, faults gone); a killed one is replaced. The last publish's
-        retention is what I6 judges."""
+        """What was not acknowledged is redelivered, with one more change, until none is
+        left: a surviving container keeps its warm copy (its process restarted, faults
+        gone); a killed one is replaced. I6 judges the retention of the last publish; when
+        that retention was skipped (the lease's deadline came too close), another change
+        gives the next holder its turn."""
         containers: list[Container] = []
         for actor in self.actors:
             if actor.kind is not ActorKind.CYCLE:
@@ -234,10 +246,21 @@ class ScheduleRun:
                 containers.append(actor.container)
         if not containers:
             containers.append(self._container("settler", ActorKind.CYCLE))
-        self.world.write_rows(self.scenario.table, self.scenario.final)
-        final = self.scenario.final_message
-        self.pending[final.message_id] = final
-        last_publish: tuple[float, dict[str, datetime]] | None = None
+        table = self.scenario.table
+        publish: Publish | None = None
+        for model, message in self.scenario.final_changes:
+            self.world.write_rows(table, model)
+            table = model
+            self.pending[message.message_id] = message
+            publish = self._deliver(containers, model)
+            if self.pending or publish is None or not publish.retention_skipped:
+                break
+            self.outcome.notes.append("the last publish skipped retention: one more change")
+        self._judge(table, publish)
+
+    def _deliver(self, containers: list[Container], model: TableModel) -> Publish | None:
+        """Cycles until nothing is pending (at most ``SETTLE_ROUNDS``); the last publish."""
+        publish = None
         for round_number in range(SETTLE_ROUNDS):
             if not self.pending:
                 break
@@ -251,9 +274,14 @@ class ScheduleRun:
                 self.outcome.notes.append(f"{container.name} cycle raised: {error!r}")
                 self.reasons |= {m.message_id: f"the cycle raised {error!r}" for m in batch}
                 continue
-            self._acknowledge(container.name, batch, result, self.scenario.final)
+            self._acknowledge(container.name, batch, result, model)
             if isinstance(result, CycleResult) and result.published_version is not None:
-                last_publish = (started, before)
+                # RetentionSkipped (contract §9 rev 3); absent before revision 3.
+                skipped = bool(getattr(result, "retention_skipped", 0))
+                publish = Publish(started, before, skipped)
+        return publish
+
+    def _judge(self, table: TableModel, publish: Publish | None) -> None:
         if self.pending:
             stuck = "; ".join(
                 f"{mid}: {self.reasons.get(mid, '?')}" for mid in sorted(self.pending)
@@ -261,14 +289,21 @@ class ScheduleRun:
             self.outcome.violations.append(
                 Violation("SETTLE", f"still failing after {SETTLE_ROUNDS} rounds: {stuck}")
             )
-        self.checks.settled(self.scenario.final, converged=not self.pending)
+        self.checks.settled(table, converged=not self.pending)
         if self.world.sink is not Sink.SNAPSHOT or self.pending:
             return
-        if last_publish is None:
+        if publish is None:
             self.outcome.notes.append("nothing was published while settling: I6 not judged")
             return
-        started, before = last_publish
-        self.outcome.retention_exercised = self.checks.retention(before, started)
+        if publish.retention_skipped:
+            self.outcome.violations.append(
+                Violation(
+                    "I6",
+                    f"retention skipped by the last publish of each of "
+                    f"{len(self.scenario.final_changes)} changes in a row",
+                )
+            )
+        self.outcome.retention_exercised = self.checks.retention(publish.before, publish.started)
 
 
 def run_schedule(

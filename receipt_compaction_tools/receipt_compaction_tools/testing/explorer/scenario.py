@@ -13,13 +13,15 @@ changes — one batch per cycle actor, so the actors compete over different work
 - batch 2: run R4 (a third receipt, A2), a PENDING label on its word.
 
 In the ``empty`` world nothing is published, and batch 0 also carries R1's message: the
-first cycle to run bootstraps the collection. Once every actor is done and the queues are
-drained, one more change (A1's merchant renamed) gives the system a last publish whose
-retention the final check relies on.
+first cycle to run bootstraps the collection. Once every actor is done, one more change
+(A1's merchant renamed) gives the system a last publish whose retention the final check
+relies on; when that retention was skipped (its lease's deadline came too close), the
+merchant is renamed again, up to ``FINAL_CHANGES`` times.
 """
 
 from __future__ import annotations
 
+import copy
 import uuid
 from dataclasses import dataclass, field, replace
 
@@ -113,13 +115,18 @@ def changed_model() -> oracle.TableModel:
     return model
 
 
-def final_model() -> oracle.TableModel:
-    """The table after the last change: A1's merchant renamed."""
-    model = changed_model()
-    a1 = model.receipts[(IMAGE_A, 1)]
+FINAL_CHANGES = 3
+
+
+def _renamed(model: oracle.TableModel, change: int) -> oracle.TableModel:
+    """``model`` with A1's merchant renamed for the ``change``-th time after the batches."""
+    renamed = copy.deepcopy(model)
+    a1 = renamed.receipts[(IMAGE_A, 1)]
     assert a1.metadata is not None
-    a1.metadata = replace(a1.metadata, merchant_name="Final Mkt", timestamp=T.format("12:00"))
-    return model
+    a1.metadata = replace(
+        a1.metadata, merchant_name=f"Final Mkt {change}", timestamp=T.format(f"12:{change:02d}")
+    )
+    return renamed
 
 
 def _run_message(message_id: str, sequence: int, run: oracle.RunRow) -> QueuedMessage:
@@ -165,18 +172,13 @@ class Scenario:
     world: WorldKind
     origin: oracle.TableModel
     table: oracle.TableModel  # while the schedule runs
-    final: oracle.TableModel  # after the last change
     # Published before the schedule (base world), one cycle each, each once the table is
     # at its model.
     origin_steps: tuple[tuple[oracle.TableModel, tuple[QueuedMessage, ...]], ...]
     batches: tuple[tuple[QueuedMessage, ...], ...]
-    final_message: QueuedMessage
+    # The changes after the batches, in order: the table after each, and its message.
+    final_changes: tuple[tuple[oracle.TableModel, QueuedMessage], ...]
     runs: dict[str, tuple[str, int, oracle.RunRow]] = field(default_factory=lambda: dict(RUNS))
-
-    def messages(self) -> dict[str, QueuedMessage]:
-        origin = [message for _, batch in self.origin_steps for message in batch]
-        every = [*origin, *sum(self.batches, ()), self.final_message]
-        return {message.message_id: message for message in every}
 
 
 def build_scenario(world: WorldKind) -> Scenario:
@@ -185,9 +187,20 @@ def build_scenario(world: WorldKind) -> Scenario:
     a2 = table.receipts[(IMAGE_A, 2)]
     assert a1.metadata is not None
     merchant = {k: {"old": None, "new": v} for k, v in a1.metadata.relevant().items() if v}
-    renamed: dict[str, dict[str, str | None]] = {
-        "merchant_name": {"old": "Corner Mkt", "new": "Final Mkt"}
-    }
+    final_changes = []
+    previous = table
+    for change in range(1, FINAL_CHANGES + 1):
+        model = _renamed(table, change)
+        old = previous.receipts[(IMAGE_A, 1)].metadata
+        new = model.receipts[(IMAGE_A, 1)].metadata
+        assert old is not None, "A1 has merchant metadata before its renames"
+        assert new is not None, "a rename keeps A1's merchant metadata"
+        renamed: dict[str, dict[str, str | None]] = {
+            "merchant_name": {"old": old.merchant_name, "new": new.merchant_name}
+        }
+        message = _metadata_message(f"m-final-{change}", 40 + change, "MODIFY", renamed)
+        final_changes.append((model, message))
+        previous = model
     origin_run = _run_message("m-origin-r1", 1, R1)
     label_messages = [
         (_label_message(f"m-origin-label-{n}", 1 + n, (IMAGE_A, 1), label),)
@@ -220,8 +233,7 @@ def build_scenario(world: WorldKind) -> Scenario:
         world=world,
         origin=origin_model(),
         table=table,
-        final=final_model(),
         origin_steps=origin_steps if world is WorldKind.BASE else (),
         batches=(first, batch_1, batch_2),
-        final_message=_metadata_message("m-final-metadata", 40, "MODIFY", renamed),
+        final_changes=tuple(final_changes),
     )

@@ -5,7 +5,7 @@ heartbeats, S3 and DynamoDB errors, with competitors; then settled and checked a
 I1-I6. It includes the schedules that found defects 1 and 2. The full exploration is
 ``bench/explore.py`` (``make reliability``).
 
-Select with ``-k interleavings``. A failure prints each violating schedule with the command
+Select with ``-m explorer``. A failure prints each violating schedule with the command
 that replays it.
 """
 
@@ -19,7 +19,7 @@ from receipt_compaction_tools.aws.local_aws import LocalAwsServer
 from receipt_compaction_tools.local.chroma_server import LocalChromaServer
 from receipt_compaction_tools.testing.explorer import Explorer, Sink, Timing, space
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.explorer]
 
 SAMPLE_SIZE = 30  # the clean runs that find the points are schedules too
 SEED = 21

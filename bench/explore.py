@@ -67,6 +67,7 @@ def main() -> int:
     sinks = [Sink(name) for name in args.sinks.split(",")]
     timing = Timing()
     started = time.perf_counter()
+    commit = _commit()  # the code explored: as checked out when the run starts
     replay = None if args.replay is None else Schedule.parse(args.replay)
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="explore-") as tmp:
         aws = stack.enter_context(LocalAwsServer(own_process=True))
@@ -107,7 +108,7 @@ def main() -> int:
         timing=timing,
         workers=args.workers,
         wall_seconds=time.perf_counter() - started,
-        commit=_commit(),
+        commit=commit,
     )
     text = json.dumps(report, indent=2)
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,11 @@ an S3 or DynamoDB error), lets competitors run meanwhile, then lets the system s
 checks the invariants I1-I6 with an oracle built from the contract alone.
 """
 
-from receipt_compaction_tools.testing.explorer.exceptions import Killed, ScheduleError
+from receipt_compaction_tools.testing.explorer.exceptions import (
+    DiscoveryError,
+    Killed,
+    ScheduleError,
+)
 from receipt_compaction_tools.testing.explorer.models import (
     ActorKind,
     ActorSpec,
@@ -28,6 +32,7 @@ from receipt_compaction_tools.testing.explorer.world import Services, Timing
 __all__ = [
     "ActorKind",
     "ActorSpec",
+    "DiscoveryError",
     "Explorer",
     "FaultKind",
     "Killed",

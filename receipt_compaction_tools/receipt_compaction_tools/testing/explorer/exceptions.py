@@ -10,5 +10,9 @@ class Killed(BaseException):
     never reaches its ``finally`` blocks' AWS calls, so it never releases its lease."""
 
 
+class DiscoveryError(RuntimeError):
+    """No clean run could be had, so the explorer has no points to stop at."""
+
+
 class ScheduleError(ValueError):
     """A schedule that cannot be parsed or run as written (names what is wrong)."""

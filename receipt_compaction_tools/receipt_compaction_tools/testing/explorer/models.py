@@ -229,6 +229,8 @@ class ScheduleOutcome:
     notes: list[str] = field(default_factory=list)
     # The points each actor went through, in order (how the catalog of points is found).
     reached: dict[str, list[str]] = field(default_factory=dict)
+    # How many of its messages each cycle actor reported failed (None: it died or raised).
+    failures: dict[str, int | None] = field(default_factory=dict)
     # Why the explorer itself could not run the schedule (a bug of the explorer or its
     # world, never a finding about the product).
     error: str | None = None

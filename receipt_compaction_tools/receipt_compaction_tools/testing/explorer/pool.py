@@ -17,7 +17,8 @@ from typing import Any
 
 from receipt_compaction_tools.local.chroma_server import LocalChromaServer
 from receipt_compaction_tools.testing.explorer.deltas import DeltaStore
-from receipt_compaction_tools.testing.explorer.models import Schedule, ScheduleOutcome
+from receipt_compaction_tools.testing.explorer.exceptions import DiscoveryError
+from receipt_compaction_tools.testing.explorer.models import Schedule, ScheduleOutcome, Sink
 from receipt_compaction_tools.testing.explorer.report import outcome_json
 from receipt_compaction_tools.testing.explorer.runner import run_schedule
 from receipt_compaction_tools.testing.explorer.scenario import DIMENSION
@@ -34,6 +35,7 @@ CLIENT_ENV = {
     "AWS_RESPONSE_CHECKSUM_VALIDATION": "when_required",
 }
 Progress = Callable[[int, int, str, dict[str, Any]], None]
+DISCOVERY_ATTEMPTS = 3
 _state: dict[str, Any] = {}
 
 
@@ -101,8 +103,32 @@ class Explorer:
             executor.shutdown(cancel_futures=True)  # nothing keeps running behind a failure
         return done
 
-    def discover(self, sinks: Sequence[Any]) -> tuple[Catalog, dict[Schedule, dict[str, Any]]]:
-        """The catalog of points, from clean runs (themselves checked schedules)."""
+    def discover(self, sinks: Sequence[Sink]) -> tuple[Catalog, dict[Schedule, dict[str, Any]]]:
+        """The catalog of points, from clean runs (themselves checked schedules). A clean
+        run whose cycle failed some of its messages (a call timed out on a loaded machine)
+        took another path and is run again; one that never runs clean stops the run."""
         clean = discovery_schedules(sinks)
-        found = self.run(clean)
+        found: dict[Schedule, dict[str, Any]] = {}
+        for _ in range(DISCOVERY_ATTEMPTS):
+            missing = [s for s in clean if not _ran_clean(found.get(s))]
+            if not missing:
+                break
+            found |= self.run(missing)
+        unclean = {s.text: found[s] for s in clean if not _ran_clean(found[s])}
+        if unclean:
+            detail = "\n".join(
+                f"{text}: error={o['error']} violations={o['violations']} "
+                f"failures={o['failures']} notes={o['notes']}"
+                for text, o in unclean.items()
+            )
+            raise DiscoveryError(
+                f"no clean run in {DISCOVERY_ATTEMPTS} attempts, so no points to explore:\n{detail}"
+            )
         return catalog_from({s: found[s]["reached"]["actor-0"] for s in clean}), found
+
+
+def _ran_clean(outcome: dict[str, Any] | None) -> bool:
+    """The actor's cycle ran without a failed message (a flush: without raising)."""
+    if outcome is None or outcome["error"] or outcome["violations"]:
+        return False
+    return outcome["failures"].get("actor-0", 0) == 0 and bool(outcome["reached"].get("actor-0"))

@@ -23,6 +23,7 @@ def outcome_json(outcome: ScheduleOutcome) -> dict[str, Any]:
         "retention_exercised": outcome.retention_exercised,
         "notes": outcome.notes,
         "error": outcome.error,
+        "failures": outcome.failures,
     }
 
 

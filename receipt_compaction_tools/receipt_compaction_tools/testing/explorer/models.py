@@ -227,7 +227,8 @@ class ScheduleOutcome:
     # then shows that retention is not skipped for ever).
     retention_exercised: bool = False
     notes: list[str] = field(default_factory=list)
-    # The points each actor went through, in order (how the catalog of points is found).
+    # The points each actor went through in the schedule's own order, before any restart
+    # of the settling (how the catalog of points is found).
     reached: dict[str, list[str]] = field(default_factory=dict)
     # How many of its messages each cycle actor reported failed (None: it died or raised).
     failures: dict[str, int | None] = field(default_factory=dict)

@@ -65,6 +65,9 @@ class SimulatedProcess:
         self.scope = scope
         self.pending: deque[Stop] = deque(stops)
         self.reached: list[Point] = []  # every numbered point, in order (discovery)
+        # The points reached before the first restart: only those can be stops (a restart
+        # clears them), so only those make the catalog.
+        self.reached_as_scheduled: list[Point] | None = None
         self._on_block = on_block
         self._counts: Counter[tuple[Where, str]] = Counter()
         self._in_scope = False
@@ -107,11 +110,20 @@ class SimulatedProcess:
         """The same container's next invocation: no stops, no faults, run from
         ``main_thread`` (its working copy stays on disk). Never for a killed process."""
         with self._lock:
+            if self.reached_as_scheduled is None:
+                self.reached_as_scheduled = list(self.reached)
             self.pending.clear()
             self._heartbeats_fail = False
             self._next_error.clear()
             self.main_thread = main_thread
         self.resume()
+
+    @property
+    def stoppable(self) -> list[Point]:
+        """The points a stop of this process's schedule could have been at."""
+        if self.reached_as_scheduled is None:
+            return list(self.reached)
+        return self.reached_as_scheduled
 
     def kill(self) -> None:
         self.killed = True

@@ -104,7 +104,7 @@ class ScheduleRun:
             finally:
                 for actor in self.actors:
                     actor.stop()
-                    self.outcome.reached[actor.name] = [str(p) for p in actor.process.reached]
+                    self.outcome.reached[actor.name] = [str(p) for p in actor.process.stoppable]
                 self.world.close()
         self.outcome.violations = [
             *self.checks.violations,

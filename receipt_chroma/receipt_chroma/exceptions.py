@@ -24,6 +24,10 @@ class DeltaFetchError(DeltaError):
     through the S3 API)."""
 
 
+class DeltaReaderTimeoutError(DeltaError):
+    """The delta reader helper process did not answer in time; it was killed."""
+
+
 class DeltaUrlUnreachableError(DeltaFetchError):
     """The presigned URL got no HTTP answer at all (no route, DNS, timeout): S3 is not
     reachable that way from here, for any delta."""

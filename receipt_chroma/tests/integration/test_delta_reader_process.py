@@ -1,12 +1,15 @@
 """The delta reader helper process against a moto server: same records as in-process,
-the same errors, and a fallback when it dies or cannot reach S3."""
+the same errors, a fallback when it dies or cannot reach S3, and a new helper when one
+stops answering."""
 
 from __future__ import annotations
 
 import dataclasses
 import io
 import logging
+import os
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +25,8 @@ from receipt_chroma.compaction.deltas.reader import (
     DeltaReadRequest,
     InProcessDeltaReader,
 )
-from receipt_chroma.exceptions import DeltaUrlUnreachableError
+from receipt_chroma.exceptions import DeltaReaderTimeoutError, DeltaUrlUnreachableError
+from receipt_compaction_tools.testing.endpoints import SilentEndpoint
 from receipt_compaction_tools.testing.factories import IMAGE_ID
 from receipt_compaction_tools.testing.pytest_plugin import TableFixture
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
@@ -110,6 +114,39 @@ def test_helper_that_died_is_replaced_by_in_process_reading(
     records = helper.load(_request(tmp_path, "r2", _url(f"{prefix}{DELTA_TARBALL}")))
     assert sorted(r.id for r in records) == sorted(r[0] for r in receipt.word_records())
     assert not helper.alive
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_a_helper_that_stops_answering_is_killed_and_the_next_read_starts_a_new_one(
+    bucket: str, tmp_path: Path
+) -> None:
+    reader = DeltaReaderProcess()
+    assert reader.wait_ready()  # its imports take longer than the short timeout below
+    reader.answer_timeout_seconds = 1.0
+    stuck = reader.pid
+    assert stuck is not None
+    with SilentEndpoint() as silent:  # the helper's download waits on it for ever
+        started = time.monotonic()
+        with pytest.raises(DeltaReaderTimeoutError, match=r"did not answer in 1 s reading run r4"):
+            reader.load(_request(tmp_path / "a", "r4", f"{silent.url}/delta.tar.gz"))
+        assert time.monotonic() - started < 10
+    assert not _running(stuck)
+
+    reader.answer_timeout_seconds = 120.0
+    receipt = SyntheticReceipt(IMAGE_ID, 1, dimension=8)
+    prefix = write_delta(receipt.word_records(), "words", bucket=bucket, run_id="r5")
+    records = reader.load(_request(tmp_path / "b", "r5", _url(f"{prefix}{DELTA_TARBALL}")))
+    assert sorted(r.id for r in records) == sorted(r[0] for r in receipt.word_records())
+    assert reader.alive
+    assert reader.pid != stuck  # read by a new helper, not in-process
+    reader.close()
 
 
 def test_an_unreachable_url_is_a_fetch_error_naming_the_run(

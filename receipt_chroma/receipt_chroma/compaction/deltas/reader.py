@@ -28,7 +28,12 @@ from typing import Any, Protocol
 
 from receipt_chroma.compaction.deltas.files import read_delta, unpack_delta
 from receipt_chroma.compaction.models import DeltaRecord
-from receipt_chroma.exceptions import DeltaError, DeltaFetchError, DeltaUrlUnreachableError
+from receipt_chroma.exceptions import (
+    DeltaError,
+    DeltaFetchError,
+    DeltaReaderTimeoutError,
+    DeltaUrlUnreachableError,
+)
 from receipt_chroma.ids import parse_vector_id
 
 LOGGER = logging.getLogger(__name__)
@@ -36,6 +41,11 @@ WORKER_MODULE = "receipt_chroma.compaction.deltas.worker"
 
 
 URL_TIMEOUT_SECONDS = 60
+# A delta is one receipt's vectors: the helper answers in seconds, or within
+# URL_TIMEOUT_SECONDS when S3 stops answering. One that has not answered in this long is
+# stuck (seen: Chroma's native reader spinning on a core for an hour) and is killed, so
+# the cycle fails the run by name instead of holding its messages until the Lambda times out.
+ANSWER_TIMEOUT_SECONDS = URL_TIMEOUT_SECONDS + 30
 COPY_BUFFER_BYTES = 1 << 20
 
 
@@ -119,30 +129,44 @@ class InProcessDeltaReader:
 class DeltaReaderProcess:
     """A helper process that runs :func:`load_delta`; falls back in-process if it dies.
 
-    Thread-safe: requests from several fetch threads are served one at a time.
+    Thread-safe: requests from several fetch threads are served one at a time. A helper
+    that does not answer within ``answer_timeout_seconds`` is killed and the read fails
+    with :class:`DeltaReaderTimeoutError`; the next read starts a new helper (reading
+    in-process instead could hang this process where nothing can stop it).
     """
 
     fetches_urls = True
 
-    def __init__(self) -> None:
+    def __init__(self, answer_timeout_seconds: float = ANSWER_TIMEOUT_SECONDS) -> None:
+        self.answer_timeout_seconds = answer_timeout_seconds
+        self._lock = threading.Lock()
+        self._fallback = InProcessDeltaReader()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._replace_on_next_read = False
+        self._start()
+
+    def _start(self) -> None:
         child_reads, parent_writes = os.pipe()
         parent_reads, child_writes = os.pipe()
         # The child imports what this process imports, wherever the runtime put it.
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         try:
-            self._process: subprocess.Popen[bytes] | None = subprocess.Popen(
+            self._process = subprocess.Popen(
                 [sys.executable, "-m", WORKER_MODULE, str(child_reads), str(child_writes)],
                 pass_fds=(child_reads, child_writes),
                 stdin=subprocess.DEVNULL,
                 env=env,
             )
+        except OSError:
+            os.close(parent_reads)
+            os.close(parent_writes)
+            raise
         finally:
             os.close(child_reads)
             os.close(child_writes)
         self._requests = Connection(parent_writes, readable=False)
         self._replies = Connection(parent_reads, writable=False)
-        self._lock = threading.Lock()
-        self._fallback = InProcessDeltaReader()
+        self._replace_on_next_read = False
 
     @property
     def pid(self) -> int | None:
@@ -159,6 +183,8 @@ class DeltaReaderProcess:
 
     def load(self, request: DeltaReadRequest) -> list[DeltaRecord]:
         with self._lock:
+            if self._replace_on_next_read:
+                self._start()
             reply = self._exchange(request)
         if reply is None:
             return self._fallback.load(request)
@@ -173,11 +199,22 @@ class DeltaReaderProcess:
             return None
         try:
             self._requests.send(request)
-            reply: tuple[bool, Any] = self._replies.recv()
+            answered = self._replies.poll(self.answer_timeout_seconds)
+            reply: tuple[bool, Any] | None = self._replies.recv() if answered else None
         except (EOFError, OSError) as error:
             LOGGER.warning("delta reader process failed, reading in-process: %s", error)
             self._stop()
             return None
+        if reply is None:
+            pid = self.pid
+            self._kill()
+            self._replace_on_next_read = True
+            what = "" if request is None else f" reading run {request.run_id}"
+            raise DeltaReaderTimeoutError(
+                f"the delta reader process (pid {pid}) did not answer in "
+                f"{self.answer_timeout_seconds:g} s{what}; it was killed and the next read "
+                "starts a new one"
+            )
         return reply
 
     def close(self) -> None:
@@ -194,6 +231,15 @@ class DeltaReaderProcess:
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
+        self._process = None
+
+    def _kill(self) -> None:
+        if self._process is None:
+            return
+        self._process.kill()
+        self._process.wait()
+        self._requests.close()
+        self._replies.close()
         self._process = None
 
 

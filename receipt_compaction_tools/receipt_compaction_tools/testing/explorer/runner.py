@@ -13,8 +13,10 @@ Waits, so that each fault means what it says:
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -65,6 +67,20 @@ def killed_threads_quiet() -> Iterator[None]:
         yield
     finally:
         threading.excepthook = previous
+
+
+def waiting_threads(frames_per_thread: int = 12) -> str:
+    """Every other thread's innermost frames: where a hung actor (and whatever it waits
+    for) is stuck."""
+    names = {thread.ident: thread.name for thread in threading.enumerate()}
+    me = threading.get_ident()
+    stacks = []
+    for ident, frame in sys._current_frames().items():
+        if ident == me:
+            continue
+        lines = traceback.format_stack(frame)[-frames_per_thread:]
+        stacks.append(f"--- thread {names.get(ident, ident)}\n{''.join(lines)}")
+    return "\n".join(stacks)
 
 
 def _no_block(_: Stop) -> None:
@@ -205,7 +221,9 @@ class ScheduleRun:
         if state is ActorState.HUNG:
             self.outcome.violations.append(
                 Violation(
-                    "HUNG", f"{actor.name} neither stopped nor ended in {ADVANCE_TIMEOUT_SECONDS} s"
+                    "HUNG",
+                    f"{actor.name} neither stopped nor ended in {ADVANCE_TIMEOUT_SECONDS} s; "
+                    f"where its threads wait:\n{waiting_threads()}",
                 )
             )
             return False

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
         UnsafeArchiveError,
     )
     from receipt_chroma.ids import line_vector_id, parse_vector_id, word_vector_id
+    from receipt_chroma.reader import RefreshKind, RefreshOutcome, SnapshotReader
     from receipt_chroma.snapshots import CacheTier
 
 _COMPACTION = "receipt_chroma.compaction"
@@ -87,6 +88,7 @@ _SOURCES: dict[str, str] = {
         _EXCEPTIONS,
     ),
     **dict.fromkeys(("line_vector_id", "parse_vector_id", "word_vector_id"), "receipt_chroma.ids"),
+    **dict.fromkeys(("RefreshKind", "RefreshOutcome", "SnapshotReader"), "receipt_chroma.reader"),
     "CacheTier": "receipt_chroma.snapshots",
 }
 
@@ -104,9 +106,12 @@ __all__ = [
     "MessageFailure",
     "OperationError",
     "ReceiptChromaError",
+    "RefreshKind",
+    "RefreshOutcome",
     "RunMergeResult",
     "SnapshotCorruptError",
     "SnapshotError",
+    "SnapshotReader",
     "SnapshotUnavailableError",
     "UnsafeArchiveError",
     "get_efs_snapshot_manager",

@@ -1,15 +1,18 @@
 """``receipt-compaction query``: nearest neighbours of a record (by id) or of a vector (a
 JSON file), with ``--where key=value`` filters, on the published snapshot of a collection
-(downloaded once per version into the cache: versions are immutable) or on a Chroma
-server (``--host``/``--port``)."""
+or on a Chroma server (``--host``/``--port``).
+
+A snapshot is served by the collection's ``SnapshotReader`` over the command's cache: the
+copy the previous command served stays there, and the next version is caught up from it
+(only the files that differ are downloaded); older copies are pruned, so the cache holds
+one copy per collection, not one per version ever queried."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import shutil
-import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -18,11 +21,35 @@ from receipt_compaction_tools.cli.common import BUCKET, TABLE, OperationFailed, 
 
 if TYPE_CHECKING:
     from receipt_chroma.chroma_client import ChromaClient
+    from receipt_chroma.reader import SnapshotReader
+    from receipt_chroma.snapshots.s3_store import S3SnapshotStore
 
-# Versions never change, so a downloaded copy is kept for the next query; only the most
-# recently used few per collection, each a whole snapshot.
-CACHED_VERSIONS = 3
-STALE_BUILD_SECONDS = 3600
+
+def snapshot_reader(
+    args: argparse.Namespace, collection: str, snapshots: S3SnapshotStore | None = None
+) -> SnapshotReader:
+    """The collection's reader over the cache (``<cache>/snapshots/<bucket>/<collection>``;
+    the directory where earlier versions of this command kept whole copies, which the
+    reader's pruning removes)."""
+    from receipt_chroma.reader import SnapshotReader
+    from receipt_compaction_tools.cli.snapshots import store
+
+    bucket = BUCKET.value(args, required=True)
+    return SnapshotReader(
+        collection=collection,
+        store=snapshots if snapshots is not None else store(args, collection),
+        dynamo=common.dynamo(args),
+        directory=common.cache_dir() / "snapshots" / bucket / collection,
+    )
+
+
+def serve(reader: SnapshotReader, version: str, *, reuse_dir: Path | None = None) -> None:
+    """Make ``reader`` serve ``version``, or raise why it cannot (a missing version is a
+    usage error, a corrupt one a failure). Files of ``reuse_dir`` named by their sha256
+    are used instead of downloading them again."""
+    outcome = reader.refresh(version, objects_dirs=[] if reuse_dir is None else [reuse_dir])
+    if outcome.error is not None:
+        raise outcome.error
 
 
 def published_copy(
@@ -32,56 +59,18 @@ def published_copy(
     *,
     reuse_dir: Path | None = None,
 ) -> tuple[str, Path]:
-    """The version (the pointer's unless given) and a verified local copy of it, kept in
-    the cache (the most recently used ``CACHED_VERSIONS`` per collection); files of
-    ``reuse_dir`` named by their sha256 are used instead of downloading them again."""
-    from receipt_chroma.snapshots.reader import LocalFile, read_version
-    from receipt_compaction_tools.cli.snapshots import store
-
-    bucket = BUCKET.value(args, required=True)
-    if version is None:
-        version = _pointer_version(args, collection)
-    target = common.cache_dir() / "snapshots" / bucket / collection / version
-    # A version directory appears complete or not at all (built aside, then renamed).
-    if not (target.is_dir() and any(target.iterdir())):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        reuse = (
-            {p.name: [LocalFile(p)] for p in reuse_dir.iterdir() if p.is_file()}
-            if reuse_dir is not None
-            else None
-        )
-        read_version(store(args, collection), version, target, reuse=reuse)
-    os.utime(target)  # most recently used: kept by the pruning below
-    prune_cache(target.parent, keep=CACHED_VERSIONS)
-    return version, target
+    """The version (the pointer's unless given) and the persist directory of a verified
+    local copy of it: the reader's serving copy, left in the cache when the reader
+    closes (until a later command serves another version)."""
+    with snapshot_reader(args, collection) as reader:
+        serve(reader, version or _pointer_version(args, collection), reuse_dir=reuse_dir)
+        with reader.use() as served:
+            return served.version, served.path
 
 
-def prune_cache(directory: Path, *, keep: int) -> list[str]:
-    """Remove all but the ``keep`` most recently used version copies under ``directory``
-    (and builds an interrupted download left behind an hour ago or more); returns the
-    names removed."""
-    copies = sorted(
-        (p for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")),
-        key=lambda p: p.stat().st_mtime,
-        reverse=True,
-    )
-    stale_builds = [
-        p
-        for p in directory.iterdir()
-        if p.name.startswith(".build-") and time.time() - p.stat().st_mtime > STALE_BUILD_SECONDS
-    ]
-    removed = []
-    for path in [*copies[keep:], *stale_builds]:
-        shutil.rmtree(path, ignore_errors=True)
-        removed.append(path.name)
-    return removed
-
-
-def manifest_dimension(args: argparse.Namespace, collection: str, version: str) -> int | None:
+def manifest_dimension(snapshots: S3SnapshotStore, version: str) -> int | None:
     """The dimension a format 2 version's manifest records (None for format 1)."""
-    from receipt_compaction_tools.cli.snapshots import store
-
-    found = store(args, collection).read_manifest(version)
+    found = snapshots.read_manifest(version)
     return None if found is None else int(found[0].dimension)
 
 
@@ -134,53 +123,53 @@ def read_vector(path: Path) -> list[float]:
     return [float(x) for x in data]
 
 
-def _collection(client: ChromaClient, name: str, source: dict[str, Any]) -> Any:
-    """The collection, or one line naming it and where it was looked for."""
+def _server_collection(client: ChromaClient, name: str, server: str) -> Any:
+    """The server's collection, or one line naming it and the server."""
     from chromadb.errors import NotFoundError
 
     try:
         return client.get_collection(name)
     except NotFoundError:
-        where = (
-            f"the Chroma server {source['server']}"
-            if "server" in source
-            else f"version {source['version']} ({source['path']})"
-        )
-        hint = f": load it with sink seed --collection {name}" if "server" in source else ""
-        raise OperationFailed(f"{where} has no {name} collection{hint}") from None
+        raise OperationFailed(
+            f"the Chroma server {server} has no {name} collection: load it with sink seed "
+            f"--collection {name}"
+        ) from None
 
 
 def command_query(args: argparse.Namespace, out: Output) -> None:
-    from receipt_chroma.chroma_client import ChromaClient
-
     where = parse_where(args.where or [])
     vector = read_vector(Path(args.vector)) if args.vector else None
-    if args.host:
-        from receipt_chroma.chroma_server import ChromaServer
+    with ExitStack() as opened:
+        if args.host:
+            from receipt_chroma.chroma_server import ChromaServer
 
-        # The rest of the connection (tenant, database, TLS, the token's secret) as the
-        # compactor reads it (contract §8 CHROMA_* variables).
-        server = common.chroma_server(
-            args,
-            ChromaServer.from_env(
-                {**os.environ, "CHROMA_HOST": args.host, "CHROMA_PORT": str(args.port)}
-            ),
-        )
-        source: dict[str, Any] = {"server": server.describe()}
-        client = server.connect(mode="read")
-    else:
-        version = args.version or _pointer_version(args, args.collection)
-        dimension = manifest_dimension(args, args.collection, version)
-        if vector is not None and dimension is not None and len(vector) != dimension:
-            raise UsageError(
-                f"the vector has {len(vector)} dimensions, {args.collection} version "
-                f"{version} holds {dimension}-dimensional embeddings"
+            # The rest of the connection (tenant, database, TLS, the token's secret) as the
+            # compactor reads it (contract §8 CHROMA_* variables).
+            server = common.chroma_server(
+                args,
+                ChromaServer.from_env(
+                    {**os.environ, "CHROMA_HOST": args.host, "CHROMA_PORT": str(args.port)}
+                ),
             )
-        version, path = published_copy(args, args.collection, version)
-        source = {"version": version, "path": str(path)}
-        client = ChromaClient(path, mode="read")
-    with client:
-        collection = _collection(client, args.collection, source)
+            source: dict[str, Any] = {"server": server.describe()}
+            client = opened.enter_context(server.connect(mode="read"))
+            collection = _server_collection(client, args.collection, source["server"])
+        else:
+            from receipt_compaction_tools.cli.snapshots import store
+
+            version = args.version or _pointer_version(args, args.collection)
+            snapshots = store(args, args.collection)
+            dimension = manifest_dimension(snapshots, version)
+            if vector is not None and dimension is not None and len(vector) != dimension:
+                raise UsageError(
+                    f"the vector has {len(vector)} dimensions, {args.collection} version "
+                    f"{version} holds {dimension}-dimensional embeddings"
+                )
+            reader = opened.enter_context(snapshot_reader(args, args.collection, snapshots))
+            serve(reader, version)
+            served = opened.enter_context(reader.use())
+            source = {"version": served.version, "path": str(served.path)}
+            collection = served.collection
         if vector is None:
             found = collection.get(ids=[args.id], include=["embeddings"])
             embeddings: Any = found["embeddings"]

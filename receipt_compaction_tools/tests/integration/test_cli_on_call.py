@@ -28,7 +28,6 @@ import zstandard
 
 from receipt_compaction_tools.aws.local_aws import LocalAwsServer
 from receipt_compaction_tools.cli.main import build_parser, main
-from receipt_compaction_tools.cli.query import prune_cache
 from receipt_compaction_tools.local.chroma_server import LocalChromaServer
 from receipt_compaction_tools.testing.cli import CHECKSUMS, CliResult, run_cli, visible
 from receipt_compaction_tools.testing.endpoints import (
@@ -715,21 +714,6 @@ def test_a_manifest_that_does_not_verify_is_reported_never_rewritten(
         .read()
         == f"sha256:{digest}".encode()
     )
-
-
-def test_the_query_cache_keeps_the_most_recently_used_versions(tmp_path: Path) -> None:
-    for age, name in enumerate(["v5", "v4", "v3", "v2", "v1"]):
-        version = tmp_path / name
-        version.mkdir()
-        (version / "chroma.sqlite3").write_text(name)
-        moment = time.time() - 100 * age
-        os.utime(version, (moment, moment))
-    build = tmp_path / ".build-v0-abcd"
-    build.mkdir()
-    os.utime(build, (time.time() - 7200, time.time() - 7200))
-    removed = prune_cache(tmp_path, keep=3)
-    assert sorted(removed) == sorted([".build-v0-abcd", "v2", "v1"])
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["v3", "v4", "v5"]
 
 
 # --- help -------------------------------------------------------------------------------------

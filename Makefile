@@ -84,6 +84,7 @@ bench: install
 	$(BIN)/python bench/compaction_ops.py | tee bench/results/compaction_ops.json
 	$(BIN)/python bench/compaction_cycle.py | tee bench/results/compaction_cycle.json
 	$(BIN)/python bench/snapshot_cycles.py | tee bench/results/snapshot_cycles.json
+	$(BIN)/python bench/reader_latency.py | tee bench/results/reader_latency.json
 
 clean:
 	rm -rf $(VENV) dist .pytest_cache .mypy_cache .ruff_cache htmlcov .coverage

@@ -203,6 +203,11 @@ def test_old_copies_are_pruned_but_never_under_a_query(
         assert merchant_answered(reader) == (third, "Third")
     assert reader.refresh().kind is RefreshKind.CURRENT
     assert copies(directory) == [third]
+    # Back to an older version (a rollback): built again from the serving copy's files.
+    back = reader.refresh(second)
+    assert (back.kind, back.serving) == (RefreshKind.CATCH_UP, second)
+    assert merchant_answered(reader) == (second, "Second")
+    assert copies(directory) == [second]
 
 
 def test_a_new_reader_of_the_directory_starts_from_the_copy_the_last_one_served(

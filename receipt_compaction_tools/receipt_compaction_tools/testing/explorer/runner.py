@@ -45,7 +45,9 @@ from receipt_compaction_tools.testing.explorer.scenario import Scenario, build_s
 from receipt_compaction_tools.testing.explorer.world import ExplorerWorld, Services, Timing
 from receipt_compaction_tools.testing.spec_oracle import TableModel
 
-ADVANCE_TIMEOUT_SECONDS = 120
+# Longer than a cycle can legitimately wait: a delta reader helper left stuck by an earlier
+# schedule is killed after its answer timeout (90 s) and the actor's read then fails.
+ADVANCE_TIMEOUT_SECONDS = 240
 # Rounds of redelivery before messages still failing are a violation (a loaded machine may
 # time a call out now and then; a stuck collection fails every round).
 SETTLE_ROUNDS = 6

@@ -16,12 +16,7 @@ from typing import Self
 
 from moto.server import ThreadedMotoServer
 
-LOCAL_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
+from receipt_dynamo.testing import LOCAL_CREDENTIALS
 
 START_TIMEOUT_SECONDS = 30
 

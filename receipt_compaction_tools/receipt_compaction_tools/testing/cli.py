@@ -12,8 +12,9 @@ from typing import Any
 import boto3
 import pytest
 
-from receipt_compaction_tools.aws.local_aws import LOCAL_CREDENTIALS, LocalAwsServer
+from receipt_compaction_tools.aws.local_aws import LocalAwsServer
 from receipt_compaction_tools.cli.main import main
+from receipt_dynamo.testing import LOCAL_CREDENTIALS
 
 # What the demo's ``resources`` are called in the environment (contract §8 and the CLI).
 RESOURCE_VARIABLES = {

@@ -1,7 +1,9 @@
-"""Fixtures for every package's tests: fake credentials, moto in-process and moto server,
-and a real Chroma server (``chroma run``) for the server sink.
+"""Fixtures for the heavier packages' tests: a moto server, a receipt table on it whose
+stream tests can read, and a real Chroma server (``chroma run``) for the server sink.
 
-Registered by the repository's root ``conftest.py``.
+Registered by the repository's root ``conftest.py``. It loads receipt_dynamo's plugin, which
+owns the light fixtures (throw-away credentials, moto in-process, ``mocked_table``, failing
+endpoints), so every suite has both.
 """
 
 from __future__ import annotations
@@ -12,49 +14,24 @@ from dataclasses import dataclass
 
 import boto3
 import pytest
-from moto import mock_aws
 
-from receipt_compaction_tools.aws.local_aws import LOCAL_CREDENTIALS, LocalAwsServer
+from receipt_compaction_tools.aws.local_aws import LocalAwsServer
 from receipt_compaction_tools.aws.streams import StreamReader
 from receipt_compaction_tools.local.chroma_server import LocalChromaServer
-from receipt_compaction_tools.testing.endpoints import RefusedEndpoint, SilentEndpoint
-from receipt_dynamo.data.dynamo_client import DynamoClient
-from receipt_dynamo.schema import create_table
+from receipt_dynamo.testing import TableFixture
+
+pytest_plugins = ["receipt_dynamo.testing.pytest_plugin"]
+
+# TableFixture is named here too: the heavier suites import both table types from this plugin.
+__all__ = ["ServerTable", "TableFixture"]
 
 
 @dataclass(frozen=True)
-class TableFixture:
-    """A freshly created receipt table and what tests need to use it."""
-
-    name: str
-    stream_arn: str
-    client: DynamoClient
+class ServerTable(TableFixture):
+    """A receipt table on the moto server, whose stream a test can follow."""
 
     def stream_reader(self) -> StreamReader:
         return StreamReader(self.stream_arn, client=boto3.client("dynamodbstreams"))
-
-
-@pytest.fixture(autouse=True)
-def aws_test_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test may ever reach real AWS: throw-away credentials and no endpoint by default."""
-    for name, value in LOCAL_CREDENTIALS.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    # mock_aws cannot serve DynamoDB streams with account-id endpoints (moto 5.2 with this
-    # botocore answers 404 "Not yet implemented"); disabling the mode works around it.
-    monkeypatch.setenv("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
-    # moto 5.2 stores a wrong CRC32 for some uploads, so every later GET of that object
-    # fails botocore's checksum validation; integrity is checked by our own sha256s.
-    monkeypatch.setenv("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
-    monkeypatch.setenv("AWS_RESPONSE_CHECKSUM_VALIDATION", "when_required")
-
-
-@pytest.fixture
-def mocked_aws() -> Iterator[None]:
-    """moto in-process (unit tests)."""
-    with mock_aws():
-        yield
 
 
 @pytest.fixture(scope="session")
@@ -73,22 +50,10 @@ def aws_endpoint(moto_server: LocalAwsServer, monkeypatch: pytest.MonkeyPatch) -
     return moto_server.endpoint_url
 
 
-def _new_table() -> TableFixture:
-    name = f"receipts-{uuid.uuid4().hex[:8]}"
-    stream_arn = create_table(name)
-    return TableFixture(name=name, stream_arn=stream_arn, client=DynamoClient(name))
-
-
 @pytest.fixture
-def server_table(aws_endpoint: str) -> TableFixture:
+def server_table(aws_endpoint: str) -> ServerTable:
     """A receipt table on the moto server (integration tests)."""
-    return _new_table()
-
-
-@pytest.fixture
-def mocked_table(mocked_aws: None) -> TableFixture:
-    """A receipt table in moto in-process (unit tests)."""
-    return _new_table()
+    return ServerTable.create()
 
 
 @pytest.fixture(scope="session")
@@ -110,17 +75,3 @@ def chroma_database(chroma_server: LocalChromaServer, monkeypatch: pytest.Monkey
     for variable, value in chroma_server.environment(name).items():
         monkeypatch.setenv(variable, value)
     return name
-
-
-@pytest.fixture
-def silent_endpoint() -> Iterator[SilentEndpoint]:
-    """An endpoint on 127.0.0.1 that accepts connections and never answers."""
-    with SilentEndpoint() as endpoint:
-        yield endpoint
-
-
-@pytest.fixture
-def refused_endpoint() -> Iterator[RefusedEndpoint]:
-    """A port on 127.0.0.1 that refuses every connection."""
-    with RefusedEndpoint() as endpoint:
-        yield endpoint

@@ -1,4 +1,6 @@
-"""Real stream records from a moto server, read through the dynamodbstreams API."""
+"""StreamReader follows a receipt table's stream on a moto server (the dynamodbstreams API):
+records in Lambda's shape, each read returning what was appended since, and a resume behind
+a checkpointed sequence number."""
 
 from __future__ import annotations
 
@@ -7,16 +9,16 @@ import dataclasses
 import pytest
 from boto3.dynamodb.types import TypeDeserializer
 
-from receipt_compaction_tools.testing.factories import make_label, make_metadata
-from receipt_compaction_tools.testing.pytest_plugin import TableFixture
+from receipt_compaction_tools.testing.pytest_plugin import ServerTable
 from receipt_dynamo import ValidationStatus
+from receipt_dynamo.testing import make_label, make_metadata
 
 IMAGE = "3f52804b-2fad-4e00-92c8-b593da3a8ed3"
 
 pytestmark = pytest.mark.integration
 
 
-def test_insert_modify_remove_records_carry_both_images(server_table: TableFixture) -> None:
+def test_insert_modify_remove_records_carry_both_images(server_table: ServerTable) -> None:
     client = server_table.client
     label = make_label(IMAGE, 1, 2, 3, "TOTAL")
     client.put_receipt_word_label(label)
@@ -53,7 +55,7 @@ def test_insert_modify_remove_records_carry_both_images(server_table: TableFixtu
 
 
 def test_read_after_resumes_behind_a_checkpointed_sequence_number(
-    server_table: TableFixture,
+    server_table: ServerTable,
 ) -> None:
     client = server_table.client
     for word in (1, 2, 3):

@@ -8,8 +8,8 @@ import time
 import pytest
 from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
 
-from receipt_compaction_tools.testing.endpoints import RefusedEndpoint, SilentEndpoint
 from receipt_dynamo import COMPACTOR_TIMEOUTS, ClientTimeouts, DynamoClient, aws_client
+from receipt_dynamo.testing import RefusedEndpoint, SilentEndpoint
 
 QUICK = ClientTimeouts(connect_seconds=0.5, read_seconds=0.5, max_attempts=2)
 SLACK_SECONDS = 1.5  # process scheduling on a loaded machine

@@ -7,15 +7,6 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import pytest
 
-from receipt_compaction_tools.testing.factories import (
-    make_compaction_run,
-    make_label,
-    make_line,
-    make_metadata,
-    make_receipt,
-    make_word,
-)
-from receipt_compaction_tools.testing.pytest_plugin import TableFixture
 from receipt_dynamo import (
     CompactionState,
     EntityAlreadyExistsError,
@@ -25,6 +16,15 @@ from receipt_dynamo import (
     PointerMovedError,
 )
 from receipt_dynamo.receipt_state import MerchantFields
+from receipt_dynamo.testing import (
+    TableFixture,
+    make_compaction_run,
+    make_label,
+    make_line,
+    make_metadata,
+    make_receipt,
+    make_word,
+)
 
 IMAGE = "3f52804b-2fad-4e00-92c8-b593da3a8ed3"
 OTHER_IMAGE = "9a0e8f7d-1c2b-4a3e-9f00-112233445566"

@@ -7,15 +7,6 @@ from typing import Any
 
 import pytest
 
-from receipt_compaction_tools.testing.factories import (
-    FIXED_TIME,
-    make_compaction_run,
-    make_label,
-    make_line,
-    make_metadata,
-    make_receipt,
-    make_word,
-)
 from receipt_dynamo import (
     CompactionLock,
     CompactionRun,
@@ -29,6 +20,15 @@ from receipt_dynamo import (
     SnapshotPointer,
     ValidationStatus,
     item_to_receipt_word_label,
+)
+from receipt_dynamo.testing import (
+    FIXED_TIME,
+    make_compaction_run,
+    make_label,
+    make_line,
+    make_metadata,
+    make_receipt,
+    make_word,
 )
 
 IMAGE = "3f52804b-2fad-4e00-92c8-b593da3a8ed3"

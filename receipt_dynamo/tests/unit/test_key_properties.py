@@ -7,10 +7,10 @@ import uuid
 from hypothesis import given
 from hypothesis import strategies as st
 
-from receipt_compaction_tools.testing.factories import make_label, make_word
 from receipt_dynamo import ReceiptWord, ReceiptWordLabel
 from receipt_dynamo.constants import EntityType
 from receipt_dynamo.keys import IMAGE_PK_RE, SK_PATTERNS, parse_id
+from receipt_dynamo.testing import make_label, make_word
 
 ids = st.integers(min_value=1, max_value=99_999)
 image_ids = st.builds(

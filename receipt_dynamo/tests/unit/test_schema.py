@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import boto3
 
-from receipt_compaction_tools.testing.pytest_plugin import TableFixture
 from receipt_dynamo.schema import table_definition
+from receipt_dynamo.testing import TableFixture
 
 
 def test_table_has_keys_indexes_stream_ttl_and_pitr(mocked_table: TableFixture) -> None:

@@ -8,16 +8,16 @@ from typing import Any
 
 import pytest
 
-from receipt_compaction_tools.testing.factories import (
+from receipt_dynamo import DynamoEntity
+from receipt_dynamo.testing import (
     make_compaction_run,
     make_label,
     make_line,
     make_metadata,
     make_receipt,
     make_word,
+    stream_record,
 )
-from receipt_compaction_tools.testing.records import stream_record
-from receipt_dynamo import DynamoEntity
 from receipt_dynamo_stream import (
     FieldChange,
     MessageValidationError,

@@ -14,15 +14,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from receipt_compaction_tools.testing.factories import (
+from receipt_dynamo.testing import (
     make_compaction_run,
     make_label,
     make_line,
     make_metadata,
     make_receipt,
     make_word,
+    stream_record,
 )
-from receipt_compaction_tools.testing.records import stream_record
 from receipt_dynamo_stream import (
     MessageValidationError,
     StreamMessage,

@@ -8,9 +8,7 @@ from dataclasses import dataclass
 import boto3
 import pytest
 
-from receipt_compaction_tools.testing.factories import make_label, make_metadata
-from receipt_compaction_tools.testing.records import stream_record
-from receipt_compaction_tools.testing.sqs_faults import SqsBatchFaults
+from receipt_dynamo.testing import SqsBatchFaults, make_label, make_metadata, stream_record
 from receipt_dynamo_stream import ConfigurationError, build_messages, publish_messages
 from receipt_dynamo_stream.publisher import MAX_BATCH_BYTES
 

@@ -13,11 +13,10 @@ from typing import Any
 
 import pytest
 
-from receipt_compaction_tools.testing.factories import make_label, make_metadata
-from receipt_compaction_tools.testing.records import stream_record
 from receipt_dynamo import DynamoEntity
 from receipt_dynamo.constants import EntityType
 from receipt_dynamo.entities import Item
+from receipt_dynamo.testing import make_label, make_metadata, stream_record
 from receipt_dynamo_stream import (
     StreamMessage,
     UnparseableRecordError,

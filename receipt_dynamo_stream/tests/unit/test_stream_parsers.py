@@ -6,9 +6,8 @@ import copy
 
 import pytest
 
-from receipt_compaction_tools.testing.factories import make_label, make_metadata, make_word
-from receipt_compaction_tools.testing.records import stream_record
 from receipt_dynamo import EntityType
+from receipt_dynamo.testing import make_label, make_metadata, make_word, stream_record
 from receipt_dynamo_stream import (
     UnparseableRecordError,
     build_messages,

@@ -1,0 +1,150 @@
+"""Endpoints that fail the way networks do, on 127.0.0.1: one that accepts connections and
+never answers (a stalled service, a hung proxy) and one that refuses them (nothing
+listening). Tests of bounded waits point clients at them."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from types import TracebackType
+from typing import Self
+
+
+class SilentEndpoint:
+    """A listening socket that accepts every connection, reads nothing and never answers;
+    the connections stay open until ``close``."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0), backlog=64)
+        self._accepted: list[socket.socket] = []
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name="silent-endpoint", daemon=True)
+        self._thread.start()
+
+    @property
+    def port(self) -> int:
+        port: int = self._listener.getsockname()[1]
+        return port
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:  # the listener was closed
+                return
+            self._accepted.append(connection)
+
+    def close(self) -> None:
+        self._closed.set()
+        self._listener.close()
+        self._thread.join(timeout=5)
+        for connection in self._accepted:
+            connection.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class RefusedEndpoint:
+    """A port held bound but not listening: every connection is refused at once, and no
+    other process can start listening on it while the endpoint is open."""
+
+    def __init__(self) -> None:
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.bind(("127.0.0.1", 0))
+
+    @property
+    def port(self) -> int:
+        port: int = self._socket.getsockname()[1]
+        return port
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self._socket.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class TricklingEndpoint:
+    """An HTTP endpoint that answers every request with a status line and headers at once,
+    then one byte of a long body every ``interval`` seconds: each read returns in time, so
+    only a bound on the whole command ends the wait."""
+
+    def __init__(self, interval: float = 0.5) -> None:
+        self._interval = interval
+        self._listener = socket.create_server(("127.0.0.1", 0), backlog=64)
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name="trickling-endpoint", daemon=True)
+        self._thread.start()
+
+    @property
+    def port(self) -> int:
+        port: int = self._listener.getsockname()[1]
+        return port
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:  # the listener was closed
+                return
+            threading.Thread(
+                target=self._trickle, args=(connection,), name="trickle", daemon=True
+            ).start()
+
+    def _trickle(self, connection: socket.socket) -> None:
+        with connection:
+            try:
+                connection.recv(65536)
+                connection.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.0\r\n"
+                    b"Content-Length: 1000000\r\n\r\n"
+                )
+                while not self._closed.wait(self._interval):
+                    connection.sendall(b" ")
+            except OSError:  # the client gave up
+                return
+
+    def close(self) -> None:
+        self._closed.set()
+        self._listener.close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()

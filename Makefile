@@ -49,6 +49,26 @@ test-unit: install
 test-integration: install
 	$(BIN)/pytest $(XDIST_ARGS) $(wildcard $(addsuffix /integration,$(TEST_PATHS))) $(PYTEST_ARGS)
 
+# The two light packages' suites on their own, as a user of either package runs them: a
+# fresh venv (deleted afterwards) holding only receipt_dynamo, receipt_dynamo_stream and
+# their test extras, and `pytest` from each package's folder, whose own pytest settings keep
+# the workspace's conftest.py and the tools plugin out. A skipped test fails the target:
+# nothing in these suites may depend on what the light venv lacks.
+.PHONY: test-standalone
+test-standalone:
+	@set -e; venv=$$(mktemp -d); trap 'rm -rf "$$venv"' EXIT; \
+	$(PYTHON) -m venv "$$venv"; \
+	"$$venv/bin/pip" install --quiet --disable-pip-version-check \
+		-e "./receipt_dynamo[test]" -e "./receipt_dynamo_stream[test]"; \
+	"$$venv/bin/pip" check; \
+	for package in receipt_dynamo receipt_dynamo_stream; do \
+		log="$$venv/$$package.log"; \
+		(cd $$package && "$$venv/bin/pytest" -p no:cacheprovider) >"$$log" 2>&1 \
+			|| { cat "$$log"; exit 1; }; \
+		cat "$$log"; \
+		if tail -n 1 "$$log" | grep -q skipped; then echo "$$package: tests were skipped"; exit 1; fi; \
+	done
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -30,7 +30,7 @@ def _normalise(name: str, value: Any) -> str | None:
     """Entity normalisation of one relevant value: "" and None are both empty (None)."""
     if name == "validation_status":
         value = value or ValidationStatus.NONE.value
-        if value not in _VALIDATION_STATUSES:
+        if not isinstance(value, str) or value not in _VALIDATION_STATUSES:  # a map: unhashable
             raise UnparseableRecordError(f"validation_status is not a status: {readable(value)}")
         return str(value)
     if value is None or value == "":
@@ -75,6 +75,76 @@ def relevant_values_from_image(
         else:
             values[name] = _normalise(name, _decode(name, raw))
     return values
+
+
+# What ``_plain_value`` returns for a raw value it cannot read without the full path.
+_UNREAD: Final = object()
+
+
+def _plain_value(name: str, raw: Any) -> Any:
+    """The normalised value of a raw attribute in the forms no check can refuse (absent,
+    NULL, a string; a validation status that is one), else ``_UNREAD``. Same result as
+    ``_normalise(name, _decode(name, raw))`` for those forms, without the calls."""
+    if raw is None:
+        text = None
+    elif type(raw) is dict and len(raw) == 1:
+        text = raw.get("S")
+        if type(text) is not str:
+            if raw.get("NULL") is not True:
+                return _UNREAD
+            text = None
+    else:
+        return _UNREAD
+    if name == "validation_status":
+        status = text or ValidationStatus.NONE.value
+        return status if status in _VALIDATION_STATUSES else _UNREAD
+    return text or None
+
+
+def relevant_changes(
+    entity_type: EntityType,
+    old_image: Mapping[str, Any] | None,
+    new_image: Mapping[str, Any] | None,
+    key_values: Mapping[str, Any],
+) -> dict[str, FieldChange]:
+    """The relevant fields that differ between two typed images (either may be None: an
+    INSERT or a REMOVE); the same as diffing ``relevant_values_from_image`` of each side.
+
+    Each field is read from both images in one pass, with no intermediate dict per image.
+    A value that needs decoding or may be refused sends the record through the two-pass
+    path, so a bad record raises exactly the error it always did (old image first).
+    """
+    changes: dict[str, FieldChange] = {}
+    if old_image is None and new_image is None:
+        return changes
+    for name in CHROMADB_RELEVANT_FIELDS[entity_type]:
+        if name in key_values:  # the label name: from the key, the same on both sides
+            key_value = key_values[name]
+            before = None if old_image is None else key_value
+            after = None if new_image is None else key_value
+        elif old_image is None:
+            new_raw = None if new_image is None else new_image.get(name)
+            before, after = None, _plain_value(name, new_raw)
+        else:
+            raw = old_image.get(name)
+            before = _plain_value(name, raw)
+            if new_image is None:
+                after = None
+            else:  # most fields of a MODIFY are unchanged: equal raw values read once
+                new_raw = new_image.get(name)
+                after = before if new_raw == raw else _plain_value(name, new_raw)
+        if before is _UNREAD or after is _UNREAD:
+            return diff_relevant_values(
+                None
+                if old_image is None
+                else relevant_values_from_image(entity_type, old_image, key_values),
+                None
+                if new_image is None
+                else relevant_values_from_image(entity_type, new_image, key_values),
+            )
+        if before != after:
+            changes[name] = FieldChange(old=before, new=after)
+    return changes
 
 
 def relevant_values_from_entity(entity: DynamoEntity) -> dict[str, str | None]:

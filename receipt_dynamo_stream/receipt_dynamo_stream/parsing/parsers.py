@@ -19,15 +19,21 @@ ENTITY_CLASSES: Final[dict[EntityType, type[DynamoEntity]]] = {
     entity_type: rule.entity_class for entity_type, rule in CHANGE_RULES.items()
 }
 _EVENT_NAMES: Final = {e.value: e for e in EventName}
-_DECIMAL: Final = re.compile(r"[0-9]+", re.ASCII)  # str.isdigit() also accepts "٣" and "²"
 # One regex run decides an SK's type (the alternative that matched names it) and yields
 # its ids (each alternative's groups follow its name group), instead of one run per type.
 _SK_PATTERNS: Final = {entity_type: rule.sk_pattern for entity_type, rule in CHANGE_RULES.items()}
 _ANY_SK: Final = re.compile(
     "|".join(f"(?P<{t.value}>{p.pattern})" for t, p in _SK_PATTERNS.items()), re.ASCII
 )
+# Per alternative: its entity type and, for each id, the group holding it and its name.
 _ID_GROUPS: Final = {
-    name: (EntityType(name), index + 1, CHANGE_RULES[EntityType(name)].id_names)
+    name: (
+        EntityType(name),
+        tuple(
+            (index + 1 + offset, id_name)
+            for offset, id_name in enumerate(CHANGE_RULES[EntityType(name)].id_names)
+        ),
+    )
     for name, index in _ANY_SK.groupindex.items()
 }
 
@@ -44,11 +50,11 @@ def detect_entity_type(pk: str, sk: str) -> tuple[EntityType, dict[str, Any]] | 
     shape = _ANY_SK.fullmatch(sk)
     if shape is None or shape.lastgroup is None:
         return None
-    entity_type, first, names = _ID_GROUPS[shape.lastgroup]
+    entity_type, groups = _ID_GROUPS[shape.lastgroup]
     ids: dict[str, Any] = {"image_id": pk_match.group(1)}
     try:
-        for offset, name in enumerate(names):
-            text = shape.group(first + offset)
+        for group, name in groups:
+            text = shape.group(group)
             if name == "label":
                 ids[name] = validate_label(text)
             elif name == "run_id":
@@ -65,6 +71,11 @@ def _is_map(value: object) -> TypeGuard[Mapping[str, Any]]:
     return type(value) is dict or isinstance(value, Mapping)
 
 
+def _is_decimal(value: object) -> TypeGuard[str]:
+    # Digits 0-9 only: str.isdigit() alone also accepts "٣" and "²", never ASCII others.
+    return isinstance(value, str) and value.isascii() and value.isdigit()
+
+
 def _string_key(keys: Mapping[str, Any], name: str) -> str:
     value = keys.get(name)
     text = value.get("S") if _is_map(value) else None
@@ -75,6 +86,8 @@ def _string_key(keys: Mapping[str, Any], name: str) -> str:
 
 def change_time_iso(value: Any) -> str | None:
     """``ApproximateCreationDateTime`` (epoch seconds from Lambda) as ISO 8601 UTC."""
+    if type(value) is int:  # what Lambda delivers
+        return _epoch_iso(value)
     if value is None:
         return None
     if isinstance(value, datetime):  # records read with boto3 rather than from Lambda
@@ -124,7 +137,7 @@ def parse_stream_record(record: Any) -> ParsedStreamRecord | None:
     pk = _string_key(keys, "PK")
     sk = _string_key(keys, "SK")
     sequence_number = dynamodb.get("SequenceNumber")
-    if not isinstance(sequence_number, str) or not _DECIMAL.fullmatch(sequence_number):
+    if not _is_decimal(sequence_number):
         raise UnparseableRecordError(
             f"record lacks a decimal dynamodb.SequenceNumber, got {sequence_number!r}"
         )

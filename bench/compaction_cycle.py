@@ -46,6 +46,7 @@ import numpy as np
 from benchlib import Clock, DynamoReplay, create_bench_table, set_words_pointer, spread
 
 from receipt_chroma import ChromaClient
+from receipt_chroma import server_migration as migration
 from receipt_chroma.chroma_server import ChromaServer
 from receipt_chroma.compaction import (
     CompactionConfig,
@@ -57,8 +58,7 @@ from receipt_chroma.compaction import (
 from receipt_chroma.compaction.compaction_run import MergeTarget
 from receipt_chroma.compaction.config import SinkKind
 from receipt_chroma.compaction.efs_snapshot_manager import EFSSnapshotManager
-from receipt_chroma.compaction.operations import label_metadata_by_record, merchant_metadata
-from receipt_chroma.compaction.sinks import migration
+from receipt_chroma.compaction.record_keys import label_metadata_by_record, merchant_metadata
 from receipt_chroma.ids import VectorKey
 from receipt_chroma.snapshots.manifest import Manifest
 from receipt_chroma.snapshots.publisher import prepare_directory, write_version

@@ -47,7 +47,7 @@ from receipt_chroma.compaction.deltas.reader import (
     DeltaReaderProcess,
     InProcessDeltaReader,
 )
-from receipt_chroma.compaction.operations import merchant_metadata
+from receipt_chroma.compaction.record_keys import merchant_metadata
 from receipt_chroma.ids import VectorKey, parse_vector_id
 from receipt_compaction_tools.aws.local_aws import LocalAwsServer
 from receipt_compaction_tools.local.environment import environment

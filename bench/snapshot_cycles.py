@@ -51,7 +51,7 @@ from receipt_chroma import ChromaClient
 from receipt_chroma.archive import create_tarball
 from receipt_chroma.compaction import CompactionConfig, CompactionCycle, produce_compaction_run
 from receipt_chroma.compaction.efs_snapshot_manager import EFSSnapshotManager
-from receipt_chroma.compaction.operations import merchant_metadata
+from receipt_chroma.compaction.record_keys import merchant_metadata
 from receipt_chroma.ids import VectorKey
 from receipt_chroma.snapshots.hnsw import HnswPolicy, flush_index, index_state
 from receipt_chroma.snapshots.manifest import Manifest

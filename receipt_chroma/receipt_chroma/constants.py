@@ -29,7 +29,9 @@ LABEL_KEYS: Final = (
 
 # The CompactionRun whose delta supplied a record's vector, document and text: its run_id
 # and created_at. Only merges write them; a merge never replaces a newer run's vector.
-PROVENANCE_KEYS: Final = ("embedding_run_id", "embedding_created_at")
+EMBEDDING_RUN_ID: Final = "embedding_run_id"
+EMBEDDING_CREATED_AT: Final = "embedding_created_at"
+PROVENANCE_KEYS: Final = (EMBEDDING_RUN_ID, EMBEDDING_CREATED_AT)
 
 # Writes are chunked well below Chroma's maximum batch size (5461 here).
 WRITE_CHUNK: Final = 1000

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from receipt_chroma.chroma_client import ChromaClient, ClientCollection
+from receipt_chroma.compaction.collection_reads import receipt_record_ids
 from receipt_chroma.compaction.compaction_run import (
     MergeTarget,
     live_record_ids,
@@ -33,9 +34,8 @@ from receipt_chroma.compaction.operations import (
     OperationLogger,
     apply_receipt_keys,
     delete_embeddings,
-    merchant_metadata,
-    receipt_record_ids,
 )
+from receipt_chroma.compaction.record_keys import merchant_metadata
 from receipt_chroma.exceptions import OperationError
 from receipt_chroma.ids import line_vector_id, word_vector_id
 from receipt_chroma.settings import EMBEDDING_DIMENSION

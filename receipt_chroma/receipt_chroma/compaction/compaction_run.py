@@ -16,32 +16,31 @@ import logging
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from receipt_chroma.chroma_client import ChromaClient, ClientCollection
+from receipt_chroma.compaction.collection_reads import existing_ids, metadatas_of
 from receipt_chroma.compaction.deltas.fetch import DeltaFetcher, fetched_ahead
 from receipt_chroma.compaction.deltas.reader import DeltaReader, shared_delta_reader
 from receipt_chroma.compaction.models import DeltaRecord, RunMergeResult
-from receipt_chroma.compaction.operations import (
-    OperationLogger,
-    existing_ids,
+from receipt_chroma.compaction.operations import OperationLogger
+from receipt_chroma.compaction.record_keys import (
     label_metadata_by_record,
     merchant_metadata,
-    metadatas_of,
     reconstruct_label_metadata,
 )
+from receipt_chroma.constants import EMBEDDING_CREATED_AT, EMBEDDING_RUN_ID
 from receipt_chroma.exceptions import DeltaError
 from receipt_chroma.ids import VectorKey, line_vector_id, parse_vector_id, word_vector_id
 from receipt_chroma.settings import EMBEDDING_DIMENSION
 from receipt_dynamo.aws_clients import aws_client
 from receipt_dynamo.constants import ChromaDBCollection, CompactionState
 from receipt_dynamo.entities import CompactionRun
+from receipt_dynamo.entities.compaction_run import RunOrder, run_order
 from receipt_dynamo.receipt_state import ReceiptState
-from receipt_dynamo.timestamps import instant
 
 if TYPE_CHECKING:
     from types_boto3_s3.client import S3Client
@@ -69,19 +68,15 @@ def live_record_ids(rows: ReceiptState, collection: ChromaDBCollection | str) ->
     return {line_vector_id(rows.image_id, rows.receipt_id, line_id) for line_id in rows.line_ids}
 
 
-RunOrder = tuple[datetime, str]
-"""(created_at as an instant, run_id): the order of runs (contract §5.4)."""
-
-
 def held_run_order(metadata: dict[str, Any] | None) -> RunOrder | None:
     """The order of the run whose vector a record holds; None (older than every run)
     for a record written before provenance existed."""
-    run_id = (metadata or {}).get("embedding_run_id")
-    created_at = (metadata or {}).get("embedding_created_at")
+    run_id = (metadata or {}).get(EMBEDDING_RUN_ID)
+    created_at = (metadata or {}).get(EMBEDDING_CREATED_AT)
     if not isinstance(run_id, str) or not isinstance(created_at, str):
         return None
     try:
-        return (instant(created_at), run_id)
+        return run_order(created_at, run_id)
     except ValueError:
         return None
 
@@ -98,8 +93,8 @@ def record_metadata(
     metadata: dict[str, Any] = {
         **key.base_metadata(),
         "text": text,
-        "embedding_run_id": run.run_id,
-        "embedding_created_at": run.created_at,
+        EMBEDDING_RUN_ID: run.run_id,
+        EMBEDDING_CREATED_AT: run.created_at,
     }
     metadata.update(merchant_metadata(rows.metadata))
     if labels is not None:

@@ -5,24 +5,46 @@ returns 0 for an error. Key writes have one path, ``apply_receipt_keys``: it rea
 records' current metadata, writes only the keys whose values differ (one batched update
 per receipt, chunked) and counts what actually changed; ``update_receipt_metadata`` and
 ``update_word_labels`` are thin wrappers of it. Counts come from what exists (a ``get``),
-never from the return value of ``update``/``delete``.
+never from the return value of ``update``/``delete``. The keys are derived from the rows in
+``record_keys``; the reads of records are in ``collection_reads``.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from receipt_chroma.constants import LABEL_KEYS, MERCHANT_KEYS, WRITE_CHUNK
+from receipt_chroma.compaction.collection_reads import (
+    chunks,
+    existing_ids,
+    metadatas_of,
+    receipt_metadatas,
+)
+from receipt_chroma.compaction.record_keys import (
+    MetadataValue,
+    label_metadata_by_record,
+    reconstruct_label_metadata,
+)
+from receipt_chroma.constants import MERCHANT_KEYS
 from receipt_chroma.exceptions import OperationError
-from receipt_chroma.ids import word_vector_id
-from receipt_dynamo.constants import ValidationStatus
 from receipt_dynamo.entities import ReceiptWordLabel
-from receipt_dynamo.timestamps import instant
 
-MetadataValue = str | int | float | bool | list[str] | None
+# The operations and their types. Contract §5.5 names ``reconstruct_label_metadata`` in
+# this module: it is defined with the other key derivations in ``record_keys`` and
+# re-exported here.
+__all__ = [
+    "KeyUpdate",
+    "OperationLogger",
+    "apply_receipt_keys",
+    "delete_embeddings",
+    "reconstruct_label_metadata",
+    "remove_receipt_metadata",
+    "remove_word_labels",
+    "update_receipt_metadata",
+    "update_word_labels",
+]
+
 T = TypeVar("T")
 
 
@@ -30,30 +52,6 @@ class OperationLogger(Protocol):
     """Anything with ``info(msg, extra=...)``: a stdlib or Powertools logger."""
 
     def info(self, msg: object, *args: Any, **kwargs: Any) -> None: ...
-
-
-class MerchantIdentity(Protocol):
-    """A receipt's merchant fields: a ReceiptMetadata row, or what was read of one."""
-
-    @property
-    def merchant_name(self) -> str: ...
-    @property
-    def canonical_merchant_name(self) -> str | None: ...
-    @property
-    def merchant_category(self) -> str | None: ...
-    @property
-    def address(self) -> str | None: ...
-    @property
-    def phone_number(self) -> str | None: ...
-    @property
-    def place_id(self) -> str: ...
-    @property
-    def timestamp(self) -> str: ...
-
-
-def _chunks(items: Sequence[T], size: int = WRITE_CHUNK) -> Iterable[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def _guard(action: str, image_id: str, receipt_id: int, work: Callable[[], T]) -> T:
@@ -91,118 +89,14 @@ def _log(
     )
 
 
-def receipt_metadatas(collection: Any, image_id: str, receipt_id: int) -> dict[str, Any]:
-    """Every record of the receipt with its metadata (found by a metadata query).
-
-    The query filters on ``image_id`` alone and checks ``receipt_id`` here: an image has
-    a handful of receipts, while ``receipt_id = 1`` matches most of a snapshot, and
-    intersecting with it makes the query grow with the snapshot.
-    """
-    result = collection.get(where={"image_id": image_id}, include=["metadatas"])
-    metadatas = result["metadatas"] or []
-    return {
-        record_id: metadata
-        for record_id, metadata in zip(result["ids"], metadatas, strict=False)
-        if metadata and metadata.get("receipt_id") == receipt_id
-    }
-
-
-def receipt_record_ids(collection: Any, image_id: str, receipt_id: int) -> list[str]:
-    """Ids of every record of the receipt in ``collection``."""
-    return sorted(receipt_metadatas(collection, image_id, receipt_id))
-
-
-def metadatas_of(collection: Any, ids: Iterable[str]) -> dict[str, Any]:
-    """The metadata of each of ``ids`` that exists in ``collection``."""
-    found: dict[str, Any] = {}
-    for chunk in _chunks(sorted(set(ids))):
-        result = collection.get(ids=list(chunk), include=["metadatas"])
-        found.update(zip(result["ids"], result["metadatas"] or [], strict=False))
-    return found
-
-
-def existing_ids(collection: Any, ids: Iterable[str]) -> list[str]:
-    """The subset of ``ids`` that exists in ``collection``."""
-    unique = sorted(set(ids))
-    found: list[str] = []
-    for chunk in _chunks(unique):
-        found += collection.get(ids=list(chunk), include=[])["ids"]
-    return sorted(set(found))
-
-
 def update_metadatas(
     collection: Any, metadatas_by_id: Mapping[str, Mapping[str, MetadataValue]]
 ) -> int:
     """Merge each mapping into its record (None deletes a key); one call per chunk."""
     ids = sorted(metadatas_by_id)
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids):
         collection.update(ids=list(chunk), metadatas=[dict(metadatas_by_id[i]) for i in chunk])
     return len(ids)
-
-
-# --- the keys of a receipt's records -------------------------------------------------------
-
-
-def merchant_metadata(metadata: MerchantIdentity | None) -> dict[str, MetadataValue]:
-    """The merchant keys for a receipt's records; every key None without metadata."""
-    if metadata is None:
-        return dict.fromkeys(MERCHANT_KEYS)
-    values = {
-        "merchant_name": metadata.merchant_name,
-        "canonical_merchant_name": metadata.canonical_merchant_name,
-        "merchant_category": metadata.merchant_category,
-        "address": metadata.address,
-        "phone_number": metadata.phone_number,
-        "place_id": metadata.place_id,
-        "merchant_updated_at": metadata.timestamp,
-    }
-    # "Empty" means absent: an empty string is deleted like None.
-    return {key: values[key] or None for key in MERCHANT_KEYS}
-
-
-def _latest(timestamps: Iterable[str]) -> str | None:
-    """The timestamp of the greatest instant (ties: the greater string), or None."""
-    return max(timestamps, key=lambda value: (instant(value), value), default=None)
-
-
-def reconstruct_label_metadata(labels: Iterable[ReceiptWordLabel]) -> dict[str, MetadataValue]:
-    """The label keys of one word from all of its label rows (contract §4); absent → None."""
-    rows = list(labels)
-    result: dict[str, MetadataValue] = dict.fromkeys(LABEL_KEYS)
-    if not rows:
-        return result
-    statuses = {row.validation_status for row in rows}
-    if ValidationStatus.VALID in statuses:
-        result["label_status"] = "validated"
-    elif ValidationStatus.PENDING in statuses:
-        result["label_status"] = "auto_suggested"
-    else:
-        result["label_status"] = "unvalidated"
-    valid = sorted({r.label for r in rows if r.validation_status is ValidationStatus.VALID})
-    invalid = sorted({r.label for r in rows if r.validation_status is ValidationStatus.INVALID})
-    result["valid_labels_array"] = valid or None
-    result["invalid_labels_array"] = invalid or None
-    proposals = [
-        r for r in rows if r.validation_status is ValidationStatus.PENDING and r.label_proposed_by
-    ]
-    if proposals:
-        latest = max(proposals, key=lambda r: (instant(r.timestamp_added), r.label))
-        result["label_proposed_by"] = latest.label_proposed_by
-    result["label_validated_at"] = _latest(
-        r.timestamp_added for r in rows if r.validation_status is ValidationStatus.VALID
-    )
-    result["labels_updated_at"] = _latest(r.timestamp_added for r in rows)
-    return result
-
-
-def label_metadata_by_record(
-    labels: Iterable[ReceiptWordLabel],
-) -> dict[str, dict[str, MetadataValue]]:
-    """Label keys per word record id, for words that have label rows."""
-    grouped: dict[str, list[ReceiptWordLabel]] = defaultdict(list)
-    for label in labels:
-        grouped[word_vector_id(*label.word_key)].append(label)
-    return {vector_id: reconstruct_label_metadata(rows) for vector_id, rows in grouped.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,7 +240,7 @@ def delete_embeddings(
 
     def work() -> int:
         present = existing_ids(collection, ids)
-        for chunk in _chunks(present):
+        for chunk in chunks(present):
             collection.delete(ids=list(chunk))
         return len(present)
 

@@ -22,6 +22,7 @@ import pytest
 from chromadb.api.models.Collection import Collection
 
 from receipt_chroma import chroma_client
+from receipt_chroma import server_migration as migration
 from receipt_chroma.chroma_client import ChromaClient
 from receipt_chroma.chroma_http import RetryPolicy
 from receipt_chroma.chroma_server import ChromaServer, forget_tokens
@@ -29,7 +30,6 @@ from receipt_chroma.compaction import FailureCause
 from receipt_chroma.compaction.config import SinkKind
 from receipt_chroma.compaction.deltas import produce_compaction_run
 from receipt_chroma.compaction.lease import LockManager
-from receipt_chroma.compaction.sinks import migration
 from receipt_chroma.exceptions import CredentialsRefusedError, SinkUnavailableError
 from receipt_chroma.ids import line_vector_id, word_vector_id
 from receipt_compaction_tools.local.chroma_server import LocalChromaServer, _free_port

@@ -272,7 +272,7 @@ def _server_summary(
 ) -> dict[str, Any]:
     """What the server holds, the sample query against it and, when both sinks were
     written, ``sink verify`` of each collection."""
-    from receipt_chroma.compaction.sinks import migration
+    from receipt_chroma import server_migration as migration
 
     server = ChromaServer.from_env(chroma.environment())
     records = {c: server_records(server, c) for c in ("lines", "words")}

@@ -1,5 +1,5 @@
 """``receipt-compaction sink seed|verify``: moving a collection from snapshots to a Chroma
-server (contract §12) — thin calls of ``receipt_chroma.compaction.sinks.migration``.
+server (contract §12) — thin calls of ``receipt_chroma.server_migration``.
 
 The migration: pause the compactor's queue mappings, ``sink seed`` each collection (the
 published snapshot into the empty server collection), deploy ``CHROMA_SINK=both`` and
@@ -107,7 +107,7 @@ def _server(args: argparse.Namespace) -> Any:
 def command_sink(args: argparse.Namespace, out: Output) -> None:
     from chromadb.errors import NotFoundError
 
-    from receipt_chroma.compaction.sinks import migration
+    from receipt_chroma import server_migration as migration
 
     dynamo = common.dynamo(args)
     bucket = BUCKET.value(args, required=True)

@@ -23,6 +23,17 @@ from receipt_dynamo.entities.key_parsing import parse_key
 from receipt_dynamo.keys import SK_PATTERNS, compaction_run_sk, image_pk, parse_id
 from receipt_dynamo.timestamps import instant
 
+RunOrder = tuple[datetime, str]
+"""(created_at as an instant, run_id): the order of a receipt's runs (contract §5.4)."""
+
+
+def run_order(created_at: str, run_id: str) -> RunOrder:
+    """Where the run ``run_id`` created at ``created_at`` falls in the order of runs: by
+    ``created_at`` as an instant, then by ``run_id``. ValueError when ``created_at`` is not
+    ISO 8601."""
+    return (instant(created_at), run_id)
+
+
 # Per-collection attribute names, e.g. ``lines_state``; one set for each collection.
 PER_COLLECTION_SUFFIXES = (
     "delta_prefix",
@@ -92,9 +103,9 @@ class CompactionRun(DynamoEntity):
         return CompactionState(getattr(self, f"{ChromaDBCollection(collection).value}_state"))
 
     @property
-    def order_key(self) -> tuple[datetime, str]:
-        """Runs of one receipt are ordered by (created_at as an instant, run_id)."""
-        return (instant(self.created_at), self.run_id)
+    def order_key(self) -> RunOrder:
+        """This run's place in the order of runs (``run_order``)."""
+        return run_order(self.created_at, self.run_id)
 
     def attributes(self) -> dict[str, Any]:
         per_collection = {

@@ -5,7 +5,7 @@ Both read the version the pointer names, under the collection's lease by default
 runs meanwhile, so what is compared or copied is one consistent state (in ``both`` mode the
 two sinks are written under that same lease). Both work in pages of ids, so a collection
 of millions of records never has to fit in memory at once. Each returns plain data for the
-CLI (``receipt-compaction sink seed|verify``).
+operator commands ``receipt-compaction sink seed|verify``; the compactor never runs them.
 """
 
 from __future__ import annotations

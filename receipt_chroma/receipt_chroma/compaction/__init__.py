@@ -4,7 +4,7 @@ processing. ``__all__`` is the public API; the modules' other names are internal
 from receipt_chroma.compaction.apply_batch import process_collection_updates
 from receipt_chroma.compaction.compaction_run import merge_compaction_deltas
 from receipt_chroma.compaction.config import CompactionConfig
-from receipt_chroma.compaction.cycle import CompactionCycle, CycleResult, FailureCause
+from receipt_chroma.compaction.cycle import CompactionCycle
 from receipt_chroma.compaction.deltas import (
     produce_compaction_run,
     shared_delta_reader,
@@ -13,6 +13,8 @@ from receipt_chroma.compaction.deltas import (
 from receipt_chroma.compaction.efs_snapshot_manager import get_efs_snapshot_manager
 from receipt_chroma.compaction.models import (
     CollectionUpdateResult,
+    CycleResult,
+    FailureCause,
     MessageFailure,
     RunMergeResult,
 )

@@ -13,21 +13,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from receipt_chroma.compaction.apply_batch import record_run_outcomes
 from receipt_chroma.compaction.config import CompactionConfig
 from receipt_chroma.compaction.efs_snapshot_manager import EFSSnapshotManager
 from receipt_chroma.compaction.lease import LockManager
-from receipt_chroma.compaction.models import CollectionUpdateResult, MessageFailure
+from receipt_chroma.compaction.models import CollectionUpdateResult, CycleResult, FailureCause
 from receipt_chroma.compaction.operations import OperationLogger
 from receipt_chroma.compaction.sinks import Sink, sink_for
 from receipt_chroma.exceptions import SinkUnavailableError, SnapshotUnavailableError
 from receipt_chroma.snapshots.fence import call_budget
 from receipt_chroma.snapshots.service import CollectionSnapshots, SnapshotSettings
-from receipt_chroma.snapshots.working_copy import CacheTier
 from receipt_dynamo.constants import ChromaDBCollection
 from receipt_dynamo.data.dynamo_client import DynamoClient
 from receipt_dynamo.exceptions import LeaseHeldError, LeaseLostError, PointerMovedError
@@ -59,58 +56,6 @@ def _warn_if_retention_cannot_fit(config: CompactionConfig, s3_client: S3Client)
                 "settings": "LOCK_DURATION_SECONDS, LEASE_SAFETY_MARGIN_SECONDS",
             },
         )
-
-
-class FailureCause(StrEnum):
-    LEASE_ACQUISITION = "lease_acquisition"
-    LEASE_LOST = "lease_lost"
-    POINTER_MOVED = "pointer_moved"
-    SNAPSHOT_UNAVAILABLE = "snapshot_unavailable"
-    PUBLISH_FAILED = "publish_failed"
-    SINK_UNAVAILABLE = "sink_unavailable"  # the Chroma server cannot be reached (§12)
-
-
-@dataclass
-class CycleResult:
-    collection: ChromaDBCollection
-    message_ids: list[str]
-    failures: list[MessageFailure] = field(default_factory=list)
-    cause: FailureCause | None = None
-    tier: CacheTier | None = None
-    published_version: str | None = None
-    base_version: str | None = None
-    update: CollectionUpdateResult | None = None
-    timings_ms: dict[str, float] = field(default_factory=dict)
-    derived_cache_errors: list[str] = field(default_factory=list)
-    # Contract §9 (rev 2): SnapshotBytesUploaded / SnapshotBytesDownloaded (S3 bytes this
-    # cycle moved: compressed objects, manifests, format 1 tarballs) and UnindexedRecords
-    # (vectors the published version's HNSW files do not hold yet; None when nothing
-    # was published).
-    snapshot_bytes_uploaded: int = 0
-    snapshot_bytes_downloaded: int = 0
-    # SnapshotCacheRepairs / EfsFailures / EfsWriteFailures / CacheRepairFailures: see
-    # ``SnapshotStats`` (cached copies read again; failed EFS operations, and the EFS
-    # writes among them; derived caches not brought in line with the pointer).
-    snapshot_cache_repairs: int = 0
-    efs_failures: int = 0
-    efs_write_failures: int = 0
-    cache_repair_failures: int = 0
-    # RetentionSkipped (§9 rev 3): retention not done, or cut short, because the lease was
-    # lost or unconfirmable or its deadline came first; the next holder does it.
-    retention_skipped: int = 0
-    unindexed_records: int | None = None
-    hnsw_flushed: bool = False
-    sink: str = "snapshot"
-    server_applied: bool = False  # every server write of the batch was acknowledged
-
-    @property
-    def failed_message_ids(self) -> set[str]:
-        return {f.message_id for f in self.failures}
-
-    def fail_all(self, cause: FailureCause, reason: str) -> CycleResult:
-        self.cause = cause
-        self.failures = [MessageFailure(m, f"{cause.value}: {reason}") for m in self.message_ids]
-        return self
 
 
 class CompactionCycle:

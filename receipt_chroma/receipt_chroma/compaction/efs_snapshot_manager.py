@@ -10,7 +10,8 @@ directory is built under ``.tmp-<version>-<hex>/`` and renamed into place, and d
 renaming to ``.trash-<version>-<hex>/`` first, so a directory visible under a version name
 is always complete. ``.version`` names the current version and is replaced by
 write-to-temp + rename. ChromaDB never runs here: versions are copied to local disk
-before they are opened. Implements ``receipt_chroma.snapshots.efs_tier.EfsTier``.
+before they are opened. This is the one writer of EFS: it implements
+``receipt_chroma.snapshots.models.EfsTier``, the one way the snapshot modules reach EFS.
 """
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ from pathlib import Path
 from typing import Final
 
 from receipt_chroma.exceptions import SnapshotError
-from receipt_chroma.snapshots.efs_tier import EfsCopy
 from receipt_chroma.snapshots.fence import DeleteFence
 from receipt_chroma.snapshots.files import copy_checked, copy_verified, link_known, target_path
 from receipt_chroma.snapshots.layout import MANIFEST
 from receipt_chroma.snapshots.manifest import Manifest, parse_manifest
-from receipt_chroma.snapshots.reader import LocalFile, index_files
+from receipt_chroma.snapshots.models import EfsCopy, LocalFile
+from receipt_chroma.snapshots.reader import index_files
 
 DEFAULT_ROOT: Final = "/mnt/chroma"
 VERSION_FILE: Final = ".version"

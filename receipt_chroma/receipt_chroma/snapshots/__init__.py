@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from receipt_chroma.snapshots.check import SnapshotCheck, check_snapshot
     from receipt_chroma.snapshots.hnsw import HnswPolicy, IndexState, index_state
     from receipt_chroma.snapshots.manifest import FileEntry, Manifest
+    from receipt_chroma.snapshots.models import CacheTier
     from receipt_chroma.snapshots.publisher import (
         publish,
         refresh_pointer_file,
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     )
     from receipt_chroma.snapshots.stats import SnapshotStats
     from receipt_chroma.snapshots.versions import new_version_id, version_time
-    from receipt_chroma.snapshots.working_copy import CacheTier, WorkingCopy
+    from receipt_chroma.snapshots.working_copy import WorkingCopy
 
 _PACKAGE = "receipt_chroma.snapshots"
 _SOURCES: dict[str, str] = {
@@ -66,7 +67,7 @@ _SOURCES: dict[str, str] = {
     "SnapshotStats": f"{_PACKAGE}.stats",
     "new_version_id": f"{_PACKAGE}.versions",
     "version_time": f"{_PACKAGE}.versions",
-    "CacheTier": f"{_PACKAGE}.working_copy",
+    "CacheTier": f"{_PACKAGE}.models",
     "WorkingCopy": f"{_PACKAGE}.working_copy",
 }
 

@@ -18,12 +18,12 @@ from datetime import datetime
 
 from receipt_chroma.exceptions import SnapshotError, SnapshotUnavailableError
 from receipt_chroma.snapshots.fence import DeleteFence
+from receipt_chroma.snapshots.models import CacheTier
 from receipt_chroma.snapshots.publisher import refresh_pointer_file
 from receipt_chroma.snapshots.s3_store import VersionKeys
 from receipt_chroma.snapshots.service import CollectionSnapshots, Lease
 from receipt_chroma.snapshots.stats import SnapshotStats
 from receipt_chroma.snapshots.versions import is_version_id, version_time
-from receipt_chroma.snapshots.working_copy import CacheTier
 from receipt_dynamo.entities import SnapshotPointer
 
 _LOGGER = logging.getLogger(__name__)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
@@ -23,15 +22,13 @@ from receipt_chroma.exceptions import (
 )
 from receipt_chroma.snapshots.files import file_hash
 from receipt_chroma.snapshots.layout import TARBALL, TARBALL_HASH
+from receipt_chroma.snapshots.models import VersionSource
 from receipt_chroma.snapshots.s3_errors import not_found
 from receipt_chroma.snapshots.stats import SnapshotStats
 
-if TYPE_CHECKING:
-    from receipt_chroma.snapshots.s3_store import S3SnapshotStore
-
 
 def download_tarball(
-    store: S3SnapshotStore, version: str, destination: Path, stats: SnapshotStats
+    store: VersionSource, version: str, destination: Path, stats: SnapshotStats
 ) -> str:
     """Fetch, verify and extract a format 1 version into ``destination``; returns its hash."""
     where = f"{store.collection} version {version}"

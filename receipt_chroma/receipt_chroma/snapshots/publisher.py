@@ -27,6 +27,7 @@ import chromadb
 
 from receipt_chroma.snapshots.check import SnapshotCheck, check_snapshot
 from receipt_chroma.snapshots.database import compact_database
+from receipt_chroma.snapshots.efs_tier import store_on_efs
 from receipt_chroma.snapshots.fence import DeleteFence
 from receipt_chroma.snapshots.files import directory_entries
 from receipt_chroma.snapshots.hnsw import apply_flush_policy, set_sync_threshold
@@ -198,7 +199,17 @@ def _after_swap(
         stats.add(cache_repair_failures=1)
         errors.append(f"pointer file: {error}")
     on_stage("pointer_file_synced")
-    _write_efs(snapshots, published.version, current, data, errors=errors, stats=stats)
+    # .version names the pointer's current version (as just read for the pointer file).
+    efs_error = store_on_efs(
+        snapshots.efs,
+        published.version,
+        snapshots.working.path,
+        data,
+        stats,
+        current=current if current is not None else published.version,
+    )
+    if efs_error is not None:
+        errors.append(f"efs: {efs_error}")
     on_stage("efs_written")
     snapshots.logger.info(
         "snapshot published",
@@ -211,30 +222,6 @@ def _after_swap(
             "hnsw_flushed": stats.hnsw_flushed,
         },
     )
-
-
-def _write_efs(
-    snapshots: CollectionSnapshots,
-    version: str,
-    current: str | None,
-    data: bytes,
-    *,
-    errors: list[str],
-    stats: SnapshotStats,
-) -> None:
-    """Store the published version on EFS; ``.version`` names the pointer's *current*
-    version (as just read for the pointer file) when EFS holds it, so a holder resuming
-    after a stall does not point readers back at its own, older version."""
-    efs = snapshots.efs
-    if efs is None:
-        return
-    try:
-        efs.store_version(version, snapshots.working.path, manifest_bytes=data)
-        target = current if current is not None and efs.has_version(current) else version
-        efs.set_current_version(target)
-    except OSError as error:
-        stats.add(efs_failures=1, efs_write_failures=1)
-        errors.append(f"efs: {error}")
 
 
 def retain(

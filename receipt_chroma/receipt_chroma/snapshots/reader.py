@@ -12,32 +12,16 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from receipt_chroma.exceptions import SnapshotDestinationError, SnapshotError
 from receipt_chroma.snapshots.files import copy_verified, link_known, remove_tree, target_path
 from receipt_chroma.snapshots.legacy import download_tarball
 from receipt_chroma.snapshots.manifest import FileEntry, Manifest, manifest_digest
+from receipt_chroma.snapshots.models import LocalFile, ReuseIndex, VersionSource
 from receipt_chroma.snapshots.stats import SnapshotStats
-
-if TYPE_CHECKING:
-    from receipt_chroma.snapshots.s3_store import S3SnapshotStore
-
-
-@dataclass(frozen=True)
-class LocalFile:
-    """A local file offered for reuse. ``trusted`` files belong to a directory whose
-    manifest is known and whose files are never modified (hard-linked); others are
-    copied with their hash verified."""
-
-    path: Path
-    trusted: bool = False
-
-
-ReuseIndex = Mapping[str, Sequence[LocalFile]]
 
 
 def index_files(
@@ -76,7 +60,7 @@ def build_path(destination: Path) -> Path:
 
 
 def read_version(
-    store: S3SnapshotStore,
+    store: VersionSource,
     version: str,
     destination: Path,
     *,
@@ -107,7 +91,7 @@ def read_version(
 
 
 def materialize(
-    store: S3SnapshotStore,
+    store: VersionSource,
     manifest: Manifest,
     building: Path,
     reuse: ReuseIndex,

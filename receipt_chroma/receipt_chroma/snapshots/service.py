@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from receipt_chroma.snapshots.efs_tier import EfsTier
 from receipt_chroma.snapshots.hnsw import HnswPolicy, zstd_level_from_env
+from receipt_chroma.snapshots.models import EfsTier
 from receipt_chroma.snapshots.objects import DEFAULT_WORKERS
 from receipt_chroma.snapshots.s3_store import S3SnapshotStore
 from receipt_chroma.snapshots.working_copy import WorkingCopy

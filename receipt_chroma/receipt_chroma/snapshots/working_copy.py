@@ -31,12 +31,11 @@ import logging
 import os
 import secrets
 from dataclasses import replace
-from enum import StrEnum
 from pathlib import Path
 from typing import IO
 
 from receipt_chroma.exceptions import ChromaClientError, SnapshotError
-from receipt_chroma.snapshots.efs_tier import EfsCopy, EfsTier
+from receipt_chroma.snapshots.efs_tier import store_on_efs
 from receipt_chroma.snapshots.fence import DeleteFence
 from receipt_chroma.snapshots.files import (
     directory_entries,
@@ -45,8 +44,8 @@ from receipt_chroma.snapshots.files import (
     target_path,
 )
 from receipt_chroma.snapshots.manifest import Manifest, manifest_digest, parse_manifest
+from receipt_chroma.snapshots.models import CacheTier, EfsCopy, EfsTier, LocalFile
 from receipt_chroma.snapshots.reader import (
-    LocalFile,
     VersionRead,
     build_path,
     index_files,
@@ -58,19 +57,6 @@ from receipt_chroma.snapshots.s3_store import S3SnapshotStore
 from receipt_chroma.snapshots.stats import SnapshotStats
 
 _LOGGER = logging.getLogger(__name__)
-
-
-class CacheTier(StrEnum):
-    WARM = "warm"
-    CATCH_UP = "catch_up"
-    EFS = "efs"
-    S3 = "s3"
-    BOOTSTRAP = "bootstrap"
-
-    @property
-    def metric_name(self) -> str:
-        """``CacheTierWarm``, ``CacheTierCatchUp``, ``CacheTierEfs``, ``CacheTierS3`` …"""
-        return "CacheTier" + "".join(part.title() for part in self.value.split("_"))
 
 
 class WorkingCopy:
@@ -360,12 +346,15 @@ class WorkingCopy:
     def _store_in_efs(
         self, efs: EfsTier | None, read: VersionRead, stats: SnapshotStats, *, current: bool = True
     ) -> None:
-        if efs is None or read.manifest_bytes is None:  # format 1 is never read from EFS
+        if read.manifest_bytes is None:  # format 1 is never read from EFS
             return
-        try:
-            efs.store_version(read.version, self.path, manifest_bytes=read.manifest_bytes)
-            if current:
-                efs.set_current_version(read.version)
-        except OSError as error:  # EFS is a cache: its failures never fail the cycle
-            stats.add(efs_failures=1, efs_write_failures=1)
+        error = store_on_efs(
+            efs,
+            read.version,
+            self.path,
+            read.manifest_bytes,
+            stats,
+            current=read.version if current else None,
+        )
+        if error is not None:  # EFS is a cache: its failures never fail the cycle
             _LOGGER.warning("could not write version to EFS", extra={"error": str(error)})

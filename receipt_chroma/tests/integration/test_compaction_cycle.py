@@ -14,7 +14,7 @@ import zstandard
 
 from receipt_chroma.compaction import FailureCause
 from receipt_chroma.ids import line_vector_id, word_vector_id
-from receipt_chroma.snapshots.working_copy import CacheTier
+from receipt_chroma.snapshots.models import CacheTier
 from receipt_compaction_tools.testing.factories import (
     IMAGE_ID,
     OTHER_IMAGE_ID,

@@ -24,8 +24,7 @@ from chromadb.config import Settings
 
 from receipt_chroma import ChromaClient
 from receipt_chroma.archive import create_tarball
-from receipt_chroma.compaction import FailureCause
-from receipt_chroma.compaction.cycle import CycleResult
+from receipt_chroma.compaction import CycleResult, FailureCause
 from receipt_chroma.compaction.lease import LockManager
 from receipt_chroma.exceptions import SnapshotUnavailableError
 from receipt_chroma.ids import word_vector_id

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import zstandard
 
-from receipt_chroma.compaction.cycle import CompactionCycle, CycleResult, FailureCause
+from receipt_chroma.compaction import CompactionCycle, CycleResult, FailureCause
 from receipt_compaction_tools.testing.factories import IMAGE_ID, make_label
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_compaction_tools.testing.world import CompactionWorld

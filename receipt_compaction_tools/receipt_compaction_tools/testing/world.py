@@ -18,8 +18,8 @@ import boto3
 
 from receipt_chroma.chroma_client import ChromaClient, ClientCollection
 from receipt_chroma.chroma_server import ChromaServer
+from receipt_chroma.compaction import CompactionCycle, CycleResult
 from receipt_chroma.compaction.config import CompactionConfig, SinkKind
-from receipt_chroma.compaction.cycle import CompactionCycle, CycleResult
 from receipt_chroma.compaction.deltas import produce_compaction_run
 from receipt_chroma.snapshots.s3_store import S3SnapshotStore
 from receipt_compaction_tools.aws.streams import StreamReader

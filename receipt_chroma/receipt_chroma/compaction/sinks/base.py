@@ -14,10 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from receipt_chroma.compaction.models import CollectionUpdateResult
+from receipt_chroma.compaction.models import CollectionUpdateResult, CycleResult
 
 if TYPE_CHECKING:
-    from receipt_chroma.compaction.cycle import CycleResult
     from receipt_chroma.compaction.lease import LockManager
     from receipt_dynamo_stream.models import StreamMessage
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from receipt_chroma.compaction.lease import LockManager
 from receipt_chroma.compaction.models import (
     CollectionUpdateResult,
+    CycleResult,
     MessageFailure,
     RunMergeResult,
 )
@@ -26,9 +26,6 @@ from receipt_chroma.compaction.sinks.base import Durable
 from receipt_chroma.compaction.sinks.server import ServerSink
 from receipt_chroma.compaction.sinks.snapshot import SnapshotSink
 from receipt_dynamo_stream.models import StreamMessage
-
-if TYPE_CHECKING:
-    from receipt_chroma.compaction.cycle import CycleResult
 
 
 def _combined_run(runs: list[RunMergeResult]) -> RunMergeResult:

@@ -14,7 +14,7 @@ from receipt_chroma.chroma_client import ChromaClient
 from receipt_chroma.compaction.apply_batch import process_collection_updates
 from receipt_chroma.compaction.config import CompactionConfig
 from receipt_chroma.compaction.lease import LockManager
-from receipt_chroma.compaction.models import CollectionUpdateResult
+from receipt_chroma.compaction.models import CollectionUpdateResult, CycleResult
 from receipt_chroma.compaction.operations import OperationLogger
 from receipt_chroma.compaction.sinks.base import Durable, Stage
 from receipt_chroma.snapshots.base import open_base
@@ -29,8 +29,6 @@ from receipt_dynamo_stream.models import StreamMessage
 
 if TYPE_CHECKING:
     from types_boto3_s3.client import S3Client
-
-    from receipt_chroma.compaction.cycle import CycleResult
 
 _LOGGER = logging.getLogger(__name__)
 

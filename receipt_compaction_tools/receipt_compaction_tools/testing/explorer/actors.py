@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from receipt_chroma.compaction.cycle import CompactionCycle, CycleResult
+from receipt_chroma.compaction import CompactionCycle, CycleResult
 from receipt_chroma.snapshots import admin
 from receipt_compaction_tools.testing.explorer.exceptions import Killed
 from receipt_compaction_tools.testing.explorer.messages import COLLECTION, QueuedMessage

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from receipt_chroma.compaction.cycle import CycleResult
+from receipt_chroma.compaction import CycleResult
 from receipt_compaction_tools.testing.explorer.actors import Actor, ActorState, Container
 from receipt_compaction_tools.testing.explorer.actors import new_container as make_container
 from receipt_compaction_tools.testing.explorer.exceptions import Killed

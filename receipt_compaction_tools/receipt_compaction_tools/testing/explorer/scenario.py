@@ -15,7 +15,7 @@ changes — one batch per cycle actor, so the actors compete over different work
 In the ``empty`` world nothing is published, and batch 0 also carries R1's message: the
 first cycle to run bootstraps the collection. Once every actor is done, one more change
 (A1's merchant renamed) gives the system a last publish whose retention the final check
-relies on; when that retention was skipped (its lease's deadline came too close), the
+relies on; when that retention was skipped (the deadline came too close) or failed, the
 merchant is renamed again, up to ``FINAL_CHANGES`` times.
 """
 

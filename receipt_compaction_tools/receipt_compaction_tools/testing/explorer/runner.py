@@ -316,6 +316,9 @@ class ScheduleRun:
             self._acknowledge(container.name, batch, result, model)
             if isinstance(result, CycleResult) and result.published_version is not None:
                 publish = Publish(started, before, _retention_not_done(result))
+                if publish.retention_skipped:
+                    why = [e for e in result.derived_cache_errors if e.startswith("retention")]
+                    self.outcome.notes.append(f"{container.name} retention not done: {why}")
         return publish
 
     def _judge(self, table: TableModel, publish: Publish | None) -> None:

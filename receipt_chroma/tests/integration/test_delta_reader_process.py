@@ -8,6 +8,7 @@ import dataclasses
 import io
 import logging
 import os
+import sys
 import tarfile
 import time
 from collections.abc import Iterator
@@ -147,6 +148,23 @@ def test_a_helper_that_stops_answering_is_killed_and_the_next_read_starts_a_new_
     assert reader.alive
     assert reader.pid != stuck  # read by a new helper, not in-process
     reader.close()
+
+
+def test_when_no_new_helper_can_start_deltas_are_read_in_process(
+    bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reader = DeltaReaderProcess()
+    assert reader.wait_ready()
+    reader.answer_timeout_seconds = 1.0
+    with SilentEndpoint() as silent, pytest.raises(DeltaReaderTimeoutError):
+        reader.load(_request(tmp_path / "a", "r6", f"{silent.url}/delta.tar.gz"))
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
+
+    receipt = SyntheticReceipt(IMAGE_ID, 1, dimension=8)
+    prefix = write_delta(receipt.word_records(), "words", bucket=bucket, run_id="r7")
+    records = reader.load(_request(tmp_path / "b", "r7", _url(f"{prefix}{DELTA_TARBALL}")))
+    assert sorted(r.id for r in records) == sorted(r[0] for r in receipt.word_records())
+    assert not reader.alive  # read in-process: the helper could not be started
 
 
 def test_an_unreachable_url_is_a_fetch_error_naming_the_run(

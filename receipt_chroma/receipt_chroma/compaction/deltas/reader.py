@@ -166,7 +166,6 @@ class DeltaReaderProcess:
             os.close(child_writes)
         self._requests = Connection(parent_writes, readable=False)
         self._replies = Connection(parent_reads, writable=False)
-        self._replace_on_next_read = False
 
     @property
     def pid(self) -> int | None:
@@ -177,14 +176,15 @@ class DeltaReaderProcess:
         return self._process is not None and self._process.poll() is None
 
     def wait_ready(self) -> bool:
-        """Block until the helper has imported what it needs; False if it is gone."""
+        """Block until the helper has imported what it needs; False if it is gone
+        (DeltaReaderTimeoutError if it does not answer in time)."""
         with self._lock:
             return self._exchange(None) is not None
 
     def load(self, request: DeltaReadRequest) -> list[DeltaRecord]:
         with self._lock:
             if self._replace_on_next_read:
-                self._start()
+                self._replace()
             reply = self._exchange(request)
         if reply is None:
             return self._fallback.load(request)
@@ -234,13 +234,17 @@ class DeltaReaderProcess:
         self._process = None
 
     def _kill(self) -> None:
-        if self._process is None:
-            return
-        self._process.kill()
-        self._process.wait()
-        self._requests.close()
-        self._replies.close()
-        self._process = None
+        if self._process is not None:
+            self._process.kill()
+        self._stop()
+
+    def _replace(self) -> None:
+        """A new helper for one that was killed; if none can start, read in-process."""
+        self._replace_on_next_read = False
+        try:
+            self._start()
+        except OSError as error:
+            LOGGER.warning("no new delta reader process, reading in-process: %s", error)
 
 
 class _Shared:

@@ -230,10 +230,12 @@ class EFSSnapshotManager:
 
     def cleanup(self, keep: set[str], fence: DeleteFence, now: float | None = None) -> list[str]:
         """Delete versions outside ``keep``, and ``.tmp-*``/``.trash-*`` older than an hour,
-        each only while ``fence`` allows it (the lease holder's deadline, §6 rev 3)."""
+        each only while ``fence`` allows it (the lease holder's deadline, §6 rev 3). The
+        version ``.version`` names is never deleted: a reader following it must find it."""
         deleted: list[str] = []
+        named = self.current_version()
         for version in self.versions():
-            if version not in keep:
+            if version not in keep and version != named:
                 if not fence.allows():
                     return deleted
                 self.delete_version(version)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from receipt_chroma.snapshots.models import EfsTier
 from receipt_chroma.snapshots.stats import SnapshotStats
+from receipt_chroma.snapshots.versions import version_time
 
 
 def store_on_efs(
@@ -24,9 +25,11 @@ def store_on_efs(
 ) -> OSError | None:
     """Write format 2 ``version`` from a closed local persist directory, then point
     ``.version`` at ``current`` — the pointer's version as last read — when EFS holds it,
-    else at ``version`` (a holder resuming after a stall never points readers back at its
-    own, older version). With ``current`` None ``.version`` is left as it is: a version
-    about to be adopted is not named before its pointer item exists.
+    else at ``version`` — but never back from a newer version EFS holds: a holder resuming
+    after a stall read the pointer long ago, and its version and ``current`` may both be
+    older than what another holder has published and named since. With ``current`` None
+    ``.version`` is left as it is: a version about to be adopted is not named before its
+    pointer item exists.
 
     Returns the error of a failed write (counted in ``stats``), None otherwise.
     """
@@ -35,10 +38,22 @@ def store_on_efs(
     try:
         efs.store_version(version, persist_directory, manifest_bytes=manifest_bytes)
         if current is not None:
-            efs.set_current_version(
-                current if current == version or efs.has_version(current) else version
-            )
+            target = current if current == version or efs.has_version(current) else version
+            if not _names_a_newer_version(efs, target):
+                efs.set_current_version(target)
     except OSError as error:
         stats.add(efs_failures=1, efs_write_failures=1)
         return error
     return None
+
+
+def _names_a_newer_version(efs: EfsTier, target: str) -> bool:
+    """Whether ``.version`` already names a version EFS holds, minted after ``target``
+    (version ids are sortable by time, §6). Rollbacks set ``.version`` directly."""
+    named = efs.current_version()
+    if named is None or named == target or not efs.has_version(named):
+        return False
+    try:
+        return version_time(named) > version_time(target)
+    except ValueError:  # not a version id: nothing to order by
+        return False

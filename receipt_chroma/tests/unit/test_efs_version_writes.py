@@ -9,10 +9,12 @@ is a cache: a failed write is counted and returned, never raised.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from receipt_chroma.compaction.efs_snapshot_manager import EFSSnapshotManager
 from receipt_chroma.snapshots.efs_tier import store_on_efs
+from receipt_chroma.snapshots.fence import DeleteFence
 from receipt_chroma.snapshots.files import directory_entries
 from receipt_chroma.snapshots.manifest import Manifest
 from receipt_chroma.snapshots.stats import SnapshotStats
@@ -73,6 +75,32 @@ def test_a_stalled_holder_writes_its_version_but_dot_version_stays_at_the_pointe
     assert error is None
     assert efs.versions() == [OLDER, NEWER]
     assert efs.current_version() == NEWER
+
+
+def test_a_holder_that_read_the_pointer_before_a_newer_publish_never_names_its_older_version(
+    tmp_path: Path,
+) -> None:
+    """A working copy read (or caught up to) OLDER, stalled, and resumes after another
+    holder published and named NEWER: it stores OLDER and, as it read it, names OLDER."""
+    efs = EFSSnapshotManager(tmp_path / "efs", "words")
+    _store(efs, tmp_path / "published", NEWER, current=NEWER)
+
+    error, _ = _store(efs, tmp_path / "stalled", OLDER, current=OLDER)
+
+    assert error is None
+    assert efs.current_version() == NEWER
+
+
+def test_cleanup_never_deletes_the_version_dot_version_names(tmp_path: Path) -> None:
+    efs = EFSSnapshotManager(tmp_path / "efs", "words")
+    _store(efs, tmp_path / "named", OLDER, current=OLDER)
+    _store(efs, tmp_path / "other", NEWER, current=None)
+
+    deleted = efs.cleanup({NEWER}, DeleteFence(datetime.now(UTC) + timedelta(minutes=5)))
+
+    assert deleted == []
+    assert efs.versions() == [OLDER, NEWER]
+    assert (tmp_path / "efs" / "snapshots" / "words" / OLDER / "chroma.sqlite3").is_file()
 
 
 def test_dot_version_names_the_written_version_when_efs_lacks_the_pointer_version(

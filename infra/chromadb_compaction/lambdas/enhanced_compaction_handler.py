@@ -160,8 +160,8 @@ def run_cycle(
     """One cycle, logged. A cycle that raises (an AWS error outside the stages the cycle
     handles, such as taking or giving up the lease) fails all its messages, named, so they
     are retried early like any other failure instead of failing the whole invocation."""
-    cycle = cycle_for(collection)
     try:
+        cycle = cycle_for(collection)  # a wrong setting fails the messages, not the event
         with stages.cycle(collection.value):
             result = cycle.run(pairs)
     except Exception as error:

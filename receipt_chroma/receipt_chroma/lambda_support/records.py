@@ -17,7 +17,7 @@ def queue_collection(record: QueueRecord) -> str | None:
     try:
         attribute = record.message_attributes["collection"]
         return None if attribute is None else attribute.string_value
-    except KeyError:  # no messageAttributes, or a binary attribute
+    except (KeyError, TypeError):  # no messageAttributes (absent or null), or binary
         return None
 
 

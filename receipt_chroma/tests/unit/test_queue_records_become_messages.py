@@ -118,3 +118,14 @@ def test_an_event_splits_into_collections_in_order_with_invalid_records_apart() 
         "handle-wrong-queue",
         "handle-w1",
     ]
+
+
+def test_a_record_with_null_message_attributes_is_invalid_while_the_others_are_messages() -> None:
+    broken = _record("m1", _body("words"), "words")
+    broken["messageAttributes"] = None
+    good = _record("m2", _body("lines"), "lines")
+
+    batch = split_by_collection(SQSRecord(r) for r in (broken, good))
+
+    assert "does not match the queue's collection attribute None" in str(batch.invalid["m1"])
+    assert [mid for mid, _ in batch.messages[ChromaDBCollection.LINES]] == ["m2"]

@@ -7,13 +7,12 @@ queue bodies with ``StreamMessage.from_json``.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeGuard, TypeVar
 
 from receipt_dynamo.constants import ChromaDBCollection, EntityType
 from receipt_dynamo.keys import validate_id, validate_image_id, validate_label
@@ -25,7 +24,12 @@ E = TypeVar("E", bound=StrEnum)
 SCHEMA_VERSION: Final = 1
 MAX_BODY_BYTES: Final = 64 * 1024
 TRUNCATED_STRING_LENGTH: Final = 1024
-_DECIMAL: Final = re.compile(r"[0-9]+", re.ASCII)
+
+
+def is_decimal_string(value: object) -> TypeGuard[str]:
+    """A non-empty string of the ASCII digits 0-9 (a stream sequence number, §3.4):
+    ``str.isdigit`` alone also accepts digits such as "٣" and "²"."""
+    return isinstance(value, str) and value.isascii() and value.isdigit()
 
 
 class EventName(StrEnum):
@@ -291,7 +295,7 @@ def _record_fields(
                 )
         return None, None, None
     sequence_number = body.get("sequence_number")
-    if not isinstance(sequence_number, str) or not _DECIMAL.fullmatch(sequence_number):
+    if not is_decimal_string(sequence_number):
         raise MessageValidationError(
             f"sequence_number of a {source.value} message must be a decimal string, "
             f"got {sequence_number!r}"

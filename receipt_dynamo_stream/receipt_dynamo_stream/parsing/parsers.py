@@ -13,7 +13,7 @@ from receipt_dynamo.entities import DynamoEntity
 from receipt_dynamo.keys import IMAGE_PK_RE, validate_id, validate_label
 from receipt_dynamo_stream.change_rules import CHANGE_RULES
 from receipt_dynamo_stream.exceptions import UnparseableRecordError
-from receipt_dynamo_stream.models import EventName, ParsedStreamRecord
+from receipt_dynamo_stream.models import EventName, ParsedStreamRecord, is_decimal_string
 
 ENTITY_CLASSES: Final[dict[EntityType, type[DynamoEntity]]] = {
     entity_type: rule.entity_class for entity_type, rule in CHANGE_RULES.items()
@@ -69,11 +69,6 @@ def detect_entity_type(pk: str, sk: str) -> tuple[EntityType, dict[str, Any]] | 
 def _is_map(value: object) -> TypeGuard[Mapping[str, Any]]:
     # Lambda's records are plain dicts; the ABC check (slow) only for other mappings.
     return type(value) is dict or isinstance(value, Mapping)
-
-
-def _is_decimal(value: object) -> TypeGuard[str]:
-    # Digits 0-9 only: str.isdigit() alone also accepts "٣" and "²", never ASCII others.
-    return isinstance(value, str) and value.isascii() and value.isdigit()
 
 
 def _string_key(keys: Mapping[str, Any], name: str) -> str:
@@ -137,7 +132,7 @@ def parse_stream_record(record: Any) -> ParsedStreamRecord | None:
     pk = _string_key(keys, "PK")
     sk = _string_key(keys, "SK")
     sequence_number = dynamodb.get("SequenceNumber")
-    if not _is_decimal(sequence_number):
+    if not is_decimal_string(sequence_number):
         raise UnparseableRecordError(
             f"record lacks a decimal dynamodb.SequenceNumber, got {sequence_number!r}"
         )

@@ -107,7 +107,7 @@ def test_the_timeout_is_one_draw_from_the_window(
         for _ in range(50)
     }
     assert draws <= set(allowed)
-    assert len(draws) == min(len(allowed), 2) or len(draws) > 2  # jittered, not fixed
+    assert len(draws) > 1 if len(allowed) > 1 else len(draws) == 1  # jittered, not fixed
 
 
 def test_an_entry_sqs_refuses_is_logged_and_counted_while_the_rest_come_back(

@@ -175,8 +175,14 @@ class SnapshotReader:
                         "reason": outcome.reason,
                     },
                 )
-            self._prune()
             self._last = outcome
+            try:
+                self._prune()
+            except Exception as error:  # copies left on disk are pruned by a later refresh
+                self._logger.warning(
+                    "snapshot reader could not prune old copies",
+                    extra={"collection": self.collection, "reason": f"{error!r}"},
+                )
             return outcome
 
     def _pointer_version(self) -> str:
@@ -301,7 +307,14 @@ class SnapshotReader:
 
         def loop() -> None:
             while not self._stop.is_set():
-                self.refresh()
+                try:
+                    self.refresh()
+                except ReaderClosedError:
+                    return
+                except Exception:  # the follower outlives any one refresh
+                    self._logger.exception(
+                        "snapshot reader refresh raised", extra={"collection": self.collection}
+                    )
                 self._stop.wait(interval_seconds)
 
         self._follower = threading.Thread(
@@ -330,8 +343,10 @@ class SnapshotReader:
             for item in opened:
                 item.client.close()
             keep = set() if serving is None else {serving.copy.path}
-            remove_unkept(self.directory, keep, keep_copies=serving is None)
-            self._lock.release()
+            try:
+                remove_unkept(self.directory, keep, keep_copies=serving is None)
+            finally:  # a disk error must not keep the directory from the next reader
+                self._lock.release()
 
     def __enter__(self) -> Self:
         return self

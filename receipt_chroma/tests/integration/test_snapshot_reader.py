@@ -30,6 +30,7 @@ from receipt_chroma.reader import (
     SnapshotReader,
     VersionCheckError,
 )
+from receipt_chroma.reader import snapshot_reader as snapshot_reader_module
 from receipt_chroma.snapshots.hnsw import HnswPolicy
 from receipt_chroma.snapshots.s3_store import S3SnapshotStore
 from receipt_chroma.snapshots.service import SnapshotSettings
@@ -339,3 +340,27 @@ def test_following_the_pointer_serves_what_is_published(
     while reader.version != newer and time.monotonic() < deadline:
         time.sleep(0.05)
     assert merchant_answered(reader) == (newer, "Followed")
+
+
+def test_a_failed_prune_neither_loses_the_refresh_nor_stops_the_follower(
+    world: CompactionWorld, reader: SnapshotReader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    publisher = Publisher(world)
+    failures: list[str] = []
+
+    def unprunable(*_: Any, **__: Any) -> list[str]:
+        failures.append("prune")
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(snapshot_reader_module, "remove_unkept", unprunable)
+    outcome = reader.refresh()
+    assert (outcome.kind, reader.last_refresh) == (RefreshKind.DOWNLOAD, outcome)
+
+    reader.follow(0.05)
+    newer = publisher.merchant("Served despite the disk")
+    deadline = time.monotonic() + 30
+    while reader.version != newer and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert merchant_answered(reader) == (newer, "Served despite the disk")
+    assert len(failures) >= 2  # every refresh tried to prune, and the follower went on
+    monkeypatch.undo()  # the disk recovers before the reader closes

@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from contextlib import ExitStack
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -52,20 +54,30 @@ def serve(reader: SnapshotReader, version: str, *, reuse_dir: Path | None = None
         raise outcome.error
 
 
-def published_copy(
+@contextmanager
+def private_copy(
     args: argparse.Namespace,
     collection: str,
-    version: str | None = None,
+    version: str,
     *,
     reuse_dir: Path | None = None,
-) -> tuple[str, Path]:
-    """The version (the pointer's unless given) and the persist directory of a verified
-    local copy of it: the reader's serving copy, left in the cache when the reader
-    closes (until a later command serves another version)."""
-    with snapshot_reader(args, collection) as reader:
-        serve(reader, version or _pointer_version(args, collection), reuse_dir=reuse_dir)
-        with reader.use() as served:
-            return served.version, served.path
+) -> Iterator[Path]:
+    """A verified local copy of ``version`` in a temporary directory of its own, removed on
+    exit: for a command that only reads its files (``status --deep``), without opening
+    Chroma or taking the query reader's directory. Files of ``reuse_dir`` named by their
+    sha256 are used instead of downloading them."""
+    from receipt_chroma.snapshots.reader import LocalFile, read_version
+    from receipt_compaction_tools.cli.snapshots import store
+
+    reuse = (
+        {p.name: [LocalFile(p)] for p in reuse_dir.iterdir() if p.is_file()}
+        if reuse_dir is not None
+        else None
+    )
+    with tempfile.TemporaryDirectory(prefix=f"copy-{collection}-") as scratch:
+        target = Path(scratch) / version
+        read_version(store(args, collection), version, target, reuse=reuse)
+        yield target
 
 
 def manifest_dimension(snapshots: S3SnapshotStore, version: str) -> int | None:

@@ -289,13 +289,12 @@ class StatusReport:
                     "source": "not measured: the current version does not verify",
                 }
             from receipt_chroma.snapshots import index_state
-            from receipt_compaction_tools.cli.query import published_copy
+            from receipt_compaction_tools.cli.query import private_copy
 
             try:
-                version, path = published_copy(
-                    self.args, collection, pointer.version, reuse_dir=reuse_dir
-                )
-                records = index_state(path, collection).unindexed_records
+                version = pointer.version
+                with private_copy(self.args, collection, version, reuse_dir=reuse_dir) as path:
+                    records = index_state(path, collection).unindexed_records
             except Exception as error:  # reported in its place: --deep goes on
                 return {"records": None, "source": f"not measured: {type(error).__name__}: {error}"}
             return {"records": records, "source": version}

@@ -66,7 +66,8 @@ def private_copy(
     exit: for a command that only reads its files (``status --deep``), without opening
     Chroma or taking the query reader's directory. Files of ``reuse_dir`` named by their
     sha256 are used instead of downloading them."""
-    from receipt_chroma.snapshots.reader import LocalFile, read_version
+    from receipt_chroma.snapshots.models import LocalFile
+    from receipt_chroma.snapshots.reader import read_version
     from receipt_compaction_tools.cli.snapshots import store
 
     reuse = (

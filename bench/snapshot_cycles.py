@@ -50,10 +50,11 @@ from benchlib import Clock, DynamoReplay, create_bench_table, set_words_pointer,
 from receipt_chroma import ChromaClient
 from receipt_chroma.archive import create_tarball
 from receipt_chroma.compaction import CompactionConfig, CompactionCycle, produce_compaction_run
+from receipt_chroma.compaction.config import snapshot_settings_from_env
 from receipt_chroma.compaction.efs_snapshot_manager import EFSSnapshotManager
 from receipt_chroma.compaction.record_keys import merchant_metadata
 from receipt_chroma.ids import VectorKey
-from receipt_chroma.snapshots.hnsw import HnswPolicy, flush_index, index_state
+from receipt_chroma.snapshots.hnsw import flush_index, index_state
 from receipt_chroma.snapshots.manifest import Manifest
 from receipt_chroma.snapshots.publisher import prepare_directory, write_version
 from receipt_chroma.snapshots.reader import read_version
@@ -164,7 +165,7 @@ class Deployment:
         self.deleted = 0
         self.next_receipt = receipts
         self.batches = 0
-        self.policy = HnswPolicy.from_env()
+        self.policy = snapshot_settings_from_env(dimension=DIMENSION).hnsw
 
     def settings(self) -> SnapshotSettings:
         return SnapshotSettings(dimension=DIMENSION, hnsw=self.policy)

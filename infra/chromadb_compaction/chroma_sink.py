@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import pulumi
 
 from chromadb_compaction import settings
+from receipt_chroma.settings import SinkKind
 
 
 @dataclass(frozen=True)
@@ -54,12 +55,12 @@ class ChromaSinkConfig:
     @property
     def snapshot(self) -> bool:
         """Snapshots are written (EFS and the VPC it needs)."""
-        return self.kind in ("snapshot", "both")
+        return self.kind in (SinkKind.SNAPSHOT, SinkKind.BOTH)
 
     @property
     def server(self) -> bool:
         """A Chroma server is written (its settings and token secret)."""
-        return self.kind in ("server", "both")
+        return self.kind in (SinkKind.SERVER, SinkKind.BOTH)
 
     @property
     def in_vpc(self) -> bool:

@@ -5,15 +5,16 @@ from __future__ import annotations
 from typing import Final
 
 from receipt_chroma import settings as compactor_defaults
+from receipt_dynamo_stream import settings as stream_defaults
 
 # The stream function's runtime and architecture; its zip is built for them
 # (build_stream_zip.py reads both from here).
 PYTHON_RUNTIME: Final = "python3.12"
 ARCHITECTURE: Final = "arm64"
 LOG_RETENTION_DAYS: Final = 30
-SERVICE_STREAM: Final = "receipt-stream"
-SERVICE_COMPACTOR: Final = "receipt-compactor"
-METRICS_NAMESPACE: Final = "ReceiptCompaction"
+SERVICE_STREAM: Final = stream_defaults.SERVICE_STREAM
+SERVICE_COMPACTOR: Final = stream_defaults.SERVICE_COMPACTOR
+METRICS_NAMESPACE: Final = stream_defaults.METRICS_NAMESPACE
 XRAY_WRITE_POLICY_ARN: Final = "arn:aws:iam::aws:policy/AWSXRayDaemonWriteAccess"
 
 # Stream processor: small, fast, no VPC.

@@ -11,9 +11,8 @@ once, so a rotated token is picked up without a restart. The token travels in th
 
 from __future__ import annotations
 
-import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -25,38 +24,15 @@ from receipt_chroma.chroma_client import ChromaClient, Mode
 from receipt_chroma.chroma_http import HttpOptions, RetryPolicy, server_url
 from receipt_chroma.exceptions import CredentialsRefusedError, SinkUnavailableError
 from receipt_dynamo.aws_clients import aws_client
-from receipt_dynamo_stream.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
     from types_boto3_secretsmanager.client import SecretsManagerClient
 
 TOKEN_HEADER = "X-Chroma-Token"
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
 
 # The token of each secret, read once per process (contract §12: cached per container).
 _tokens: dict[str, str] = {}
 _tokens_lock = threading.Lock()
-
-
-def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
-    text = env.get(name, "").strip().lower()
-    if not text:
-        return default
-    if text in _TRUE | _FALSE:
-        return text in _TRUE
-    raise ConfigurationError(f"{name} must be true or false, got {env[name]!r}")
-
-
-def _whole(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    text = env.get(name, "").strip()
-    if not text:
-        return default
-    if not text.isdigit() or not low <= int(text) <= high:
-        raise ConfigurationError(
-            f"{name} must be a whole number from {low} to {high}, got {text!r}"
-        )
-    return int(text)
 
 
 def read_token(
@@ -104,31 +80,6 @@ class ChromaServer:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     connect_timeout_seconds: float = defaults.CHROMA_CONNECT_TIMEOUT_SECONDS
     request_timeout_seconds: float = defaults.CHROMA_REQUEST_TIMEOUT_SECONDS
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> ChromaServer:
-        """The server settings of contract §8; ``CHROMA_HOST`` is required.
-        ``CHROMA_RETRY_ATTEMPTS`` (default 6) tunes how long a call waits for an
-        unreachable server before the cycle gives up."""
-        values = os.environ if env is None else env
-        host = values.get("CHROMA_HOST", "").strip()
-        if not host:
-            raise ConfigurationError(
-                "CHROMA_HOST is not set (CHROMA_SINK=server or both needs a Chroma server)"
-            )
-        return cls(
-            host=host,
-            port=_whole(values, "CHROMA_PORT", defaults.CHROMA_PORT, 1, 65535),
-            ssl=_flag(values, "CHROMA_SSL", defaults.CHROMA_SSL),
-            tenant=values.get("CHROMA_TENANT", "").strip() or defaults.CHROMA_TENANT,
-            database=values.get("CHROMA_DATABASE", "").strip() or defaults.CHROMA_DATABASE,
-            auth_token_secret=values.get("CHROMA_AUTH_TOKEN_SECRET", "").strip() or None,
-            retry=RetryPolicy(
-                attempts=_whole(
-                    values, "CHROMA_RETRY_ATTEMPTS", defaults.CHROMA_RETRY_ATTEMPTS, 1, 20
-                )
-            ),
-        )
 
     @property
     def url(self) -> str:

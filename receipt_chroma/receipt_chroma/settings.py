@@ -1,10 +1,21 @@
-"""Defaults of the compactor's settings (contract §8): the one place the compactor, the
-Pulumi program and the tools take them from. Importing this module imports nothing heavy.
+"""Defaults of the compactor's settings (contract §8) and the names of its sinks: the one
+place the compactor, the Pulumi program and the tools take them from. Importing this
+module imports nothing heavy. ``receipt_chroma.compaction.config`` reads the variables.
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Final
+
+
+class SinkKind(StrEnum):
+    """Where a cycle's effect goes (``CHROMA_SINK``, contract §12)."""
+
+    SNAPSHOT = "snapshot"  # published snapshot versions (§6)
+    SERVER = "server"  # a Chroma server's collection
+    BOTH = "both"  # both, for the migration from snapshots to a server
+
 
 CHROMA_ROOT: Final = "/mnt/chroma"  # the EFS mount
 CHROMA_WORK_DIR: Final = "/tmp/chroma"  # local working copies
@@ -19,11 +30,15 @@ LEASE_SAFETY_MARGIN_SECONDS: Final = 10
 # Visibility of every message the handler reports failed, jittered in this range
 # (seconds): retried within minutes instead of after the queue's visibility timeout.
 RETRY_VISIBILITY_SECONDS: Final = (30, 90)
+SNAPSHOT_ZSTD_LEVEL: Final = 1  # snapshot objects' compression (§6)
+# The HNSW flush policy (§6.2), chosen by measurement (bench/snapshot_cycles.py;
+# docs/architecture.md "HNSW flushes").
+HNSW_SYNC_THRESHOLD: Final = 25_000
+HNSW_FLUSH_RECORDS: Final = 700
 
-# Where a cycle's effect goes (contract §12): "snapshot" (§6), "server" (a Chroma server)
-# or "both" (migration). The server settings matter only for "server" and "both".
-CHROMA_SINK: Final = "snapshot"
-CHROMA_SINKS: Final = ("snapshot", "server", "both")
+# The server settings matter only for the "server" and "both" sinks.
+CHROMA_SINK: Final = SinkKind.SNAPSHOT.value
+CHROMA_SINKS: Final = tuple(kind.value for kind in SinkKind)
 CHROMA_PORT: Final = 8000
 CHROMA_SSL: Final = False
 CHROMA_TENANT: Final = "default_tenant"

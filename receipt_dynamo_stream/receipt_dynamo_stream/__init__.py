@@ -34,6 +34,7 @@ from receipt_dynamo_stream.parsing.parsers import (
     parse_stream_record,
 )
 from receipt_dynamo_stream.publisher import publish_messages
+from receipt_dynamo_stream.settings import StreamSettings, Telemetry
 
 __all__ = [
     "CHANGE_RULES",
@@ -50,6 +51,8 @@ __all__ = [
     "PublishResult",
     "StreamMessage",
     "StreamProcessingError",
+    "StreamSettings",
+    "Telemetry",
     "UnparseableRecordError",
     "backfill_messages",
     "build_messages",

@@ -7,7 +7,6 @@ still fails is returned with its source SequenceNumber. Nothing is dropped silen
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from collections.abc import Sequence
@@ -20,16 +19,13 @@ from receipt_dynamo.aws_clients import aws_client
 from receipt_dynamo.constants import ChromaDBCollection
 from receipt_dynamo_stream.exceptions import ConfigurationError
 from receipt_dynamo_stream.models import FailedMessage, PublishResult, StreamMessage
+from receipt_dynamo_stream.settings import QUEUE_URL_VARIABLES
 
 if TYPE_CHECKING:
     from types_boto3_sqs.client import SQSClient
 
 MAX_BATCH_ENTRIES: Final = 10
 MAX_BATCH_BYTES: Final = 256 * 1024
-QUEUE_URL_VARIABLES: Final = {
-    ChromaDBCollection.LINES: "LINES_QUEUE_URL",
-    ChromaDBCollection.WORDS: "WORDS_QUEUE_URL",
-}
 
 
 @dataclass
@@ -69,11 +65,12 @@ def _batches(entries: Sequence[_Entry]) -> list[list[_Entry]]:
     return batches
 
 
-def resolve_queue_url(collection: ChromaDBCollection, explicit: str | None) -> str:
-    variable = QUEUE_URL_VARIABLES[collection]
-    url = explicit or os.environ.get(variable)
+def _queue_url(collection: ChromaDBCollection, url: str | None) -> str:
     if not url:
-        raise ConfigurationError(f"{variable} is not set: no queue for {collection.value} messages")
+        raise ConfigurationError(
+            f"{QUEUE_URL_VARIABLES[collection]} is not set: no queue for "
+            f"{collection.value} messages (publish_messages' {collection.value}_queue_url)"
+        )
     return url
 
 
@@ -155,8 +152,9 @@ def publish_messages(
 ) -> PublishResult:
     """Send each message to its collection's queue; report what could not be sent.
 
-    Queue URLs default to ``LINES_QUEUE_URL`` / ``WORDS_QUEUE_URL``; a missing one raises
-    ConfigurationError naming the variable (before anything is sent).
+    The queue URLs are the caller's (the stream Lambda's ``StreamSettings``: contract §8
+    ``LINES_QUEUE_URL`` / ``WORDS_QUEUE_URL``); one that messages need but is missing
+    raises ConfigurationError naming the variable, before anything is sent.
     """
     if max_attempts < 1:
         raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
@@ -167,7 +165,7 @@ def publish_messages(
     by_collection: dict[ChromaDBCollection, list[_Entry]] = {}
     for sequence_number, message in messages:
         by_collection.setdefault(message.collection, []).append(_Entry.of(sequence_number, message))
-    urls = {c: resolve_queue_url(c, explicit[c]) for c in by_collection}
+    urls = {c: _queue_url(c, explicit[c]) for c in by_collection}
     sqs = sqs_client or aws_client("sqs")
     published: list[tuple[str | None, StreamMessage]] = []
     failed: list[FailedMessage] = []

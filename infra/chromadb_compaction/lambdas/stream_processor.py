@@ -9,7 +9,6 @@ published (``ReportBatchItemFailures``); unparseable records are parked on
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections import Counter
 from functools import cache
@@ -21,17 +20,23 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from receipt_dynamo.aws_clients import aws_client
-from receipt_dynamo_stream import build_messages, park_records, publish_messages
+from receipt_dynamo_stream import (
+    StreamSettings,
+    Telemetry,
+    build_messages,
+    park_records,
+    publish_messages,
+)
+from receipt_dynamo_stream.settings import SERVICE_STREAM
 
 if TYPE_CHECKING:
     from types_boto3_sqs.client import SQSClient
 
-SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "receipt-stream")
-NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "ReceiptCompaction")
+TELEMETRY = Telemetry.from_env(service=SERVICE_STREAM)
 
-logger = Logger(service=SERVICE)
-metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
-tracer = Tracer(service=SERVICE)
+logger = Logger(service=TELEMETRY.service)
+metrics = Metrics(namespace=TELEMETRY.metrics_namespace, service=TELEMETRY.service)
+tracer = Tracer(service=TELEMETRY.service)
 
 # Every module's records — the packages' plain `logging` loggers included — reach the
 # Lambda log as the same JSON as the handler's (contract §9). Registering the package
@@ -77,11 +82,10 @@ def _max_lag_seconds(records: list[Any]) -> float | None:
     return max(lags) if lags else None
 
 
-def _park(unparseable: list[tuple[Any, Exception]]) -> set[str]:
+def _park(unparseable: list[tuple[Any, Exception]], dlq_url: str | None) -> set[str]:
     """Park unparseable records; returns sequence numbers to retry (parking failed)."""
     for record, error in unparseable:
         logger.error("unparseable stream record", error=str(error), **_record_keys(record))
-    dlq_url = os.environ.get("STREAM_DLQ_URL")
     if not unparseable or not dlq_url:
         return set()
     retry: set[str] = set()
@@ -101,15 +105,23 @@ def _park(unparseable: list[tuple[Any, Exception]]) -> set[str]:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     records = event.get("Records") or []
+    # Read on each invocation (a few lookups): a bad value fails the batch, which Lambda
+    # retries, with an error naming the variable.
+    settings = StreamSettings.from_env()
     # One subsegment per stage of the batch (X-Ray, active tracing).
     with tracer.provider.in_subsegment("## build_messages"):
         built = build_messages(records)
     unparseable: list[tuple[Any, Exception]] = list(built.unparseable)
     with tracer.provider.in_subsegment("## park_unparseable"):
-        retry = _park(unparseable)
+        retry = _park(unparseable, settings.dlq_url)
 
     with tracer.provider.in_subsegment("## publish_messages"):
-        published = publish_messages(built.messages, sqs_client=_sqs())
+        published = publish_messages(
+            built.messages,
+            sqs_client=_sqs(),
+            lines_queue_url=settings.lines_queue_url,
+            words_queue_url=settings.words_queue_url,
+        )
     for failure in published.failed:
         logger.error(
             "message not published",

@@ -85,10 +85,7 @@ class CompactionCycle:
             bucket=config.bucket,
             work_dir=config.work_dir,
             efs=EFSSnapshotManager(config.chroma_root, self.collection.value),
-            settings=snapshot_settings
-            or SnapshotSettings.from_env(
-                dimension=config.dimension, lock_duration_seconds=config.lock_duration_seconds
-            ),
+            settings=snapshot_settings or config.snapshot_settings,
             logger=logger,
         )
         self.store = self.snapshots.store

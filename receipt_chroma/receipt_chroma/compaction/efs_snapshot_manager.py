@@ -31,7 +31,6 @@ from receipt_chroma.snapshots.manifest import Manifest, parse_manifest
 from receipt_chroma.snapshots.models import EfsCopy, LocalFile
 from receipt_chroma.snapshots.reader import index_files
 
-DEFAULT_ROOT: Final = "/mnt/chroma"
 VERSION_FILE: Final = ".version"
 STALE_TEMP_SECONDS: Final = 3600
 
@@ -253,6 +252,7 @@ class EFSSnapshotManager:
         return deleted
 
 
-def get_efs_snapshot_manager(collection: str, root: str | Path | None = None) -> EFSSnapshotManager:
-    """The manager for ``collection`` under ``root`` (default ``CHROMA_ROOT`` or /mnt/chroma)."""
-    return EFSSnapshotManager(root or os.environ.get("CHROMA_ROOT", DEFAULT_ROOT), collection)
+def get_efs_snapshot_manager(collection: str, root: str | Path) -> EFSSnapshotManager:
+    """The manager for ``collection`` under ``root`` (the compactor's ``chroma_root``,
+    contract §8 ``CHROMA_ROOT``)."""
+    return EFSSnapshotManager(root, collection)

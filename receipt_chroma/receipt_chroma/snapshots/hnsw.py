@@ -25,34 +25,13 @@ replay when no flush is due, and every flush is checked afterwards.
 
 from __future__ import annotations
 
-import os
 import sqlite3
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
 
+from receipt_chroma import settings as defaults
 from receipt_chroma.chroma_client import ChromaClient
 from receipt_chroma.exceptions import SnapshotIndexError
-from receipt_dynamo_stream.exceptions import ConfigurationError
-
-# Chosen by measurement (bench/snapshot_cycles.py; docs/architecture.md "HNSW flushes").
-DEFAULT_SYNC_THRESHOLD: Final = 25_000
-DEFAULT_FLUSH_RECORDS: Final = 700
-DEFAULT_ZSTD_LEVEL: Final = 1
-
-
-def _positive_int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -> int:
-    text = env.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise ConfigurationError(f"{name} must be a whole number, got {text!r}") from None
-    if value < minimum:
-        raise ConfigurationError(f"{name} must be at least {minimum}, got {text!r}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -60,26 +39,8 @@ class HnswPolicy:
     """``HNSW_SYNC_THRESHOLD`` (log entries after which chromadb persists by itself) and
     ``HNSW_FLUSH_RECORDS`` (unindexed vectors after which a publish flushes first)."""
 
-    sync_threshold: int = DEFAULT_SYNC_THRESHOLD
-    flush_records: int = DEFAULT_FLUSH_RECORDS
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> HnswPolicy:
-        values = os.environ if env is None else env
-        return cls(
-            sync_threshold=_positive_int(values, "HNSW_SYNC_THRESHOLD", DEFAULT_SYNC_THRESHOLD),
-            flush_records=_positive_int(
-                values, "HNSW_FLUSH_RECORDS", DEFAULT_FLUSH_RECORDS, minimum=0
-            ),
-        )
-
-
-def zstd_level_from_env(env: Mapping[str, str] | None = None) -> int:
-    values = os.environ if env is None else env
-    level = _positive_int(values, "SNAPSHOT_ZSTD_LEVEL", DEFAULT_ZSTD_LEVEL)
-    if level > 22:
-        raise ConfigurationError(f"SNAPSHOT_ZSTD_LEVEL must be 1-22, got {level}")
-    return level
+    sync_threshold: int = defaults.HNSW_SYNC_THRESHOLD
+    flush_records: int = defaults.HNSW_FLUSH_RECORDS
 
 
 @dataclass(frozen=True)

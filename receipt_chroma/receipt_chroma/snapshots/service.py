@@ -9,13 +9,12 @@ of retention is twice the lease duration.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from receipt_chroma.snapshots.hnsw import HnswPolicy, zstd_level_from_env
+from receipt_chroma.snapshots.hnsw import HnswPolicy
 from receipt_chroma.snapshots.models import EfsTier
 from receipt_chroma.snapshots.objects import DEFAULT_WORKERS
 from receipt_chroma.snapshots.s3_store import S3SnapshotStore
@@ -43,6 +42,11 @@ class Lease(Protocol):
     @property
     def token(self) -> int: ...
 
+    @property
+    def deadline(self) -> datetime | None:
+        """The last confirmed expiry minus the safety margin (None: never confirmed)."""
+        ...
+
     def ensure_held(self) -> None: ...
 
     def confirm(self) -> datetime:
@@ -57,21 +61,6 @@ class SnapshotSettings:
     hnsw: HnswPolicy = field(default_factory=HnswPolicy)
     zstd_level: int = 1
     workers: int = DEFAULT_WORKERS
-
-    @classmethod
-    def from_env(
-        cls,
-        *,
-        dimension: int,
-        lock_duration_seconds: float = 180,
-        env: Mapping[str, str] | None = None,
-    ) -> SnapshotSettings:
-        return cls(
-            dimension=dimension,
-            lock_duration_seconds=lock_duration_seconds,
-            hnsw=HnswPolicy.from_env(env),
-            zstd_level=zstd_level_from_env(env),
-        )
 
     @property
     def orphan_age(self) -> timedelta:

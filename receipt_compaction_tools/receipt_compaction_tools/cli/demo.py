@@ -18,6 +18,7 @@ from typing import IO, Any
 
 from receipt_chroma.chroma_client import ChromaClient, ClientCollection
 from receipt_chroma.chroma_server import ChromaServer
+from receipt_chroma.compaction.config import chroma_server_from_env
 from receipt_chroma.snapshots.s3_store import S3SnapshotStore
 from receipt_compaction_tools.aws.local_aws import LocalAwsServer
 from receipt_compaction_tools.cli.common import LOCAL_CREDENTIALS, is_local
@@ -274,7 +275,7 @@ def _server_summary(
     written, ``sink verify`` of each collection."""
     from receipt_chroma import server_migration as migration
 
-    server = ChromaServer.from_env(chroma.environment())
+    server = chroma_server_from_env(chroma.environment())
     records = {c: server_records(server, c) for c in ("lines", "words")}
     summary: dict[str, Any] = {
         "server": records,

@@ -154,13 +154,13 @@ def command_query(args: argparse.Namespace, out: Output) -> None:
     vector = read_vector(Path(args.vector)) if args.vector else None
     with ExitStack() as opened:
         if args.host:
-            from receipt_chroma.chroma_server import ChromaServer
+            from receipt_chroma.compaction.config import chroma_server_from_env
 
             # The rest of the connection (tenant, database, TLS, the token's secret) as the
             # compactor reads it (contract §8 CHROMA_* variables).
             server = common.chroma_server(
                 args,
-                ChromaServer.from_env(
+                chroma_server_from_env(
                     {**os.environ, "CHROMA_HOST": args.host, "CHROMA_PORT": str(args.port)}
                 ),
             )

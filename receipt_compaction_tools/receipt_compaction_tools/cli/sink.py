@@ -91,7 +91,7 @@ SERVER_SETTINGS = (
 def _server(args: argparse.Namespace) -> Any:
     """The server the flags (else the compactor's variables) name, every call bounded by
     the command's --timeout; CHROMA_RETRY_ATTEMPTS applies as it does to the compactor."""
-    from receipt_chroma.chroma_server import ChromaServer
+    from receipt_chroma.compaction.config import chroma_server_from_env
 
     settings = {
         "CHROMA_HOST": CHROMA_HOST.value(args, required=True),
@@ -101,7 +101,7 @@ def _server(args: argparse.Namespace) -> Any:
         "CHROMA_DATABASE": CHROMA_DATABASE.value(args),
         "CHROMA_AUTH_TOKEN_SECRET": CHROMA_TOKEN_SECRET.value(args) or "",
     }
-    return common.chroma_server(args, ChromaServer.from_env({**os.environ, **settings}))
+    return common.chroma_server(args, chroma_server_from_env({**os.environ, **settings}))
 
 
 def command_sink(args: argparse.Namespace, out: Output) -> None:

@@ -204,7 +204,8 @@ def _rollback(args: argparse.Namespace, collection: str) -> dict[str, Any]:
 
 
 def _flush(args: argparse.Namespace, collection: str) -> dict[str, Any]:
-    from receipt_chroma.snapshots import SnapshotSettings, admin
+    from receipt_chroma.compaction.config import snapshot_settings_from_env
+    from receipt_chroma.snapshots import admin
 
     dynamo = common.dynamo(args)
     common.confirm(
@@ -218,7 +219,7 @@ def _flush(args: argparse.Namespace, collection: str) -> dict[str, Any]:
         if explicit or pointer is None
         else version_dimension(args, collection, pointer.version)
     )
-    settings = SnapshotSettings.from_env(
+    settings = snapshot_settings_from_env(
         dimension=dimension, lock_duration_seconds=LOCK_DURATION.value(argparse.Namespace())
     )
     work_dir = Path(WORK_DIR.value(args)) / "flush"

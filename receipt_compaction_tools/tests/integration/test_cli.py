@@ -494,9 +494,9 @@ def test_query_on_a_chroma_server(
     chroma_database: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from receipt_chroma.chroma_server import ChromaServer
+    from receipt_chroma.compaction.config import chroma_server_from_env
 
-    server = ChromaServer.from_env()  # the fixture's CHROMA_* variables: a fresh database
+    server = chroma_server_from_env()  # the fixture's CHROMA_* variables: a fresh database
     ids = [
         f"IMAGE#{stack.summary['edits']['merchant_corrected']}#RECEIPT#00001#LINE#0000{i}"
         for i in (1, 2, 3)

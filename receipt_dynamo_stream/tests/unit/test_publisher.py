@@ -135,8 +135,10 @@ def test_refused_batches_are_split_and_retried(queues: Queues) -> None:
 def test_missing_queue_url_names_the_variable(
     queues: Queues, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv("WORDS_QUEUE_URL", raising=False)
+    # The URLs are the caller's (the handler resolves them): the environment is not read
+    # again here, so the variable being set changes nothing.
+    monkeypatch.setenv("WORDS_QUEUE_URL", queues.words)
     built = build_messages(_label_records(1))
-    with pytest.raises(ConfigurationError, match="WORDS_QUEUE_URL"):
+    with pytest.raises(ConfigurationError, match="WORDS_QUEUE_URL is not set"):
         publish_messages(built.messages, sqs_client=queues.sqs, lines_queue_url=queues.lines)
     assert queues.bodies(queues.words) == []

@@ -224,7 +224,7 @@ class ExplorerWorld:
         )
 
     def snapshot_settings(self) -> SnapshotSettings:
-        return SnapshotSettings.from_env(
+        return SnapshotSettings(
             dimension=DIMENSION, lock_duration_seconds=self.timing.lease_seconds
         )
 

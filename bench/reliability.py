@@ -31,7 +31,7 @@ from typing import Any
 from xml.etree import ElementTree
 
 from receipt_compaction_tools.local.reliability import SCENARIOS, run_suite
-from receipt_compaction_tools.local.reliability_world import SCALES
+from receipt_compaction_tools.local.reliability_scales import SCALES
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent

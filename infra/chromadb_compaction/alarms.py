@@ -52,6 +52,14 @@ class PipelineAlarms(pulumi.ComponentResource):
                 opts=child,
             )
         self.alarms: list[aws.cloudwatch.MetricAlarm] = []
+        self._dead_letter_alarms(resource_name, queues)
+        self._function_alarms(resource_name, stream_function_name, compactor_function_name)
+        self._oldest_message_alarms(resource_name, queues)
+        self._metric_alarms(resource_name, server_sink=server_sink)
+        self.register_outputs({"topic": self.topic.arn})
+
+    def _dead_letter_alarms(self, resource_name: str, queues: CompactionQueues) -> None:
+        """Any message in a dead-letter or parking queue."""
         dead_letters = {
             **{f"{c}-dlq": q for c, q in queues.dead_letters.items()},
             "stream-unparseable": queues.stream_parking,
@@ -66,6 +74,14 @@ class PipelineAlarms(pulumi.ComponentResource):
                 statistic="Maximum",
                 threshold=0,
             )
+
+    def _function_alarms(
+        self,
+        resource_name: str,
+        stream_function_name: pulumi.Input[str],
+        compactor_function_name: pulumi.Input[str],
+    ) -> None:
+        """The stream mapping falling behind, and either function's errors."""
         self._alarm(
             f"{resource_name}-stream-iterator-age",
             namespace="AWS/Lambda",
@@ -86,6 +102,8 @@ class PipelineAlarms(pulumi.ComponentResource):
                 statistic="Sum",
                 threshold=0,
             )
+
+    def _oldest_message_alarms(self, resource_name: str, queues: CompactionQueues) -> None:
         for collection, queue in queues.collections.items():
             self._alarm(
                 f"{resource_name}-{collection}-oldest-message",
@@ -95,6 +113,9 @@ class PipelineAlarms(pulumi.ComponentResource):
                 statistic="Maximum",
                 threshold=MAX_OLDEST_MESSAGE_SECONDS,
             )
+
+    def _metric_alarms(self, resource_name: str, *, server_sink: bool) -> None:
+        """Every failure metric of contract §9 the functions emit."""
         for metric in STREAM_ALARM_METRICS:
             self._alarm(
                 f"{resource_name}-{metric}",
@@ -117,7 +138,6 @@ class PipelineAlarms(pulumi.ComponentResource):
                     statistic="Sum",
                     threshold=0,
                 )
-        self.register_outputs({"topic": self.topic.arn})
 
     def _alarm(
         self,

@@ -127,9 +127,22 @@ def _collection_groups(sink: ChromaSinkConfig) -> list[tuple[str, tuple[str, ...
 
 
 def graphs(targets: DashboardTargets, sink: ChromaSinkConfig) -> list[Graph]:
+    compactor = settings.SERVICE_COMPACTOR
+    result = _stream_and_queue_graphs(targets)
+    for title, names, stat in _collection_groups(sink):
+        result += [
+            Graph(
+                f"{collection}: {title}", [_emitted(m, compactor, collection) for m in names], stat
+            )
+            for collection in COLLECTIONS
+        ]
+    return result + _function_graphs(targets)
+
+
+def _stream_and_queue_graphs(targets: DashboardTargets) -> list[Graph]:
+    """The stream processor, the compactor's invocations and the queues."""
     stream, compactor = settings.SERVICE_STREAM, settings.SERVICE_COMPACTOR
-    functions = {"stream": targets.stream_function, "compactor": targets.compactor_function}
-    result = [
+    return [
         Graph("Stream processor: records", [_emitted(m, stream) for m in STREAM_RECORDS]),
         Graph("Stream processor: failures", [_emitted(m, stream) for m in STREAM_FAILURES]),
         Graph(
@@ -172,14 +185,12 @@ def graphs(targets: DashboardTargets, sink: ChromaSinkConfig) -> list[Graph]:
             stat="Maximum",
         ),
     ]
-    for title, names, stat in _collection_groups(sink):
-        result += [
-            Graph(
-                f"{collection}: {title}", [_emitted(m, compactor, collection) for m in names], stat
-            )
-            for collection in COLLECTIONS
-        ]
-    result += [
+
+
+def _function_graphs(targets: DashboardTargets) -> list[Graph]:
+    """Both functions' errors, throttles and duration; the compactor's concurrency."""
+    functions = {"stream": targets.stream_function, "compactor": targets.compactor_function}
+    return [
         Graph(
             "Functions: errors and throttles",
             [
@@ -199,7 +210,6 @@ def graphs(targets: DashboardTargets, sink: ChromaSinkConfig) -> list[Graph]:
             stat="Maximum",
         ),
     ]
-    return result
 
 
 def dashboard_body(targets: DashboardTargets, sink: ChromaSinkConfig) -> dict[str, Any]:

@@ -53,9 +53,20 @@ class StreamProcessor(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("receipt:compaction:StreamProcessor", resource_name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
         self.role = _role(f"{resource_name}-role", self)
         log_group = _log_group(f"{resource_name}-logs", resource_name, self)
+        self._policy(resource_name, stream_arn, log_group, queues)
+        self.function = self._function(resource_name, zip_path, queues, log_group)
+        self.mapping = self._stream_mapping(resource_name, stream_arn, queues)
+        self.register_outputs({"arn": self.function.arn})
+
+    def _policy(
+        self,
+        resource_name: str,
+        stream_arn: pulumi.Input[str],
+        log_group: aws.cloudwatch.LogGroup,
+        queues: CompactionQueues,
+    ) -> None:
         queue_arns = [
             q.arn
             for q in (*queues.collections.values(), queues.stream_parking, queues.stream_failures)
@@ -70,9 +81,17 @@ class StreamProcessor(pulumi.ComponentResource):
                     )
                 )
             ),
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
-        self.function = aws.lambda_.Function(
+
+    def _function(
+        self,
+        resource_name: str,
+        zip_path: str,
+        queues: CompactionQueues,
+        log_group: aws.cloudwatch.LogGroup,
+    ) -> aws.lambda_.Function:
+        return aws.lambda_.Function(
             resource_name,
             name=resource_name,
             role=self.role.arn,
@@ -95,7 +114,11 @@ class StreamProcessor(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group]),
         )
-        self.mapping = aws.lambda_.EventSourceMapping(
+
+    def _stream_mapping(
+        self, resource_name: str, stream_arn: pulumi.Input[str], queues: CompactionQueues
+    ) -> aws.lambda_.EventSourceMapping:
+        return aws.lambda_.EventSourceMapping(
             f"{resource_name}-stream",
             function_name=self.function.arn,
             event_source_arn=stream_arn,
@@ -111,9 +134,39 @@ class StreamProcessor(pulumi.ComponentResource):
                     destination_arn=queues.stream_failures.arn
                 )
             ),
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
-        self.register_outputs({"arn": self.function.arn})
+
+
+def _compactor_environment(
+    table_name: pulumi.Input[str],
+    bucket: aws.s3.Bucket,
+    sink: ChromaSinkConfig,
+    token_secret_arn: pulumi.Input[str] | None,
+    *,
+    efs: bool,
+) -> dict[str, pulumi.Input[str]]:
+    """The compactor's settings (contract §8); ``CHROMA_ROOT`` only with an EFS tier."""
+    environment: dict[str, pulumi.Input[str]] = {
+        "DYNAMODB_TABLE_NAME": table_name,
+        "CHROMADB_BUCKET": bucket.bucket,
+        "CHROMA_ROOT": settings.EFS_MOUNT_PATH,
+        "CHROMA_WORK_DIR": settings.CHROMA_WORK_DIR,
+        "EMBEDDING_DIMENSION": str(settings.EMBEDDING_DIMENSION),
+        "LOCK_DURATION_SECONDS": str(settings.LOCK_DURATION_SECONDS),
+        "HEARTBEAT_INTERVAL_SECONDS": str(settings.HEARTBEAT_INTERVAL_SECONDS),
+        "HEARTBEAT_MAX_FAILURES": str(settings.HEARTBEAT_MAX_FAILURES),
+        "LOCK_WAIT_SECONDS": str(settings.LOCK_WAIT_SECONDS),
+        "LEASE_SAFETY_MARGIN_SECONDS": str(settings.LEASE_SAFETY_MARGIN_SECONDS),
+        "RETRY_VISIBILITY_SECONDS": settings.RETRY_VISIBILITY_SECONDS,
+        "LOG_LEVEL": "INFO",
+        "POWERTOOLS_SERVICE_NAME": settings.SERVICE_COMPACTOR,
+        "POWERTOOLS_METRICS_NAMESPACE": settings.METRICS_NAMESPACE,
+        **sink.environment(token_secret_arn),
+    }
+    if not efs:
+        del environment["CHROMA_ROOT"]  # no EFS tier to mount
+    return environment
 
 
 class Compactor(pulumi.ComponentResource):
@@ -140,11 +193,43 @@ class Compactor(pulumi.ComponentResource):
         still caps the compactor)."""
         super().__init__("receipt:compaction:Compactor", resource_name, None, opts)
         sink = sink or ChromaSinkConfig()
-        child = pulumi.ResourceOptions(parent=self)
         self.role = _role(f"{resource_name}-role", self)
         log_group = _log_group(f"{resource_name}-logs", resource_name, self)
-        queue_arns: Sequence[pulumi.Output[str]] = [q.arn for q in queues.collections.values()]
+        self._policy(
+            resource_name,
+            table_arn=table_arn,
+            bucket=bucket,
+            queues=queues,
+            network=network,
+            log_group=log_group,
+            token_secret_arn=token_secret_arn,
+        )
         efs = network is not None and network.access_point is not None
+        environment = _compactor_environment(table_name, bucket, sink, token_secret_arn, efs=efs)
+        self.function = self._function(
+            resource_name,
+            image_uri=image_uri,
+            sink=sink,
+            network=network,
+            environment=environment,
+            log_group=log_group,
+            reserved_concurrency=reserved_concurrency,
+        )
+        self.mappings = self._queue_mappings(resource_name, queues)
+        self.register_outputs({"arn": self.function.arn})
+
+    def _policy(
+        self,
+        resource_name: str,
+        *,
+        table_arn: pulumi.Input[str],
+        bucket: aws.s3.Bucket,
+        queues: CompactionQueues,
+        network: CompactorNetwork | None,
+        log_group: aws.cloudwatch.LogGroup,
+        token_secret_arn: pulumi.Input[str] | None,
+    ) -> None:
+        queue_arns: Sequence[pulumi.Output[str]] = [q.arn for q in queues.collections.values()]
         file_system = network.file_system if network is not None else None
         access_point = network.access_point if network is not None else None
         aws.iam.RolePolicy(
@@ -172,28 +257,22 @@ class Compactor(pulumi.ComponentResource):
                     )
                 )
             ),
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
-        environment: dict[str, pulumi.Input[str]] = {
-            "DYNAMODB_TABLE_NAME": table_name,
-            "CHROMADB_BUCKET": bucket.bucket,
-            "CHROMA_ROOT": settings.EFS_MOUNT_PATH,
-            "CHROMA_WORK_DIR": settings.CHROMA_WORK_DIR,
-            "EMBEDDING_DIMENSION": str(settings.EMBEDDING_DIMENSION),
-            "LOCK_DURATION_SECONDS": str(settings.LOCK_DURATION_SECONDS),
-            "HEARTBEAT_INTERVAL_SECONDS": str(settings.HEARTBEAT_INTERVAL_SECONDS),
-            "HEARTBEAT_MAX_FAILURES": str(settings.HEARTBEAT_MAX_FAILURES),
-            "LOCK_WAIT_SECONDS": str(settings.LOCK_WAIT_SECONDS),
-            "LEASE_SAFETY_MARGIN_SECONDS": str(settings.LEASE_SAFETY_MARGIN_SECONDS),
-            "RETRY_VISIBILITY_SECONDS": settings.RETRY_VISIBILITY_SECONDS,
-            "LOG_LEVEL": "INFO",
-            "POWERTOOLS_SERVICE_NAME": settings.SERVICE_COMPACTOR,
-            "POWERTOOLS_METRICS_NAMESPACE": settings.METRICS_NAMESPACE,
-            **sink.environment(token_secret_arn),
-        }
-        if not efs:
-            del environment["CHROMA_ROOT"]  # no EFS tier to mount
-        self.function = aws.lambda_.Function(
+
+    def _function(
+        self,
+        resource_name: str,
+        *,
+        image_uri: pulumi.Input[str],
+        sink: ChromaSinkConfig,
+        network: CompactorNetwork | None,
+        environment: dict[str, pulumi.Input[str]],
+        log_group: aws.cloudwatch.LogGroup,
+        reserved_concurrency: int,
+    ) -> aws.lambda_.Function:
+        access_point = network.access_point if network is not None else None
+        return aws.lambda_.Function(
             resource_name,
             name=resource_name,
             role=self.role.arn,
@@ -228,7 +307,11 @@ class Compactor(pulumi.ComponentResource):
                 depends_on=[log_group, *(network.mount_targets if network is not None else [])],
             ),
         )
-        self.mappings = [
+
+    def _queue_mappings(
+        self, resource_name: str, queues: CompactionQueues
+    ) -> list[aws.lambda_.EventSourceMapping]:
+        return [
             aws.lambda_.EventSourceMapping(
                 f"{resource_name}-{collection}",
                 function_name=self.function.arn,
@@ -239,8 +322,7 @@ class Compactor(pulumi.ComponentResource):
                 scaling_config=aws.lambda_.EventSourceMappingScalingConfigArgs(
                     maximum_concurrency=settings.COMPACTOR_MAX_CONCURRENCY
                 ),
-                opts=child,
+                opts=pulumi.ResourceOptions(parent=self),
             )
             for collection, queue in queues.collections.items()
         ]
-        self.register_outputs({"arn": self.function.arn})

@@ -11,6 +11,8 @@ is no EFS (``efs=False``)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pulumi
 import pulumi_aws as aws
 
@@ -42,6 +44,36 @@ class CompactorNetwork(pulumi.ComponentResource):
             enable_dns_support=True,
             opts=child,
         )
+        route_table = self._private_subnets(resource_name, cidr, zones, child)
+        self.compactor_security_group = self._compactor_security_group(
+            resource_name, cidr, efs=efs, private_server_port=private_server_port, child=child
+        )
+        endpoint_security_group = self._endpoint_security_group(resource_name, child)
+        self._vpc_endpoints(
+            resource_name,
+            region.region,
+            route_table,
+            endpoint_security_group,
+            secrets_endpoint=secrets_endpoint,
+            child=child,
+        )
+        if internet_egress:
+            self._nat_gateway(resource_name, cidr, zones[0], route_table, child)
+        self.file_system: aws.efs.FileSystem | None = None
+        self.access_point: aws.efs.AccessPoint | None = None
+        self.mount_targets: list[aws.efs.MountTarget] = []
+        if efs:
+            self._file_system(resource_name, child)
+        self.register_outputs({"file_system_id": self.file_system.id if self.file_system else None})
+
+    def _private_subnets(
+        self,
+        resource_name: str,
+        cidr: str,
+        zones: Sequence[str],
+        child: pulumi.ResourceOptions,
+    ) -> aws.ec2.RouteTable:
+        """One private subnet per zone (``self.subnets``), sharing one route table."""
         prefix = cidr.split(".")[:2]
         self.subnets = [
             aws.ec2.Subnet(
@@ -62,6 +94,19 @@ class CompactorNetwork(pulumi.ComponentResource):
                 route_table_id=route_table.id,
                 opts=child,
             )
+        return route_table
+
+    def _compactor_security_group(
+        self,
+        resource_name: str,
+        cidr: str,
+        *,
+        efs: bool,
+        private_server_port: int | None,
+        child: pulumi.ResourceOptions,
+    ) -> aws.ec2.SecurityGroup:
+        """Outbound only: NFS to EFS, HTTPS to the endpoints (and a server), and a private
+        server's own port."""
         egress = [
             aws.ec2.SecurityGroupEgressArgs(
                 protocol="tcp", from_port=443, to_port=443, cidr_blocks=["0.0.0.0/0"]
@@ -81,7 +126,7 @@ class CompactorNetwork(pulumi.ComponentResource):
                     protocol="tcp", from_port=port, to_port=port, cidr_blocks=[cidr]
                 )
             )
-        self.compactor_security_group = aws.ec2.SecurityGroup(
+        return aws.ec2.SecurityGroup(
             f"{resource_name}-compactor",
             vpc_id=self.vpc.id,
             description="Compactor Lambda: outbound to "
@@ -90,13 +135,25 @@ class CompactorNetwork(pulumi.ComponentResource):
             egress=egress,
             opts=child,
         )
-        endpoint_security_group = self._endpoint_security_group(resource_name, child)
+
+    def _vpc_endpoints(
+        self,
+        resource_name: str,
+        region: str,
+        route_table: aws.ec2.RouteTable,
+        endpoint_security_group: aws.ec2.SecurityGroup,
+        *,
+        secrets_endpoint: bool,
+        child: pulumi.ResourceOptions,
+    ) -> None:
+        """Gateway endpoints for DynamoDB and S3; interface endpoints for SQS and, for a
+        server's token, Secrets Manager."""
         interface_endpoints = ["sqs"] + (["secretsmanager"] if secrets_endpoint else [])
         for service in ("dynamodb", "s3"):
             aws.ec2.VpcEndpoint(
                 f"{resource_name}-{service}",
                 vpc_id=self.vpc.id,
-                service_name=f"com.amazonaws.{region.region}.{service}",
+                service_name=f"com.amazonaws.{region}.{service}",
                 vpc_endpoint_type="Gateway",
                 route_table_ids=[route_table.id],
                 opts=child,
@@ -105,21 +162,13 @@ class CompactorNetwork(pulumi.ComponentResource):
             aws.ec2.VpcEndpoint(
                 f"{resource_name}-{service}",
                 vpc_id=self.vpc.id,
-                service_name=f"com.amazonaws.{region.region}.{service}",
+                service_name=f"com.amazonaws.{region}.{service}",
                 vpc_endpoint_type="Interface",
                 private_dns_enabled=True,
                 subnet_ids=[s.id for s in self.subnets],
                 security_group_ids=[endpoint_security_group.id],
                 opts=child,
             )
-        if internet_egress:
-            self._nat_gateway(resource_name, cidr, zones[0], route_table, child)
-        self.file_system: aws.efs.FileSystem | None = None
-        self.access_point: aws.efs.AccessPoint | None = None
-        self.mount_targets: list[aws.efs.MountTarget] = []
-        if efs:
-            self._file_system(resource_name, child)
-        self.register_outputs({"file_system_id": self.file_system.id if self.file_system else None})
 
     def _nat_gateway(
         self,

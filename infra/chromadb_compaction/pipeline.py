@@ -95,34 +95,8 @@ class ReceiptCompactionPipeline(pulumi.ComponentResource):
         self.storage = SnapshotBucket(
             f"{name}-chroma", protect=config.destroy_protection, opts=child
         )
-        sink = config.chroma
-        # The VPC is there for EFS (snapshots) or for a private Chroma server; a public
-        # server alone needs neither. Writing both to EFS and a public server (migration)
-        # the VPC gets a NAT gateway.
-        self.network = (
-            CompactorNetwork(
-                f"{name}-net",
-                cidr=config.vpc_cidr,
-                efs=sink.snapshot,
-                private_server_port=sink.port if sink.server and sink.private else None,
-                internet_egress=sink.snapshot and sink.server and not sink.private,
-                secrets_endpoint=sink.server,
-                opts=child,
-            )
-            if sink.in_vpc
-            else None
-        )
-        # The server token's one secret: the stack's own unless an existing one is named.
-        self.chroma_token: aws.secretsmanager.Secret | None = None
-        token_secret_arn: pulumi.Input[str] | None = sink.token_secret_arn or None
-        if sink.server and not sink.token_secret_arn:
-            self.chroma_token = aws.secretsmanager.Secret(
-                f"{name}-chroma-token",
-                description="Chroma server token of the receipt compactor (put its value "
-                "with aws secretsmanager put-secret-value)",
-                opts=child,
-            )
-            token_secret_arn = self.chroma_token.arn
+        self.network = self._network(name, config, child)
+        token_secret_arn = self._token_secret(name, config.chroma, child)
         # Unless a prebuilt image is configured, the image is built and pushed within this
         # update, before the function that needs it: the first `pulumi up` on an empty
         # account works. The repository stays either way (it holds rollback targets).
@@ -141,7 +115,60 @@ class ReceiptCompactionPipeline(pulumi.ComponentResource):
             queues=self.queues,
             opts=child,
         )
-        self.compactor = Compactor(
+        self.compactor = self._compactor(name, config, image_uri, token_secret_arn, child)
+        self.queues.restrict_access(
+            producer_role_arn=self.stream_processor.role.arn,
+            consumer_role_arn=self.compactor.role.arn,
+        )
+        self._observability(name, config, child)
+        self.outputs = self._outputs(image_uri, token_secret_arn)
+        self.register_outputs(dict(self.outputs))
+
+    def _network(
+        self, name: str, config: PipelineConfig, child: pulumi.ResourceOptions
+    ) -> CompactorNetwork | None:
+        """The VPC is there for EFS (snapshots) or for a private Chroma server; a public
+        server alone needs neither. Writing both to EFS and a public server (migration)
+        the VPC gets a NAT gateway."""
+        sink = config.chroma
+        if not sink.in_vpc:
+            return None
+        return CompactorNetwork(
+            f"{name}-net",
+            cidr=config.vpc_cidr,
+            efs=sink.snapshot,
+            private_server_port=sink.port if sink.server and sink.private else None,
+            internet_egress=sink.snapshot and sink.server and not sink.private,
+            secrets_endpoint=sink.server,
+            opts=child,
+        )
+
+    def _token_secret(
+        self, name: str, sink: ChromaSinkConfig, child: pulumi.ResourceOptions
+    ) -> pulumi.Input[str] | None:
+        """The server token's one secret (``self.chroma_token``): the stack's own unless an
+        existing one is named."""
+        self.chroma_token: aws.secretsmanager.Secret | None = None
+        token_secret_arn: pulumi.Input[str] | None = sink.token_secret_arn or None
+        if sink.server and not sink.token_secret_arn:
+            self.chroma_token = aws.secretsmanager.Secret(
+                f"{name}-chroma-token",
+                description="Chroma server token of the receipt compactor (put its value "
+                "with aws secretsmanager put-secret-value)",
+                opts=child,
+            )
+            token_secret_arn = self.chroma_token.arn
+        return token_secret_arn
+
+    def _compactor(
+        self,
+        name: str,
+        config: PipelineConfig,
+        image_uri: pulumi.Input[str],
+        token_secret_arn: pulumi.Input[str] | None,
+        child: pulumi.ResourceOptions,
+    ) -> Compactor:
+        return Compactor(
             f"{name}-compactor",
             image_uri=image_uri,
             table_name=self.table.name,
@@ -149,22 +176,23 @@ class ReceiptCompactionPipeline(pulumi.ComponentResource):
             bucket=self.storage.bucket,
             queues=self.queues,
             network=self.network,
-            sink=sink,
+            sink=config.chroma,
             token_secret_arn=token_secret_arn,
             reserved_concurrency=config.compactor_reserved_concurrency,
             opts=child,
         )
-        self.queues.restrict_access(
-            producer_role_arn=self.stream_processor.role.arn,
-            consumer_role_arn=self.compactor.role.arn,
-        )
+
+    def _observability(
+        self, name: str, config: PipelineConfig, child: pulumi.ResourceOptions
+    ) -> None:
+        """The alarms (``self.alarms``) and the dashboard (``self.dashboard``)."""
         self.alarms = PipelineAlarms(
             f"{name}-alarms",
             queues=self.queues,
             stream_function_name=self.stream_processor.function.name,
             compactor_function_name=self.compactor.function.name,
             email=config.alarm_email or None,
-            server_sink=sink.server,
+            server_sink=config.chroma.server,
             opts=child,
         )
         self.dashboard = PipelineDashboard(
@@ -173,10 +201,14 @@ class ReceiptCompactionPipeline(pulumi.ComponentResource):
             alarms=self.alarms,
             stream_function_name=self.stream_processor.function.name,
             compactor_function_name=self.compactor.function.name,
-            sink=sink,
+            sink=config.chroma,
             opts=child,
         )
-        self.outputs: dict[str, pulumi.Output[str]] = {
+
+    def _outputs(
+        self, image_uri: pulumi.Input[str], token_secret_arn: pulumi.Input[str] | None
+    ) -> dict[str, pulumi.Output[str]]:
+        outputs: dict[str, pulumi.Output[str]] = {
             "lines_queue_url": self.queues.collections["lines"].url,
             "words_queue_url": self.queues.collections["words"].url,
             "lines_dlq_url": self.queues.dead_letters["lines"].url,
@@ -194,14 +226,14 @@ class ReceiptCompactionPipeline(pulumi.ComponentResource):
         }
         # What operators inspect (docs/deploy.md, docs/operations.md): the table's ARN, the
         # image the compactor runs and each event source mapping.
-        self.outputs["table_arn"] = self.table.arn
-        self.outputs["compactor_image_uri"] = pulumi.Output.from_input(image_uri)
-        self.outputs["stream_mapping_id"] = self.stream_processor.mapping.uuid
+        outputs["table_arn"] = self.table.arn
+        outputs["compactor_image_uri"] = pulumi.Output.from_input(image_uri)
+        outputs["stream_mapping_id"] = self.stream_processor.mapping.uuid
         for collection, mapping in zip(("lines", "words"), self.compactor.mappings, strict=True):
-            self.outputs[f"{collection}_mapping_id"] = mapping.uuid
+            outputs[f"{collection}_mapping_id"] = mapping.uuid
         if self.network is not None and self.network.file_system is not None:
-            self.outputs["file_system_id"] = self.network.file_system.id
+            outputs["file_system_id"] = self.network.file_system.id
         if token_secret_arn is not None:
-            self.outputs["chroma_token_secret_arn"] = pulumi.Output.from_input(token_secret_arn)
-        self.outputs["compactor_repository_url"] = self.image.repository.repository_url
-        self.register_outputs(dict(self.outputs))
+            outputs["chroma_token_secret_arn"] = pulumi.Output.from_input(token_secret_arn)
+        outputs["compactor_repository_url"] = self.image.repository.repository_url
+        return outputs

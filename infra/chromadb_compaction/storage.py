@@ -38,6 +38,12 @@ class SnapshotBucket(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        self._lock_down(resource_name, child)
+        self._lifecycle(resource_name, child)
+        self.register_outputs({"bucket": self.bucket.bucket})
+
+    def _lock_down(self, resource_name: str, child: pulumi.ResourceOptions) -> None:
+        """Encrypted, never public, TLS only."""
         aws.s3.BucketServerSideEncryptionConfiguration(
             f"{resource_name}-encryption",
             bucket=self.bucket.id,
@@ -65,6 +71,9 @@ class SnapshotBucket(pulumi.ComponentResource):
             policy=self.bucket.arn.apply(lambda arn: json.dumps(bucket_tls_only_policy(arn))),
             opts=child,
         )
+
+    def _lifecycle(self, resource_name: str, child: pulumi.ResourceOptions) -> None:
+        """Deltas expire, and so do object versions no longer current."""
         aws.s3.BucketLifecycleConfiguration(
             f"{resource_name}-lifecycle",
             bucket=self.bucket.id,
@@ -93,4 +102,3 @@ class SnapshotBucket(pulumi.ComponentResource):
             ],
             opts=child,
         )
-        self.register_outputs({"bucket": self.bucket.bucket})

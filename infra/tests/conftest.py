@@ -14,7 +14,7 @@ import boto3
 import pytest
 
 from receipt_compaction_tools.local.handlers import load_handler
-from receipt_compaction_tools.local.pump import LocalLambdaContext
+from receipt_compaction_tools.local.lambda_context import LocalLambdaContext
 from receipt_compaction_tools.testing.world import CompactionWorld
 from receipt_dynamo_stream import StreamMessage, publish_messages
 

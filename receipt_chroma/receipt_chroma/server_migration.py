@@ -135,22 +135,7 @@ def seed(
                 )
             ids = sorted(all_ids(published.collection))
             for page in _pages(ids, min(PAGE, client.max_batch_size)):
-                records = _records(published.collection, page)
-                # A record without a document is written without one (Chroma takes a
-                # documents list only when every entry is a string).
-                for with_document in (True, False):
-                    part = [
-                        i
-                        for i in page
-                        if i in records and (records[i][1] is not None) is with_document
-                    ]
-                    if part:
-                        target.upsert(
-                            ids=part,
-                            embeddings=np.asarray([records[i][0] for i in part], dtype=np.float32),
-                            documents=[records[i][1] for i in part] if with_document else None,
-                            metadatas=[records[i][2] for i in part],
-                        )
+                _write_page(target, _records(published.collection, page), page)
                 advance(len(page))
             count = target.count()
             if client.unavailable is not None:
@@ -167,6 +152,23 @@ def seed(
         "records": count,
         "seconds": round(time.perf_counter() - started, 1),
     }
+
+
+def _write_page(
+    target: ClientCollection, records: dict[str, tuple[Any, Any, Any]], page: list[str]
+) -> None:
+    """Upsert one page of records into the server collection. A record without a document
+    is written without one (Chroma takes a documents list only when every entry is a
+    string)."""
+    for with_document in (True, False):
+        part = [i for i in page if i in records and (records[i][1] is not None) is with_document]
+        if part:
+            target.upsert(
+                ids=part,
+                embeddings=np.asarray([records[i][0] for i in part], dtype=np.float32),
+                documents=[records[i][1] for i in part] if with_document else None,
+                metadatas=[records[i][2] for i in part],
+            )
 
 
 def _vector_distance(left: Any, right: Any) -> float:

@@ -10,7 +10,8 @@ import pulumi
 import pytest
 
 from receipt_chroma.compaction.config import CompactionConfig
-from receipt_compaction_tools.local.reliability_world import SCALES, STREAM_BATCH
+from receipt_compaction_tools.local.reliability_scales import SCALES
+from receipt_compaction_tools.local.reliability_world import STREAM_BATCH
 from receipt_dynamo.schema import TTL_ATTRIBUTE, table_definition
 
 ACCOUNT = "123456789012"

@@ -16,6 +16,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from receipt_chroma.snapshots.audit import Audit, audit
     from receipt_chroma.snapshots.base import open_base
     from receipt_chroma.snapshots.check import SnapshotCheck, check_snapshot
     from receipt_chroma.snapshots.hnsw import HnswPolicy, IndexState, index_state
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
         swap_pointer,
     )
     from receipt_chroma.snapshots.reader import VersionRead, read_version
-    from receipt_chroma.snapshots.repair import Audit, RepairReport, audit, repair
+    from receipt_chroma.snapshots.repair import RepairReport, repair
     from receipt_chroma.snapshots.retention import RetentionReport, apply_retention
     from receipt_chroma.snapshots.s3_store import S3SnapshotStore
     from receipt_chroma.snapshots.service import (
@@ -54,9 +55,9 @@ _SOURCES: dict[str, str] = {
     "swap_pointer": f"{_PACKAGE}.publisher",
     "VersionRead": f"{_PACKAGE}.reader",
     "read_version": f"{_PACKAGE}.reader",
-    "Audit": f"{_PACKAGE}.repair",
+    "Audit": f"{_PACKAGE}.audit",
     "RepairReport": f"{_PACKAGE}.repair",
-    "audit": f"{_PACKAGE}.repair",
+    "audit": f"{_PACKAGE}.audit",
     "repair": f"{_PACKAGE}.repair",
     "RetentionReport": f"{_PACKAGE}.retention",
     "apply_retention": f"{_PACKAGE}.retention",

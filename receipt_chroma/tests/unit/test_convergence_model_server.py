@@ -27,19 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from convergence_machine import ConvergenceMachine
+from convergence_world import DELTAS, STATS, Aws, ChromaWriteFaults, Fault, World, count
 from hypothesis.stateful import run_state_machine_as_test
-from test_convergence_model import (
-    DELTAS,
-    STATS,
-    Aws,
-    ChromaWriteFaults,
-    ConvergenceMachine,
-    Fault,
-    World,
-    aws,
-    count,
-    sample_settings,
-)
+from test_convergence_model import aws, sample_settings
 
 from receipt_chroma.chroma_http import RetryPolicy
 from receipt_chroma.chroma_server import ChromaServer

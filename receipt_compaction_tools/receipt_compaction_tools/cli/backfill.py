@@ -11,8 +11,17 @@ import argparse
 from collections import Counter
 from typing import Any
 
-from receipt_compaction_tools.cli import common
-from receipt_compaction_tools.cli.common import TABLE, OperationFailed, Output
+from receipt_compaction_tools.cli import clients
+from receipt_compaction_tools.cli.exceptions import OperationFailed
+from receipt_compaction_tools.cli.output import Output, progress, render_mapping
+from receipt_compaction_tools.cli.settings import (
+    ENDPOINT,
+    QUEUES,
+    REGION,
+    TABLE,
+    add_settings,
+    queue_urls,
+)
 
 BACKFILL_TYPES = ("RECEIPT_METADATA", "RECEIPT_WORD_LABEL", "COMPACTION_RUN")
 PAGE_SIZE = 500
@@ -23,13 +32,13 @@ def command_backfill(args: argparse.Namespace, out: Output) -> None:
 
     collections = [args.collection] if args.collection else ["lines", "words"]
     # Queue URLs are checked before anything is read or sent.
-    urls = {} if args.dry_run else common.queue_urls(args, collections)
-    dynamo = common.dynamo(args)
-    sqs = None if args.dry_run else common.aws(args, "sqs")
+    urls = {} if args.dry_run else queue_urls(args, collections)
+    dynamo = clients.dynamo(args)
+    sqs = None if args.dry_run else clients.aws(args, "sqs")
     counts: Counter[str] = Counter()
     rows: Counter[str] = Counter()
     failed = 0
-    with common.progress() as bars:
+    with progress() as bars:
         advance = bars("backfill rows", None)
         for entity_type in BACKFILL_TYPES:
             pages = dynamo.client.get_paginator("query").paginate(
@@ -67,7 +76,7 @@ def command_backfill(args: argparse.Namespace, out: Output) -> None:
         "would_publish" if args.dry_run else "published": dict(sorted(counts.items())),
         "failed": failed,
     }
-    out.emit(result, common.render_mapping)
+    out.emit(result, render_mapping)
     if failed:
         raise OperationFailed(f"{failed} backfill message(s) not published")
 
@@ -78,7 +87,7 @@ def register(commands: Any) -> None:
         help="messages for existing rows (source: backfill)",
         description=__doc__,
     )
-    common.add_settings(backfill, common.ENDPOINT, common.REGION, TABLE, *common.QUEUES)
+    add_settings(backfill, ENDPOINT, REGION, TABLE, *QUEUES)
     backfill.add_argument(
         "--collection", choices=["lines", "words"], help="only this collection's messages"
     )

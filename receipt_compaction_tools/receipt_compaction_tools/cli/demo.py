@@ -7,21 +7,19 @@ server; with ``both`` the published snapshot is compared with it too (``sink ver
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import shlex
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from receipt_chroma.chroma_client import ChromaClient, ClientCollection
 from receipt_chroma.chroma_server import ChromaServer
 from receipt_chroma.compaction.config import chroma_server_from_env
 from receipt_chroma.snapshots.s3_store import S3SnapshotStore
 from receipt_compaction_tools.aws.local_aws import LocalAwsServer
-from receipt_compaction_tools.cli.common import LOCAL_CREDENTIALS, is_local
+from receipt_compaction_tools.cli.settings import LOCAL_CREDENTIALS, is_local
 from receipt_compaction_tools.local.chroma_server import LocalChromaServer
 from receipt_compaction_tools.local.dataset import DemoDataset, generate, write
 from receipt_compaction_tools.local.environment import environment
@@ -163,11 +161,6 @@ def demo_environment(
     return environment
 
 
-def exports(environment: dict[str, str]) -> str:
-    """``export NAME=value`` lines, quoted for a POSIX shell."""
-    return "".join(f"export {name}={shlex.quote(value)}\n" for name, value in environment.items())
-
-
 def run_demo(
     *,
     receipts: int,
@@ -179,7 +172,6 @@ def run_demo(
     region: str | None = None,
 ) -> dict[str, Any]:
     started = time.perf_counter()
-    timings: dict[str, float] = {}
     server = None if endpoint_url else LocalAwsServer().start()
     chroma = LocalChromaServer().start() if sink != "snapshot" else None
     try:
@@ -197,64 +189,16 @@ def run_demo(
                 **(chroma.environment() if chroma else {}),
             }
             with environment(env):
-                dynamo = DynamoClient(resources.table)
-                dataset = generate(receipts, dimension=dimension, seed=seed)
-                step = time.perf_counter()
-                write(dataset, dynamo, resources.bucket, progress("writing receipts", receipts))
-                timings["write_seconds"] = time.perf_counter() - step
-
-                pump = LambdaPump(resources)
-                step = time.perf_counter()
-                pump.pump_stream()
-                pump.drain_queues()
-                timings["first_pass_seconds"] = time.perf_counter() - step
-
-                edits = apply_edits(dataset, dynamo)
-                step = time.perf_counter()
-                pump.pump_stream()
-                pump.drain_queues()
-                timings["edit_pass_seconds"] = time.perf_counter() - step
-
-                words = snapshot_records(resources, "words", root)
-                lines = snapshot_records(resources, "lines", root)
-                summary: dict[str, Any] = {
-                    "sink": sink,
-                    "rows_written": dataset.rows,
-                    "receipts": receipts,
-                    "dimension": dimension,
-                    "stream_records": pump.stats.stream_records,
-                    "stream_invocations": pump.stats.stream_invocations,
-                    "messages_per_queue": dict(pump.stats.messages_received),
-                    # Messages whose last delivery failed (a retried message counts once).
-                    "messages_failed": {
-                        c: len(pump.stats.unapplied.get(c, ())) for c in ("lines", "words")
-                    },
-                    "failed_deliveries": dict(pump.stats.messages_failed),
-                    "cycles": pump.stats.cycles,
-                    "queue_depths": pump.queue_depths(),
-                    "versions": {"lines": lines.get("history"), "words": words.get("history")},
-                    "edits": edits,
-                    # Against --endpoint-url the resources stay: status, query and the
-                    # snapshot commands can be tried on them.
-                    "resources": dataclasses.asdict(resources),
-                    "environment": (
-                        demo_environment(resources, dimension, endpoint_url)
-                        if endpoint_url
-                        else None
-                    ),
-                }
-                summary["snapshot"] = {"lines": lines, "words": words}
-                if chroma is not None:
-                    summary.update(
-                        _server_summary(chroma, sink, resources, dynamo, summary["snapshot"])
-                    )
-                shown = summary.get("server") or summary["snapshot"]
-                summary["records"] = {c: len(shown[c].get("ids", [])) for c in ("lines", "words")}
-                if "server" not in summary:
-                    summary["sample_query"] = (
-                        sample_query(words, _open_snapshot(words["path"])) if words else []
-                    )
-                summary["timings"] = {k: round(v, 2) for k, v in timings.items()}
+                summary = _demo_summary(
+                    resources,
+                    root,
+                    generate(receipts, dimension=dimension, seed=seed),
+                    dimension=dimension,
+                    endpoint_url=endpoint_url,
+                    sink=sink,
+                    chroma=chroma,
+                    progress=progress,
+                )
                 summary["timings"]["total_seconds"] = round(time.perf_counter() - started, 2)
                 return summary
     finally:
@@ -262,6 +206,81 @@ def run_demo(
             chroma.close()
         if server is not None:
             server.stop()
+
+
+def _pipeline_pass(pump: LambdaPump) -> float:
+    """Deliver the stream and drain the queues; returns the seconds it took."""
+    step = time.perf_counter()
+    pump.pump_stream()
+    pump.drain_queues()
+    return time.perf_counter() - step
+
+
+def _pump_summary(pump: LambdaPump) -> dict[str, Any]:
+    return {
+        "stream_records": pump.stats.stream_records,
+        "stream_invocations": pump.stats.stream_invocations,
+        "messages_per_queue": dict(pump.stats.messages_received),
+        # Messages whose last delivery failed (a retried message counts once).
+        "messages_failed": {c: len(pump.stats.unapplied.get(c, ())) for c in ("lines", "words")},
+        "failed_deliveries": dict(pump.stats.messages_failed),
+        "cycles": pump.stats.cycles,
+        "queue_depths": pump.queue_depths(),
+    }
+
+
+def _demo_summary(
+    resources: PipelineResources,
+    root: Path,
+    dataset: DemoDataset,
+    *,
+    dimension: int,
+    endpoint_url: str | None,
+    sink: str,
+    chroma: LocalChromaServer | None,
+    progress: Progress,
+) -> dict[str, Any]:
+    """Write the receipts, run the pipeline, edit them, run it again, then read back what
+    was published."""
+    receipts = len(dataset.receipts)
+    timings: dict[str, float] = {}
+    dynamo = DynamoClient(resources.table)
+    step = time.perf_counter()
+    write(dataset, dynamo, resources.bucket, progress("writing receipts", receipts))
+    timings["write_seconds"] = time.perf_counter() - step
+    pump = LambdaPump(resources)
+    timings["first_pass_seconds"] = _pipeline_pass(pump)
+    edits = apply_edits(dataset, dynamo)
+    timings["edit_pass_seconds"] = _pipeline_pass(pump)
+
+    words = snapshot_records(resources, "words", root)
+    lines = snapshot_records(resources, "lines", root)
+    summary: dict[str, Any] = {
+        "sink": sink,
+        "rows_written": dataset.rows,
+        "receipts": receipts,
+        "dimension": dimension,
+        **_pump_summary(pump),
+        "versions": {"lines": lines.get("history"), "words": words.get("history")},
+        "edits": edits,
+        # Against --endpoint-url the resources stay: status, query and the snapshot
+        # commands can be tried on them.
+        "resources": dataclasses.asdict(resources),
+        "environment": (
+            demo_environment(resources, dimension, endpoint_url) if endpoint_url else None
+        ),
+    }
+    summary["snapshot"] = {"lines": lines, "words": words}
+    if chroma is not None:
+        summary.update(_server_summary(chroma, sink, resources, dynamo, summary["snapshot"]))
+    shown = summary.get("server") or summary["snapshot"]
+    summary["records"] = {c: len(shown[c].get("ids", [])) for c in ("lines", "words")}
+    if "server" not in summary:
+        summary["sample_query"] = (
+            sample_query(words, _open_snapshot(words["path"])) if words else []
+        )
+    summary["timings"] = {k: round(v, 2) for k, v in timings.items()}
+    return summary
 
 
 def _server_summary(
@@ -294,75 +313,3 @@ def _server_summary(
             for c in ("lines", "words")
         }
     return summary
-
-
-def render_demo(summary: dict[str, Any], stream: IO[str]) -> None:
-    from rich.table import Table
-
-    from receipt_compaction_tools.cli.common import console
-
-    out = console(stream)
-    out.print(f"[bold]Receipt compaction demo[/bold] (sink: {summary['sink']})")
-    overview = Table(show_header=False)
-    for key in (
-        "receipts",
-        "rows_written",
-        "stream_records",
-        "stream_invocations",
-        "messages_per_queue",
-        "messages_failed",
-        "records",
-        "queue_depths",
-    ):
-        overview.add_row(key.replace("_", " "), json.dumps(summary[key]))
-    out.print(overview)
-    cycles = Table(
-        "collection",
-        "cache tier",
-        "published",
-        "server applied",
-        "vectors merged",
-        "failures",
-        title="compaction cycles",
-    )
-    for cycle in summary["cycles"]:
-        cycles.add_row(
-            cycle["collection"],
-            str(cycle["tier"]),
-            str(cycle["published"]),
-            str(cycle.get("server_applied", False)),
-            str(cycle["vectors_merged"]),
-            str(cycle["failures"]),
-        )
-    out.print(cycles)
-    if summary["sink"] != "server":
-        out.print(f"snapshot versions: {json.dumps(summary['versions'])}")
-    if "chroma_server" in summary:
-        out.print(f"chroma server: {summary['chroma_server']} (stopped after the demo)")
-    if "sink_verify" in summary:
-        out.print(f"sink verify: {json.dumps(summary['sink_verify'])}")
-    query = Table(
-        "text",
-        "merchant",
-        "valid labels",
-        "label status",
-        "distance",
-        title="nearest words to a labelled word ("
-        + ("Chroma server" if "chroma_server" in summary else "published snapshot")
-        + ")",
-    )
-    for row in summary["sample_query"]:
-        query.add_row(
-            str(row["text"]),
-            str(row["merchant"]),
-            str(row["labels"]),
-            str(row["label_status"]),
-            str(row["distance"]),
-        )
-    out.print(query)
-    out.print(f"timings: {json.dumps(summary['timings'])}")
-    if summary.get("environment"):
-        stream.write(
-            "\nThe resources stay on the endpoint; for the other commands (or --print-env):\n"
-            + exports(summary["environment"])
-        )

@@ -25,33 +25,38 @@ import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from importlib import metadata
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from receipt_compaction_tools.cli import (
     backfill,
-    common,
+    clients,
     dlq,
     pipeline,
     query,
+    replay,
     sink,
     snapshots,
     status,
 )
-from receipt_compaction_tools.cli.common import (
+from receipt_compaction_tools.cli.exceptions import OperationFailed, UsageError
+from receipt_compaction_tools.cli.output import Output, progress
+from receipt_compaction_tools.cli.parser import PROG, CliParser
+from receipt_compaction_tools.cli.settings import (
     DEFAULT_TIMEOUT_SECONDS,
-    PROG,
-    CliParser,
-    OperationFailed,
-    Output,
-    UsageError,
+    ENDPOINT,
     apply_aws_settings,
+    budget,
     positive_int,
+    timeout_seconds,
 )
+
+if TYPE_CHECKING:
+    from botocore.exceptions import ClientError
 
 # Each module adds its commands with ``register(subparsers)``; a new command module only
 # needs a line here.
-COMMAND_MODULES = (status, query, snapshots, dlq, pipeline, backfill, sink)
+COMMAND_MODULES = (status, query, snapshots, dlq, pipeline, replay, backfill, sink)
 
 
 def _version() -> str:
@@ -77,15 +82,16 @@ def _receipts(text: str) -> int:
 
 def _timeout(text: str) -> float:
     try:
-        return common.timeout_seconds(text)
+        return timeout_seconds(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def command_demo(args: argparse.Namespace, out: Output) -> None:
-    from receipt_compaction_tools.cli.demo import exports, render_demo, run_demo
+    from receipt_compaction_tools.cli.demo import run_demo
+    from receipt_compaction_tools.cli.demo_render import exports, render_demo
 
-    endpoint = common.ENDPOINT.value(args)
+    endpoint = ENDPOINT.value(args)
     if args.print_env and not endpoint:
         raise UsageError(
             "--print-env needs --endpoint-url (or AWS_ENDPOINT_URL): without one the demo's "
@@ -95,8 +101,8 @@ def command_demo(args: argparse.Namespace, out: Output) -> None:
     if endpoint:
         # One bounded call first: an endpoint that does not answer is one line within
         # --timeout, not the first of the demo's many calls waiting on it.
-        common.aws(args, "dynamodb").list_tables(Limit=1)
-    with common.progress() as bars:
+        clients.aws(args, "dynamodb").list_tables(Limit=1)
+    with progress() as bars:
         summary = run_demo(
             receipts=args.receipts,
             dimension=args.dim,
@@ -272,17 +278,7 @@ def _report(error: BaseException, budget: float = DEFAULT_TIMEOUT_SECONDS) -> in
         _error(str(error))
         return 1
     if isinstance(error, ClientError):
-        details = error.response.get("Error", {})
-        code = details.get("Code", "error")
-        message = details.get("Message") or ""
-        operation = getattr(error, "operation_name", "")
-        resource = details.get("Resource")  # named by the CLI's clients (common.aws)
-        if code in NOT_FOUND_CODES:
-            _error(f"{resource or 'a resource'} not found ({code} in {operation})")
-            return 2
-        on = f" on {resource}" if resource else ""
-        _error(f"AWS refused {operation}{on} ({code})" + (f": {message}" if message else ""))
-        return 1
+        return _report_client_error(error)
     if isinstance(error, NoCredentialsError):
         _error(f"{error} (set AWS credentials, e.g. AWS_PROFILE)")
         return 2
@@ -306,6 +302,21 @@ def _report(error: BaseException, budget: float = DEFAULT_TIMEOUT_SECONDS) -> in
         _error(f"{type(error).__name__}: {error}")
         return 1
     _error(f"unexpected {type(error).__name__}: {error} (RECEIPT_COMPACTION_DEBUG=1 shows more)")
+    return 1
+
+
+def _report_client_error(error: ClientError) -> int:
+    """An error AWS answered: not found (2), or refused (1)."""
+    details = error.response.get("Error", {})
+    code = details.get("Code", "error")
+    message = details.get("Message") or ""
+    operation = getattr(error, "operation_name", "")
+    resource = details.get("Resource")  # named by the CLI's clients (clients.aws)
+    if code in NOT_FOUND_CODES:
+        _error(f"{resource or 'a resource'} not found ({code} in {operation})")
+        return 2
+    on = f" on {resource}" if resource else ""
+    _error(f"AWS refused {operation}{on} ({code})" + (f": {message}" if message else ""))
     return 1
 
 
@@ -359,11 +370,11 @@ def main(argv: Sequence[str] | None = None, *, stdout: IO[str] | None = None) ->
         bounded: Callable[[argparse.Namespace], bool] = getattr(
             args, "bounded_as_whole", lambda _: False
         )
-        whole_budget = common.budget(args) if bounded(args) else None
+        whole_budget = budget(args) if bounded(args) else None
         with contextlib.redirect_stdout(sys.stderr), _watchdog(whole_budget):
             handler(args, output)
     except CommandOverBudget:
-        _error(_over_budget_line(args, common.budget(args)))
+        _error(_over_budget_line(args, budget(args)))
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -371,7 +382,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: IO[str] | None = None) ->
     except Exception as error:
         if os.environ.get("RECEIPT_COMPACTION_DEBUG"):
             traceback.print_exc()
-        return _report(error, common.budget(args))
+        return _report(error, budget(args))
     return 0
 
 

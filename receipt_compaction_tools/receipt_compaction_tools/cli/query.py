@@ -18,8 +18,18 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from receipt_compaction_tools.cli import common
-from receipt_compaction_tools.cli.common import BUCKET, TABLE, OperationFailed, Output, UsageError
+from receipt_compaction_tools.cli import clients
+from receipt_compaction_tools.cli.exceptions import OperationFailed, UsageError
+from receipt_compaction_tools.cli.local_state import cache_dir
+from receipt_compaction_tools.cli.output import Output
+from receipt_compaction_tools.cli.settings import (
+    BUCKET,
+    ENDPOINT,
+    REGION,
+    TABLE,
+    add_settings,
+    positive_int,
+)
 
 if TYPE_CHECKING:
     from receipt_chroma.chroma_client import ChromaClient
@@ -34,14 +44,14 @@ def snapshot_reader(
     the directory where earlier versions of this command kept whole copies, which the
     reader's pruning removes)."""
     from receipt_chroma.reader import SnapshotReader
-    from receipt_compaction_tools.cli.snapshots import store
+    from receipt_compaction_tools.cli.snapshot_access import store
 
     bucket = BUCKET.value(args, required=True)
     return SnapshotReader(
         collection=collection,
         store=snapshots if snapshots is not None else store(args, collection),
-        dynamo=common.dynamo(args),
-        directory=common.cache_dir() / "snapshots" / bucket / collection,
+        dynamo=clients.dynamo(args),
+        directory=cache_dir() / "snapshots" / bucket / collection,
     )
 
 
@@ -68,7 +78,7 @@ def private_copy(
     sha256 are used instead of downloading them."""
     from receipt_chroma.snapshots.models import LocalFile
     from receipt_chroma.snapshots.reader import read_version
-    from receipt_compaction_tools.cli.snapshots import store
+    from receipt_compaction_tools.cli.snapshot_access import store
 
     reuse = (
         {p.name: [LocalFile(p)] for p in reuse_dir.iterdir() if p.is_file()}
@@ -88,7 +98,7 @@ def manifest_dimension(snapshots: S3SnapshotStore, version: str) -> int | None:
 
 
 def _pointer_version(args: argparse.Namespace, collection: str) -> str:
-    pointer = common.dynamo(args).get_snapshot_pointer(collection)
+    pointer = clients.dynamo(args).get_snapshot_pointer(collection)
     if pointer is None:
         raise UsageError(f"{collection} has no published snapshot (no pointer item)")
     return pointer.version
@@ -158,7 +168,7 @@ def command_query(args: argparse.Namespace, out: Output) -> None:
 
             # The rest of the connection (tenant, database, TLS, the token's secret) as the
             # compactor reads it (contract §8 CHROMA_* variables).
-            server = common.chroma_server(
+            server = clients.chroma_server(
                 args,
                 chroma_server_from_env(
                     {**os.environ, "CHROMA_HOST": args.host, "CHROMA_PORT": str(args.port)}
@@ -168,7 +178,7 @@ def command_query(args: argparse.Namespace, out: Output) -> None:
             client = opened.enter_context(server.connect(mode="read"))
             collection = _server_collection(client, args.collection, source["server"])
         else:
-            from receipt_compaction_tools.cli.snapshots import store
+            from receipt_compaction_tools.cli.snapshot_access import store
 
             version = args.version or _pointer_version(args, args.collection)
             snapshots = store(args, args.collection)
@@ -183,19 +193,8 @@ def command_query(args: argparse.Namespace, out: Output) -> None:
             served = opened.enter_context(reader.use())
             source = {"version": served.version, "path": str(served.path)}
             collection = served.collection
-        if vector is None:
-            found = collection.get(ids=[args.id], include=["embeddings"])
-            embeddings: Any = found["embeddings"]
-            if not found["ids"] or embeddings is None or len(embeddings) == 0:
-                raise UsageError(f"{args.id} is not in the {args.collection} collection")
-            vector = [float(x) for x in embeddings[0]]
-        sample: Any = collection.peek(1)["embeddings"]
-        if sample is not None and len(sample) and len(sample[0]) != len(vector):
-            raise UsageError(
-                f"the vector has {len(vector)} dimensions, the collection {len(sample[0])}"
-            )
         result = collection.query(
-            query_embeddings=[vector],
+            query_embeddings=[query_vector(collection, args, vector)],
             n_results=args.n,
             where=where,
             include=["metadatas", "distances", "documents"],
@@ -211,6 +210,25 @@ def command_query(args: argparse.Namespace, out: Output) -> None:
         {"collection": args.collection, **source, "where": where, "neighbours": neighbours},
         render_query,
     )
+
+
+def query_vector(
+    collection: Any, args: argparse.Namespace, vector: list[float] | None
+) -> list[float]:
+    """``--vector``, else the embedding of ``--id``; UsageError when that record is not in
+    the collection or the collection's dimension differs."""
+    if vector is None:
+        found = collection.get(ids=[args.id], include=["embeddings"])
+        embeddings: Any = found["embeddings"]
+        if not found["ids"] or embeddings is None or len(embeddings) == 0:
+            raise UsageError(f"{args.id} is not in the {args.collection} collection")
+        vector = [float(x) for x in embeddings[0]]
+    sample: Any = collection.peek(1)["embeddings"]
+    if sample is not None and len(sample) and len(sample[0]) != len(vector):
+        raise UsageError(
+            f"the vector has {len(vector)} dimensions, the collection {len(sample[0])}"
+        )
+    return vector
 
 
 def render_query(result: dict[str, Any], stream: IO[str]) -> None:
@@ -257,12 +275,12 @@ def register(commands: Any) -> None:
         "token from CHROMA_TENANT, CHROMA_DATABASE, CHROMA_SSL, CHROMA_AUTH_TOKEN_SECRET)",
     )
     query.add_argument("--port", type=int, default=8000, help="the server's port (8000)")
-    common.add_settings(query, common.ENDPOINT, common.REGION, TABLE, BUCKET)
+    add_settings(query, ENDPOINT, REGION, TABLE, BUCKET)
     query.set_defaults(handler=command_query)
 
 
 def common_positive(text: str) -> int:
     try:
-        return common.positive_int(text)
+        return positive_int(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None

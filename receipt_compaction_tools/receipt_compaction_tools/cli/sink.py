@@ -18,13 +18,16 @@ import os
 from typing import IO, Any
 
 from receipt_chroma import settings as defaults
-from receipt_compaction_tools.cli import common
-from receipt_compaction_tools.cli.common import (
+from receipt_compaction_tools.cli import clients
+from receipt_compaction_tools.cli.exceptions import OperationFailed
+from receipt_compaction_tools.cli.output import Output, progress, render_mapping
+from receipt_compaction_tools.cli.settings import (
     BUCKET,
+    ENDPOINT,
+    REGION,
     TABLE,
-    OperationFailed,
-    Output,
     Setting,
+    add_settings,
     positive_float,
     positive_int,
 )
@@ -101,7 +104,7 @@ def _server(args: argparse.Namespace) -> Any:
         "CHROMA_DATABASE": CHROMA_DATABASE.value(args),
         "CHROMA_AUTH_TOKEN_SECRET": CHROMA_TOKEN_SECRET.value(args) or "",
     }
-    return common.chroma_server(args, chroma_server_from_env({**os.environ, **settings}))
+    return clients.chroma_server(args, chroma_server_from_env({**os.environ, **settings}))
 
 
 def command_sink(args: argparse.Namespace, out: Output) -> None:
@@ -109,11 +112,11 @@ def command_sink(args: argparse.Namespace, out: Output) -> None:
 
     from receipt_chroma import server_migration as migration
 
-    dynamo = common.dynamo(args)
+    dynamo = clients.dynamo(args)
     bucket = BUCKET.value(args, required=True)
     server = _server(args)
-    s3 = common.aws(args, "s3")
-    with common.progress() as bars:
+    s3 = clients.aws(args, "s3")
+    with progress() as bars:
         if args.action == "seed":
             result = migration.seed(
                 dynamo,
@@ -143,7 +146,7 @@ def command_sink(args: argparse.Namespace, out: Output) -> None:
                     f"collection: load it first with sink seed --collection {args.collection}"
                 ) from None
     if args.action == "seed":
-        out.emit(result, common.render_mapping)
+        out.emit(result, render_mapping)
         return
     out.emit(result, render_verify)
     if not result["ok"]:
@@ -167,7 +170,7 @@ def render_verify(result: dict[str, Any], stream: IO[str]) -> None:
             "seconds",
         )
     }
-    common.render_mapping(summary, stream)
+    render_mapping(summary, stream)
     if result["ok"]:
         stream.write("no differences\n")
         return
@@ -191,7 +194,7 @@ def register(commands: Any) -> None:
     for action, text in ACTIONS.items():
         sub = actions.add_parser(action, help=text, description=text)
         sub.add_argument("--collection", choices=["lines", "words"], required=True)
-        common.add_settings(sub, common.ENDPOINT, common.REGION, TABLE, BUCKET, *SERVER_SETTINGS)
+        add_settings(sub, ENDPOINT, REGION, TABLE, BUCKET, *SERVER_SETTINGS)
         sub.add_argument(
             "--no-lease",
             action="store_true",

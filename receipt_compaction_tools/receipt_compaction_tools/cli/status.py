@@ -28,479 +28,28 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from receipt_compaction_tools.cli import common
-from receipt_compaction_tools.cli.common import (
+from receipt_compaction_tools.cli.exceptions import OperationFailed
+from receipt_compaction_tools.cli.output import Output
+from receipt_compaction_tools.cli.settings import (
     BUCKET,
+    ENDPOINT,
     LINES_DLQ,
     LINES_QUEUE,
+    REGION,
     STREAM_DLQ,
     TABLE,
     WORDS_DLQ,
     WORDS_QUEUE,
-    OperationFailed,
-    Output,
+    add_settings,
+    positive_float,
+    positive_int,
 )
-
-COLLECTIONS = ("lines", "words")
-COMPACTOR_SERVICE = "receipt-compactor"
-STREAM_SERVICE = "receipt-stream"
-NAMESPACE = "ReceiptCompaction"
-UNAPPLIED_STATES = ("PENDING", "PROCESSING")
-
-
-def version_time(version: str) -> datetime | None:
-    """When a version id (contract §6: ``YYYYMMDD_HHMMSS_ffffff_<8 hex>``, UTC) was minted.
-    Read here rather than through ``receipt_chroma.snapshots``, whose package imports
-    chromadb (seconds) — status stays a light command."""
-    try:
-        return datetime.strptime(version[:22], "%Y%m%d_%H%M%S_%f").replace(tzinfo=UTC)
-    except ValueError:
-        return None
-
-
-def _age(moment: datetime | None, now: datetime) -> float | None:
-    return None if moment is None else round((now - moment).total_seconds(), 1)
-
-
-def _parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    moment = datetime.fromisoformat(text)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-class CloudWatch:
-    """Latest datapoints; once CloudWatch cannot be asked (no permission, no service, no
-    answer) the report stops asking, so one unreachable service costs one timeout."""
-
-    def __init__(self, client: Any) -> None:
-        self.client = client
-        self.unavailable: str | None = None
-
-    def latest(
-        self, namespace: str, name: str, dimensions: dict[str, str], statistic: str
-    ) -> float | None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        if self.unavailable is not None:
-            return None
-        now = datetime.now(UTC)
-        try:
-            points = self.client.get_metric_statistics(
-                Namespace=namespace,
-                MetricName=name,
-                Dimensions=[{"Name": k, "Value": v} for k, v in dimensions.items()],
-                StartTime=now - timedelta(minutes=15),
-                EndTime=now,
-                Period=60,
-                Statistics=[statistic],
-            ).get("Datapoints", [])
-        except (BotoCoreError, ClientError) as error:
-            self.unavailable = f"{type(error).__name__}: {error}"
-            return None
-        if not points:
-            return None
-        return float(max(points, key=lambda p: p["Timestamp"])[statistic])
-
-
-def queue_status(sqs: Any, cloudwatch: CloudWatch, url: str, *, sample: bool) -> dict[str, Any]:
-    attributes = sqs.get_queue_attributes(
-        QueueUrl=url,
-        AttributeNames=[
-            "ApproximateNumberOfMessages",
-            "ApproximateNumberOfMessagesNotVisible",
-            "ApproximateNumberOfMessagesDelayed",
-        ],
-    )["Attributes"]
-    name = url.rstrip("/").rsplit("/", 1)[-1]
-    visible = int(attributes.get("ApproximateNumberOfMessages", 0))
-    oldest = cloudwatch.latest(
-        "AWS/SQS", "ApproximateAgeOfOldestMessage", {"QueueName": name}, "Maximum"
-    )
-    source = "cloudwatch" if oldest is not None else None
-    if oldest is None and sample and visible:
-        sent = [
-            int(m["Attributes"]["SentTimestamp"]) / 1000
-            for m in sqs.receive_message(
-                QueueUrl=url,
-                MaxNumberOfMessages=10,
-                VisibilityTimeout=0,
-                AttributeNames=["SentTimestamp"],
-            ).get("Messages", [])
-        ]
-        if sent:
-            oldest, source = round(time.time() - min(sent), 1), "sample"
-    in_flight = int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0))
-    delayed = int(attributes.get("ApproximateNumberOfMessagesDelayed", 0))
-    return {
-        "queue": name,
-        "visible": visible,
-        "in_flight": in_flight,
-        "delayed": delayed,
-        "depth": visible + in_flight + delayed,
-        "oldest_age_seconds": oldest,
-        "oldest_age_source": source,
-    }
-
-
-def unapplied_runs(dynamo: Any, collection: str, now: datetime, days: float) -> dict[str, Any]:
-    """Runs created in the last ``days`` whose ``<collection>_state`` is still PENDING or
-    PROCESSING (read from the ``RUNS`` index), with the oldest one's age."""
-    since = (now - timedelta(days=days)).isoformat(timespec="microseconds")
-    pages = dynamo.client.get_paginator("query").paginate(
-        TableName=dynamo.table_name,
-        IndexName="GSI1",
-        KeyConditionExpression="GSI1PK = :runs AND GSI1SK >= :since",
-        FilterExpression="#state IN (:pending, :processing)",
-        ProjectionExpression="run_id, image_id, receipt_id, created_at, #state",
-        ExpressionAttributeNames={"#state": f"{collection}_state"},
-        ExpressionAttributeValues={
-            ":runs": {"S": "RUNS"},
-            ":since": {"S": f"CREATED_AT#{since}"},
-            ":pending": {"S": "PENDING"},
-            ":processing": {"S": "PROCESSING"},
-        },
-    )
-    counts = dict.fromkeys(UNAPPLIED_STATES, 0)
-    oldest: tuple[datetime, dict[str, Any]] | None = None
-    for page in pages:
-        for item in page.get("Items", []):
-            state = item.get(f"{collection}_state", {}).get("S", "")
-            counts[state] = counts.get(state, 0) + 1
-            created = _parse_time(item.get("created_at", {}).get("S"))
-            if created is not None and (oldest is None or created < oldest[0]):
-                oldest = (
-                    created,
-                    {
-                        "run_id": item.get("run_id", {}).get("S"),
-                        "image_id": item.get("image_id", {}).get("S"),
-                        "receipt_id": int(item.get("receipt_id", {}).get("N", "0")),
-                        "state": state,
-                        "age_seconds": _age(created, now),
-                    },
-                )
-    return {
-        "pending": counts["PENDING"],
-        "processing": counts["PROCESSING"],
-        "oldest": None if oldest is None else oldest[1],
-        "window_days": days,
-    }
-
-
-def stream_lag(args: argparse.Namespace, dynamo: Any, cloudwatch: CloudWatch) -> dict[str, Any]:
-    """How far the stream mapping is behind: the stream function's ``IteratorAge``."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    description = dynamo.client.describe_table(TableName=dynamo.table_name)["Table"]
-    arn = description.get("LatestStreamArn")
-    if not arn:
-        return {"iterator_age_seconds": None, "source": None, "unavailable": "no stream"}
-    try:
-        mappings = common.aws(args, "lambda").list_event_source_mappings(EventSourceArn=arn)
-    except (BotoCoreError, ClientError) as error:
-        reason = f"the stream's event source mapping cannot be listed ({type(error).__name__})"
-        return {"iterator_age_seconds": None, "source": None, "unavailable": reason}
-    functions = [
-        m["FunctionArn"].rsplit(":", 1)[-1] for m in mappings.get("EventSourceMappings", [])
-    ]
-    if not functions:
-        reason = "no event source mapping reads the table's stream"
-        return {"iterator_age_seconds": None, "source": None, "unavailable": reason}
-    age = cloudwatch.latest("AWS/Lambda", "IteratorAge", {"FunctionName": functions[0]}, "Maximum")
-    if age is not None:
-        return {
-            "iterator_age_seconds": round(age / 1000, 1),  # IteratorAge is in milliseconds
-            "source": f"IteratorAge of {functions[0]}",
-            "unavailable": None,
-        }
-    lag = cloudwatch.latest(NAMESPACE, "StreamLagSeconds", {"service": STREAM_SERVICE}, "Maximum")
-    if lag is not None:
-        return {"iterator_age_seconds": lag, "source": "StreamLagSeconds", "unavailable": None}
-    reason = cloudwatch.unavailable or "no IteratorAge or StreamLagSeconds datapoint"
-    return {"iterator_age_seconds": None, "source": None, "unavailable": reason}
-
-
-def version_health(
-    args: argparse.Namespace, collection: str, pointer: Any, keep_dir: Path | None
-) -> dict[str, Any]:
-    """Whether each retained version verifies (see the module's docstring)."""
-    from receipt_chroma.snapshots.repair import audit
-    from receipt_compaction_tools.cli.snapshots import store
-
-    snapshots = store(args, collection)
-    retained = list(dict.fromkeys([pointer.version, *pointer.history]))
-    checked = audit(
-        snapshots,
-        retained,
-        deep=args.deep,
-        verified_etags=common.verified_etags(snapshots.bucket, collection),
-        keep_dir=keep_dir,
-    )
-    common.remember_verified(snapshots.bucket, collection, checked.verified)
-    return {
-        "checked": "bytes read back" if args.deep else "manifest hashes, objects listed",
-        "ok": checked.ok,
-        "versions": [
-            {
-                "version": v.version,
-                "role": "current" if v.version == pointer.version else "retained",
-                "format": v.format,
-                "ok": v.ok,
-                # Only damaged objects are restored; a manifest or tarball never is.
-                "repairable": bool(v.damaged) and len(v.problems) == len(v.damaged),
-                "problems": v.problems,
-                "objects": v.objects,
-            }
-            for v in checked.versions
-        ],
-    }
-
-
-@dataclass
-class StatusReport:
-    """One report: the command's settings and clients, and the moment it describes."""
-
-    args: argparse.Namespace
-    dynamo: Any
-    sqs: Any
-    cloudwatch: CloudWatch
-    now: datetime
-
-    def unindexed(
-        self,
-        collection: str,
-        pointer: Any,
-        health: dict[str, Any] | None,
-        reuse_dir: Path | None,
-    ) -> dict[str, Any]:
-        if self.args.deep:
-            versions = (health or {}).get("versions", [])
-            current = next((v for v in versions if v["role"] == "current"), None)
-            if current is None or not current["ok"]:
-                return {
-                    "records": None,
-                    "source": "not measured: the current version does not verify",
-                }
-            from receipt_chroma.snapshots import index_state
-            from receipt_compaction_tools.cli.query import private_copy
-
-            try:
-                version = pointer.version
-                with private_copy(self.args, collection, version, reuse_dir=reuse_dir) as path:
-                    records = index_state(path, collection).unindexed_records
-            except Exception as error:  # reported in its place: --deep goes on
-                return {"records": None, "source": f"not measured: {type(error).__name__}: {error}"}
-            return {"records": records, "source": version}
-        value = self.cloudwatch.latest(
-            NAMESPACE,
-            "UnindexedRecords",
-            {"service": COMPACTOR_SERVICE, "collection": collection},
-            "Maximum",
-        )
-        return {"records": None if value is None else int(value), "source": "cloudwatch"}
-
-    def collection(self, collection: str) -> dict[str, Any]:
-        args, now = self.args, self.now
-        queues = {"lines": (LINES_QUEUE, LINES_DLQ), "words": (WORDS_QUEUE, WORDS_DLQ)}
-        pointer = self.dynamo.get_snapshot_pointer(collection)
-        lock = self.dynamo.get_compaction_lock(collection)
-        expires = _parse_time(lock.expires) if lock else None
-        entry: dict[str, Any] = {"pointer": None, "lease": None}
-        if pointer is not None:
-            entry["pointer"] = {
-                "version": pointer.version,
-                "updated_at": pointer.updated_at,
-                "age_seconds": _age(_parse_time(pointer.updated_at), now),
-                "fencing_token": pointer.fencing_token,
-                "history": [
-                    {"version": v, "age_seconds": _age(version_time(v), now)}
-                    for v in pointer.history
-                ],
-            }
-        if lock is not None:
-            held = bool(lock.owner) and expires is not None and expires > now
-            entry["lease"] = {
-                "held": held,
-                "owner": lock.owner,
-                "expires": lock.expires,
-                "expires_in_seconds": (
-                    round((expires - now).total_seconds(), 1) if held and expires else None
-                ),
-                "heartbeat": lock.heartbeat,
-                "fencing_token": lock.fencing_token,
-            }
-        queue, dead_letters = queues[collection]
-        for key, setting, sample in (("queue", queue, False), ("dlq", dead_letters, True)):
-            url = setting.value(args)
-            entry[key] = (
-                queue_status(self.sqs, self.cloudwatch, url, sample=sample) if url else None
-            )
-        entry["runs"] = unapplied_runs(self.dynamo, collection, now, args.runs_days)
-        entry["snapshot"] = None
-        entry["unindexed"] = None
-        if pointer is not None and BUCKET.value(args):
-            with tempfile.TemporaryDirectory(prefix="status-") as tmp:
-                keep = Path(tmp) if args.deep else None
-                entry["snapshot"] = version_health(args, collection, pointer, keep)
-                entry["unindexed"] = self.unindexed(collection, pointer, entry["snapshot"], keep)
-        elif pointer is not None:
-            entry["unindexed"] = self.unindexed(collection, pointer, None, None)
-        return entry
-
-
-def collect(args: argparse.Namespace) -> dict[str, Any]:
-    dynamo = common.dynamo(args)
-    sqs = common.aws(args, "sqs")
-    cloudwatch = CloudWatch(common.aws(args, "cloudwatch"))
-    report = StatusReport(args, dynamo, sqs, cloudwatch, datetime.now(UTC))
-    collections = {c: report.collection(c) for c in args.collection or COLLECTIONS}
-    parking = STREAM_DLQ.value(args)
-    return {
-        "table": dynamo.table_name,
-        "checked_at": report.now.isoformat(timespec="seconds"),
-        "stream": stream_lag(args, dynamo, cloudwatch),
-        "collections": collections,
-        "stream_parking": queue_status(sqs, cloudwatch, parking, sample=True) if parking else None,
-        "cloudwatch": cloudwatch.unavailable,
-    }
-
-
-def _seconds(value: float | None) -> str:
-    if value is None:
-        return "-"
-    value = float(value)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if value >= size:
-            return f"{value / size:.1f}{unit}"
-    return f"{value:.0f}s"
-
-
-def _queue_line(queue: dict[str, Any] | None) -> str:
-    if queue is None:
-        return "not configured"
-    oldest = _seconds(queue["oldest_age_seconds"])
-    if queue["oldest_age_source"] == "sample":
-        oldest += " (sampled)"
-    elif queue["oldest_age_source"] is None and queue["visible"]:
-        oldest = "unavailable (no CloudWatch datapoint)"
-    return (
-        f"{queue['queue']}: {queue['visible']} visible, {queue['in_flight']} in flight, "
-        f"{queue['delayed']} delayed, oldest {oldest}"
-    )
-
-
-def _runs_line(runs: dict[str, Any]) -> str:
-    text = f"{runs['pending']} pending, {runs['processing']} processing"
-    oldest = runs["oldest"]
-    if oldest is not None:
-        text += (
-            f"; oldest {oldest['run_id']} ({oldest['state']}, {_seconds(oldest['age_seconds'])}"
-            f", image {oldest['image_id']} receipt {oldest['receipt_id']})"
-        )
-    return f"{text} (created in the last {runs['window_days']:g} days)"
-
-
-def _snapshot_lines(snapshot: dict[str, Any] | None) -> list[str]:
-    if snapshot is None:
-        return ["  versions      not checked (no bucket: --bucket or CHROMADB_BUCKET)"]
-    damaged = [v for v in snapshot["versions"] if not v["ok"]]
-    if not damaged:
-        count = len(snapshot["versions"])
-        return [f"  versions      {count} retained, all verify ({snapshot['checked']})"]
-    lines = [
-        f"  versions      {len(damaged)} of {len(snapshot['versions'])} retained DO NOT VERIFY "
-        f"({snapshot['checked']}; {remedy(damaged)})"
-    ]
-    for version in damaged:
-        for problem in version["problems"]:
-            lines.append(f"    {version['version']} ({version['role']}): {problem}")
-    return lines
-
-
-def render_status(result: dict[str, Any], stream: IO[str]) -> None:
-    """Plain lines (one fact per line, greppable, never cut to the terminal's width)."""
-    lines = [f"{result['table']} at {result['checked_at']}"]
-    lag = result["stream"]
-    lines.append(
-        "stream         "
-        + (
-            f"iterator age {_seconds(lag['iterator_age_seconds'])} ({lag['source']})"
-            if lag["iterator_age_seconds"] is not None
-            else f"iterator age unavailable ({lag['unavailable']})"
-        )
-    )
-    for name, entry in result["collections"].items():
-        pointer, lease = entry["pointer"], entry["lease"]
-        lines.append(f"{name}:")
-        if pointer is None:
-            lines.append("  pointer       none (nothing published yet)")
-        else:
-            lines.append(
-                f"  pointer       {pointer['version']} (published "
-                f"{_seconds(pointer['age_seconds'])} ago, token {pointer['fencing_token']})"
-            )
-            history = ", ".join(
-                f"{h['version']} ({_seconds(h['age_seconds'])})" for h in pointer["history"]
-            )
-            lines.append(f"  history       {history}")
-            lines += _snapshot_lines(entry["snapshot"])
-        if lease is None:
-            lines.append("  lease         never taken")
-        elif lease["held"]:
-            lines.append(
-                f"  lease         held by {lease['owner']}, expires in "
-                f"{_seconds(lease['expires_in_seconds'])} ({lease['expires']}), "
-                f"token {lease['fencing_token']}"
-            )
-        else:
-            lines.append(f"  lease         free (token {lease['fencing_token']})")
-        lines.append(f"  queue         {_queue_line(entry['queue'])}")
-        lines.append(f"  dead letters  {_queue_line(entry['dlq'])}")
-        lines.append(f"  runs          {_runs_line(entry['runs'])}")
-        unindexed = entry["unindexed"] or {}
-        count = unindexed.get("records")
-        if count is not None:
-            lines.append(f"  unindexed     {count} ({unindexed['source']})")
-        elif unindexed.get("source", "cloudwatch") != "cloudwatch":
-            lines.append(f"  unindexed     {unindexed['source']}")
-        else:
-            lines.append(
-                "  unindexed     unknown (no UnindexedRecords datapoint; --deep measures it)"
-            )
-    lines.append(f"stream parking {_queue_line(result['stream_parking'])}")
-    if result["cloudwatch"]:
-        lines.append(f"cloudwatch     unavailable ({result['cloudwatch']})")
-    stream.write("\n".join(lines) + "\n")
-
-
-def remedy(damaged: list[dict[str, Any]]) -> str:
-    """What to do about versions that do not verify: repair restores objects only."""
-    fixable = [v["version"] for v in damaged if v["repairable"]]
-    if len(fixable) == len(damaged):
-        return "snapshot repair restores their objects"
-    unfixable = "; ".join(v["version"] for v in damaged if not v["repairable"])
-    text = (
-        f"{unfixable}: a manifest or version that does not verify cannot be repaired — "
-        "snapshot rollback to a version that verifies, or restore its keys from a backup"
-    )
-    return f"{text}; snapshot repair restores the objects of the others" if fixable else text
-
-
-def damaged_versions(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every retained version that does not verify, with ``collection`` added."""
-    return [
-        {**version, "collection": name}
-        for name, entry in result["collections"].items()
-        for version in (entry.get("snapshot") or {}).get("versions", [])
-        if not version["ok"]
-    ]
+from receipt_compaction_tools.cli.status_render import remedy, render_status
+from receipt_compaction_tools.cli.status_report import collect, damaged_versions
+from receipt_compaction_tools.cli.status_sources import COLLECTIONS
 
 
 def command_status(args: argparse.Namespace, out: Output) -> None:
@@ -534,14 +83,14 @@ def command_status(args: argparse.Namespace, out: Output) -> None:
 
 def _interval(text: str) -> float:
     try:
-        return common.positive_float(text)
+        return positive_float(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _count(text: str) -> int:
     try:
-        return common.positive_int(text)
+        return positive_int(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 
@@ -578,10 +127,10 @@ def register(commands: Any) -> None:
         metavar="DAYS",
         help="count runs not yet applied among those created in the last DAYS (7)",
     )
-    common.add_settings(
+    add_settings(
         status,
-        common.ENDPOINT,
-        common.REGION,
+        ENDPOINT,
+        REGION,
         TABLE,
         BUCKET,
         LINES_QUEUE,

@@ -33,6 +33,8 @@ from typing import Any
 # Between the handler's return and the moment the shortened visibility must have ended:
 # the window's upper end plus this much for clocks and the emulator.
 SLACK_SECONDS = 1.0
+# Per (message id, receive count): (queue or outcome, when).
+DeliveryEvents = dict[tuple[str, int], tuple[str, float]]
 
 
 class DeliveryLedger:
@@ -97,22 +99,7 @@ def summarise(path: Path, timing: QueueTiming) -> dict[str, int]:
       that was killed before it settled them; they come back after the timeout;
     - ``unreadable_ledger_lines``: lines cut short by a kill.
     """
-    received: dict[tuple[str, int], tuple[str, float]] = {}
-    outcomes: dict[tuple[str, int], tuple[str, float]] = {}
-    empty: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    unreadable = 0
-    for line in (path.read_text() if path.exists() else "").splitlines():
-        try:
-            event = json.loads(line)
-        except ValueError:
-            unreadable += 1
-            continue
-        if event["e"] == "r":
-            received[(event["m"], event["k"])] = (event["q"], event["t"])
-        elif event["e"] == "z":
-            empty[event["q"]].append((event["s"], event["t"]))
-        else:
-            outcomes[(event["m"], event["k"])] = (event["e"], event["t"])
+    received, outcomes, empty, unreadable = _read_ledger(path)
     receives_of: dict[str, list[tuple[int, float]]] = defaultdict(list)
     for (message_id, count), (_, at) in received.items():
         receives_of[message_id].append((count, at))
@@ -147,6 +134,30 @@ def summarise(path: Path, timing: QueueTiming) -> dict[str, int]:
         "held_by_killed_compactors": len(received.keys() - outcomes.keys()),
         "unreadable_ledger_lines": unreadable,
     }
+
+
+def _read_ledger(
+    path: Path,
+) -> tuple[DeliveryEvents, DeliveryEvents, dict[str, list[tuple[float, float]]], int]:
+    """The ledger's lines by kind: per (message, receive count) its queue and receive time,
+    and its outcome and when; per queue its empty polls; and how many lines were cut short."""
+    received: DeliveryEvents = {}
+    outcomes: DeliveryEvents = {}
+    empty: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    unreadable = 0
+    for line in (path.read_text() if path.exists() else "").splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            unreadable += 1
+            continue
+        if event["e"] == "r":
+            received[(event["m"], event["k"])] = (event["q"], event["t"])
+        elif event["e"] == "z":
+            empty[event["q"]].append((event["s"], event["t"]))
+        else:
+            outcomes[(event["m"], event["k"])] = (event["e"], event["t"])
+    return received, outcomes, empty, unreadable
 
 
 class _EmptyPolls:

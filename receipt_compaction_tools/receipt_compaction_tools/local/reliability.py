@@ -33,16 +33,10 @@ from receipt_chroma.compaction.deltas import write_delta
 from receipt_compaction_tools.aws.local_aws import LocalAwsServer
 from receipt_compaction_tools.local.chroma_server import LocalChromaServer
 from receipt_compaction_tools.local.environment import environment
-from receipt_compaction_tools.local.pump import QueueChaos
-from receipt_compaction_tools.local.reliability_world import (
-    DIMENSION,
-    LEASE_SECONDS,
-    SCALES,
-    Scale,
-    World,
-    publishes_from_logs,
-    worker_summary,
-)
+from receipt_compaction_tools.local.queue_consumer import QueueChaos
+from receipt_compaction_tools.local.reliability_scales import SCALES, Scale
+from receipt_compaction_tools.local.reliability_world import DIMENSION, LEASE_SECONDS, World
+from receipt_compaction_tools.local.worker_output import publishes_from_logs, worker_summary
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_dynamo.entities import CompactionRun
 from receipt_dynamo.timestamps import now_iso
@@ -206,6 +200,41 @@ def _hostile_tarball(kind: str) -> bytes:
     return buffer.getvalue()
 
 
+def _write_hostile_delta(
+    world: World, s3: Any, kind: str, receipt: SyntheticReceipt, run_id: str
+) -> None:
+    """A words delta for ``run_id`` that the compactor must refuse: a tarball escaping its
+    directory, a lines delta, a delta of the wrong dimension, or none at all."""
+    prefix = f"words/delta/{run_id}/"
+    if kind in ("traversal", "absolute", "symlink"):
+        s3.put_object(
+            Bucket=world.resources.bucket,
+            Key=f"{prefix}delta.tar.gz",
+            Body=_hostile_tarball(kind),
+        )
+    elif kind in ("wrong_collection", "wrong_dimension"):
+        records = (
+            receipt.line_records()
+            if kind == "wrong_collection"
+            else [(r[0], [*r[1], 0.0], r[2], r[3]) for r in receipt.word_records()]
+        )
+        written = write_delta(
+            records,
+            "lines" if kind == "wrong_collection" else "words",
+            bucket=world.resources.bucket,
+            run_id=run_id,
+        )
+        if kind == "wrong_collection":
+            for item in s3.list_objects_v2(Bucket=world.resources.bucket, Prefix=written)[
+                "Contents"
+            ]:
+                s3.copy_object(
+                    Bucket=world.resources.bucket,
+                    CopySource={"Bucket": world.resources.bucket, "Key": item["Key"]},
+                    Key=item["Key"].replace(written, prefix),
+                )
+
+
 def hostile_deltas(root: Path, scale: Scale) -> dict[str, Any]:
     world = World(root / "hostile", seed=5, chaos=QueueChaos(seed=5))
     world.add_receipts(3)
@@ -217,33 +246,7 @@ def hostile_deltas(root: Path, scale: Scale) -> dict[str, Any]:
         world.dynamo.put_entities(receipt.rows)
         run_id = f"hostile-{kind}"
         prefix = f"words/delta/{run_id}/"
-        if kind in ("traversal", "absolute", "symlink"):
-            s3.put_object(
-                Bucket=world.resources.bucket,
-                Key=f"{prefix}delta.tar.gz",
-                Body=_hostile_tarball(kind),
-            )
-        elif kind in ("wrong_collection", "wrong_dimension"):
-            records = (
-                receipt.line_records()
-                if kind == "wrong_collection"
-                else [(r[0], [*r[1], 0.0], r[2], r[3]) for r in receipt.word_records()]
-            )
-            written = write_delta(
-                records,
-                "lines" if kind == "wrong_collection" else "words",
-                bucket=world.resources.bucket,
-                run_id=run_id,
-            )
-            if kind == "wrong_collection":
-                for item in s3.list_objects_v2(Bucket=world.resources.bucket, Prefix=written)[
-                    "Contents"
-                ]:
-                    s3.copy_object(
-                        Bucket=world.resources.bucket,
-                        CopySource={"Bucket": world.resources.bucket, "Key": item["Key"]},
-                        Key=item["Key"].replace(written, prefix),
-                    )
+        _write_hostile_delta(world, s3, kind, receipt, run_id)
         world.run_contents[run_id] = (frozenset(), frozenset())  # refused: excluded below
         world.dynamo.add_compaction_run(
             CompactionRun(

@@ -21,7 +21,8 @@ import boto3
 
 from receipt_chroma.compaction.deltas import produce_compaction_run
 from receipt_compaction_tools.local.delivery_ledger import DeliveryLedger, QueueTiming, summarise
-from receipt_compaction_tools.local.pump import LambdaPump, QueueChaos
+from receipt_compaction_tools.local.pump import LambdaPump
+from receipt_compaction_tools.local.queue_consumer import QueueChaos
 from receipt_compaction_tools.local.resources import (
     MAX_RECEIVE_COUNT,
     PipelineResources,
@@ -60,27 +61,6 @@ COMPARED_KEYS = (
     *oracle.MERCHANT_KEYS,
     *oracle.LABEL_KEYS,
 )
-
-
-@dataclass
-class Scale:
-    receipts: int
-    changes: int
-    crash_trials: int
-    # Messages per compactor invocation. Full scale uses the deployed mappings' batch size
-    # (infra COMPACTOR_BATCH_SIZE); CI scale a smaller one, so a few hundred changes still
-    # span many batches.
-    queue_batch: int
-    # Changes written between two rounds of the pipeline in the sustained-load scenario:
-    # writes keep arriving while the pipeline works, so freshness measures the latency of
-    # a write, not how long a backlog of all of them takes to drain.
-    load_slice: int = 250
-
-
-SCALES = {
-    "ci": Scale(receipts=12, changes=600, crash_trials=3, queue_batch=100),
-    "full": Scale(receipts=60, changes=10_000, crash_trials=20, queue_batch=1000),
-}
 
 
 @dataclass
@@ -389,27 +369,3 @@ class World:
         except Exception:
             return False
         return True
-
-
-def worker_summary(output: str) -> dict[str, Any]:
-    """The summary a worker prints when it ends (its pump statistics, with the cycles read
-    from the handler's metrics); log lines may follow it."""
-    for line in reversed(output.splitlines()):
-        if line.startswith("{") and '"cycles"' in line:
-            summary: dict[str, Any] = json.loads(line)
-            return summary
-    raise ValueError(f"the worker printed no summary; its output ends: {output[-2000:]!r}")
-
-
-def publishes_from_logs(output: str) -> list[tuple[str, str | None, str]]:
-    """(collection, base version, published version) of every publish a worker logged."""
-    publishes = []
-    for line in output.splitlines():
-        if '"compaction cycle finished"' in line:
-            entry = json.loads(line)
-            if entry.get("version"):
-                publishes.append((entry["collection"], entry.get("base_version"), entry["version"]))
-    return publishes
-
-
-# --- scenarios ----------------------------------------------------------------------------

@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from receipt_compaction_tools.local.delivery_ledger import DeliveryLedger
-from receipt_compaction_tools.local.pump import PumpStats, QueueChaos, QueueConsumer, StreamPump
+from receipt_compaction_tools.local.pump_stats import PumpStats
+from receipt_compaction_tools.local.queue_consumer import QueueChaos, QueueConsumer
+from receipt_compaction_tools.local.stream_pump import StreamPump
 
 
 def consume(config: dict[str, Any]) -> dict[str, Any]:

@@ -88,10 +88,11 @@ LOGGER.addHandler(logging.NullHandler())
 LOGGER.propagate = False
 STAGES = [  # (report name, stage that ends it); each starts where the previous ended
     ("lease", "lease_acquired"),
-    ("working_copy", "working_copy_ready"),
+    ("working_copy", "opened"),
+    ("plan", "planned"),
     ("apply", "applied"),
     ("check_and_flush", "checked"),
-    ("hash_and_upload", "uploaded"),
+    ("hash_and_upload", "manifest_written"),
     ("pointer_swap", "committed"),
     ("pointer_file", "pointer_file_synced"),
     ("efs_runs_retention", None),

@@ -90,7 +90,7 @@ def cycle_for(collection: ChromaDBCollection) -> CompactionCycle:
             dynamo=DynamoClient(config.table_name),
             s3_client=s3,
             logger=logger,
-            on_stage=stages.mark,
+            trace=stages.stage,
         )
     return _cycles[collection]
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,7 @@ import numpy as np
 
 from receipt_chroma.chroma_client import ChromaClient, ClientCollection
 from receipt_chroma.compaction.collection_reads import existing_ids, metadatas_of
-from receipt_chroma.compaction.deltas.fetch import DeltaFetcher, fetched_ahead
+from receipt_chroma.compaction.deltas.fetch import DeltaFetcher, FetchedDeltas
 from receipt_chroma.compaction.deltas.reader import DeltaReader, shared_delta_reader
 from receipt_chroma.compaction.models import DeltaRecord, RunMergeResult
 from receipt_chroma.compaction.operations import OperationLogger
@@ -197,44 +198,80 @@ def merge_compaction_deltas(
 ) -> list[RunMergeResult]:
     """Merge each target run's delta; one result per run (merged count or the error).
 
-    A run whose delta is missing, unsafe or malformed fails alone; the others merge.
-    Deltas are read by ``reader`` (default: this process's helper process).
+    A run whose delta is missing, unsafe or malformed fails alone; the others merge. The
+    deltas are fetched here, read by ``reader`` (default: this process's helper process);
+    a cycle fetches once for all its sinks instead (``fetch_deltas``, ``merge_fetched``).
     """
-    name = ChromaDBCollection(collection).value
-    s3 = s3_client or aws_client("s3")
-    snapshot = client.get_or_create_collection(name)
-    results: list[RunMergeResult] = []
-    batch = _UpsertBatch(client, snapshot)
-    held = _HeldRuns(snapshot, name, frozenset(t.run.run_id for t in targets))
+    with fetch_deltas(
+        targets,
+        collection,
+        bucket=bucket,
+        s3_client=s3_client,
+        dimension=dimension,
+        work_dir=work_dir,
+        reader=reader,
+    ) as fetched:
+        return merge_fetched(client, ChromaDBCollection(collection), fetched, logger)
+
+
+@contextmanager
+def fetch_deltas(
+    targets: Sequence[MergeTarget],
+    collection: ChromaDBCollection | str,
+    *,
+    bucket: str,
+    s3_client: S3Client | None = None,
+    dimension: int = EMBEDDING_DIMENSION,
+    work_dir: Path | None = None,
+    reader: DeltaReader | None = None,
+    keep: bool = False,
+) -> Iterator[FetchedDeltas[MergeTarget]]:
+    """The fetch stage: the targets' deltas, downloaded into a temporary directory under
+    ``work_dir`` (deleted at exit) and read as they are merged; ``keep`` them for a second
+    sink (``FetchedDeltas``)."""
     with tempfile.TemporaryDirectory(prefix="merge-", dir=work_dir) as tmp:
         fetch = DeltaFetcher(
-            name,
+            ChromaDBCollection(collection).value,
             bucket=bucket,
-            s3_client=s3,
+            s3_client=s3_client or aws_client("s3"),
             dimension=dimension,
             work_dir=Path(tmp),
             reader=reader or shared_delta_reader(),
         )
-        for target, fetched, next_ready in fetched_ahead(targets, fetch):
-            run = target.run
-            result = RunMergeResult(
-                run.run_id,
-                run.image_id,
-                run.receipt_id,
-                ChromaDBCollection(name),
-                was_completed=run.state(name) is CompactionState.COMPLETED,
-            )
-            results.append(result)
-            if isinstance(fetched, Exception):
-                detail = f"{type(fetched).__name__}: {fetched}"
-                result.error = detail if run.run_id in detail else f"run {run.run_id}: {detail}"
-                logger.info("delta rejected", extra={"run_id": run.run_id, "error": result.error})
-                continue
-            _add_run(batch, held, result, target, fetched)
-            if batch.size >= client.max_batch_size or (
-                batch.size >= FLUSH_RECORDS and not next_ready
-            ):
-                batch.flush()
+        yield FetchedDeltas(targets, fetch, keep=keep)
+
+
+def merge_fetched(
+    client: ChromaClient,
+    collection: ChromaDBCollection,
+    deltas: FetchedDeltas[MergeTarget],
+    logger: OperationLogger,
+) -> list[RunMergeResult]:
+    """Merge the runs of ``deltas`` (fetched by ``fetch_deltas``) into ``client``'s
+    collection, all in as few chunked upserts as possible; every id written is read back."""
+    name = collection.value
+    snapshot = client.get_or_create_collection(name)
+    results: list[RunMergeResult] = []
+    batch = _UpsertBatch(client, snapshot)
+    held = _HeldRuns(snapshot, name, frozenset(t.run.run_id for t in deltas.targets))
+    for target, fetched, next_ready in deltas:
+        run = target.run
+        result = RunMergeResult(
+            run.run_id,
+            run.image_id,
+            run.receipt_id,
+            collection,
+            was_completed=run.state(name) is CompactionState.COMPLETED,
+        )
+        results.append(result)
+        if isinstance(fetched, Exception):
+            detail = f"{type(fetched).__name__}: {fetched}"
+            result.error = detail if run.run_id in detail else f"run {run.run_id}: {detail}"
+            logger.info("delta rejected", extra={"run_id": run.run_id, "error": result.error})
+            continue
+        _add_run(batch, held, result, target, fetched)
+        if batch.size >= client.max_batch_size or (batch.size >= FLUSH_RECORDS and not next_ready):
+            batch.flush()
     batch.flush()
     batch.verify()
     _log_merged(logger, results)

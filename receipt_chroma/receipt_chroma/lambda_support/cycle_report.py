@@ -8,7 +8,9 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from receipt_chroma.compaction import FailureCause
+from receipt_chroma.compaction.sinks import SERVER_STAGES
 from receipt_chroma.lambda_support.models import CycleMetric, MetricUnitName, VisibilityReset
+from receipt_chroma.stages import Stage
 from receipt_dynamo_stream.models import StreamMessage
 
 if TYPE_CHECKING:
@@ -25,11 +27,22 @@ CAUSE_METRICS = {
 TIMING_METRICS = {
     "lease_wait": "LeaseWaitTime",
     "lease_hold": "LeaseHoldTime",
-    "working_copy": "WorkingCopyTime",
-    "apply": "ApplyTime",
-    "publish": "PublishTime",
-    "server_apply": "ServerApplyTime",
+    Stage.OPEN.segment: "WorkingCopyTime",
+    Stage.APPLY.segment: "ApplyTime",
+    f"{SERVER_STAGES}{Stage.APPLY.segment}": "ServerApplyTime",
 }
+# PublishTime: the snapshot commit's stages, from the check to the EFS version.
+PUBLISH_STAGES = tuple(
+    stage.segment
+    for stage in (
+        Stage.CHECK,
+        Stage.UPLOAD,
+        Stage.MANIFEST,
+        Stage.COMMIT,
+        Stage.POINTER_FILE,
+        Stage.EFS,
+    )
+)
 
 # A row's value for a cycle (and its visibility reset, if any); None: the row is not emitted.
 Getter = Callable[["CycleResult", VisibilityReset | None], float | None]
@@ -53,6 +66,12 @@ def _timing(stage: str) -> Getter:
     return lambda result, _: result.timings_ms.get(stage)
 
 
+def _publish_time(result: CycleResult, _: VisibilityReset | None) -> float | None:
+    """The snapshot commit's stages summed; none when the cycle reached none of them."""
+    times = [result.timings_ms[s] for s in PUBLISH_STAGES if s in result.timings_ms]
+    return sum(times) if times else None
+
+
 def _reset(attribute: str) -> Getter:
     return lambda _, reset: None if reset is None else getattr(reset, attribute)
 
@@ -71,6 +90,7 @@ CYCLE_METRICS: tuple[tuple[str, MetricUnitName, Getter], ...] = (
     ("ServerSinkApplied", COUNT, _flag(lambda r: r.server_applied)),
     ("DerivedCacheErrors", COUNT, lambda r, _: len(r.derived_cache_errors) or None),
     *((name, MILLISECONDS, _timing(key)) for key, name in TIMING_METRICS.items()),
+    ("PublishTime", MILLISECONDS, _publish_time),
     ("MessageFailures", COUNT, lambda r, _: len(r.failures)),
     ("VisibilityResets", COUNT, _reset("reset")),
     ("VisibilityResetFailures", COUNT, _reset("failed")),

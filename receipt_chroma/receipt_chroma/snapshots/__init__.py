@@ -19,14 +19,11 @@ if TYPE_CHECKING:
     from receipt_chroma.snapshots.audit import Audit, audit
     from receipt_chroma.snapshots.base import open_base
     from receipt_chroma.snapshots.check import SnapshotCheck, check_snapshot
+    from receipt_chroma.snapshots.derived_caches import refresh_pointer_file
     from receipt_chroma.snapshots.hnsw import HnswPolicy, IndexState, index_state
     from receipt_chroma.snapshots.manifest import FileEntry, Manifest
     from receipt_chroma.snapshots.models import CacheTier
-    from receipt_chroma.snapshots.publisher import (
-        publish,
-        refresh_pointer_file,
-        swap_pointer,
-    )
+    from receipt_chroma.snapshots.publisher import publish, swap_pointer
     from receipt_chroma.snapshots.reader import VersionRead, read_version
     from receipt_chroma.snapshots.repair import RepairReport, repair
     from receipt_chroma.snapshots.retention import RetentionReport, apply_retention
@@ -51,7 +48,7 @@ _SOURCES: dict[str, str] = {
     "FileEntry": f"{_PACKAGE}.manifest",
     "Manifest": f"{_PACKAGE}.manifest",
     "publish": f"{_PACKAGE}.publisher",
-    "refresh_pointer_file": f"{_PACKAGE}.publisher",
+    "refresh_pointer_file": f"{_PACKAGE}.derived_caches",
     "swap_pointer": f"{_PACKAGE}.publisher",
     "VersionRead": f"{_PACKAGE}.reader",
     "read_version": f"{_PACKAGE}.reader",

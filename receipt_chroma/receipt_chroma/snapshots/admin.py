@@ -25,10 +25,11 @@ from receipt_chroma.exceptions import (
     SnapshotVersionMissingError,
 )
 from receipt_chroma.snapshots.check import check_snapshot
+from receipt_chroma.snapshots.derived_caches import refresh_pointer_file
 from receipt_chroma.snapshots.fence import DeleteFence
 from receipt_chroma.snapshots.hnsw import apply_flush_policy
 from receipt_chroma.snapshots.models import EfsTier
-from receipt_chroma.snapshots.publisher import publish, refresh_pointer_file, swap_pointer
+from receipt_chroma.snapshots.publisher import publish, swap_pointer
 from receipt_chroma.snapshots.reader import VersionRead, read_version
 from receipt_chroma.snapshots.s3_store import S3SnapshotStore
 from receipt_chroma.snapshots.service import CollectionSnapshots, Lease, SnapshotSettings

@@ -1,7 +1,7 @@
 """The version a cycle starts from (contract §5.2 step 2, §6.5 bootstrap and adoption).
 
-With a pointer item: repair the derived caches (``latest-pointer.txt``, EFS ``.version``)
-when they differ, and fill the working copy from the cheapest tier. Without one:
+With a pointer item: repair the derived caches (``latest-pointer.txt``, EFS ``.version``,
+``derived_caches``) when they differ, and fill the working copy from the cheapest tier. Without one:
 adopt the version ``latest-pointer.txt`` names if it exists and verifies (either format;
 one that does not verify is ``SnapshotUnavailableError``). With no pointer file either,
 the versions under ``<c>/snapshot/`` are uncommitted publishes (a commit creates the item
@@ -17,9 +17,9 @@ import logging
 from datetime import datetime
 
 from receipt_chroma.exceptions import SnapshotError, SnapshotUnavailableError
+from receipt_chroma.snapshots.derived_caches import holder_fence, repair_derived_caches
 from receipt_chroma.snapshots.fence import DeleteFence
 from receipt_chroma.snapshots.models import CacheTier
-from receipt_chroma.snapshots.publisher import refresh_pointer_file
 from receipt_chroma.snapshots.s3_store import VersionKeys
 from receipt_chroma.snapshots.service import CollectionSnapshots, Lease
 from receipt_chroma.snapshots.stats import SnapshotStats
@@ -32,11 +32,14 @@ _LOGGER = logging.getLogger(__name__)
 def open_base(
     snapshots: CollectionSnapshots, stats: SnapshotStats, lease: Lease
 ) -> tuple[SnapshotPointer | None, CacheTier]:
-    """The pointer (None when bootstrapping) and the tier the working copy came from."""
+    """The pointer (None when bootstrapping) and the tier the working copy came from.
+
+    The pointer item is read once here, under the lease: it is the commit this cycle
+    builds on, and what the derived caches are repaired to."""
     pointer = snapshots.pointer()
     if pointer is None:
         return _without_pointer(snapshots, stats, lease)
-    repair_derived_caches(snapshots, pointer, stats)
+    repair_derived_caches(snapshots, pointer, stats, holder_fence(lease.deadline))
     try:
         tier = snapshots.working.prepare(
             pointer.version,
@@ -51,27 +54,6 @@ def open_base(
             f"had: {error}"
         ) from error
     return pointer, tier
-
-
-def repair_derived_caches(
-    snapshots: CollectionSnapshots, pointer: SnapshotPointer, stats: SnapshotStats
-) -> None:
-    """Make ``latest-pointer.txt`` and EFS ``.version`` agree with the item (best effort:
-    a failure is logged and counted in ``stats``, and the next cycle tries again)."""
-    try:
-        refresh_pointer_file(snapshots.dynamo, snapshots.store, snapshots.collection)
-    except Exception as error:  # derived cache: repaired again next cycle
-        stats.add(cache_repair_failures=1)
-        snapshots.logger.info("pointer file not repaired", extra={"error": str(error)})
-    efs = snapshots.efs
-    if efs is None:
-        return
-    try:
-        if efs.has_version(pointer.version) and efs.current_version() != pointer.version:
-            efs.set_current_version(pointer.version)
-    except OSError as error:
-        stats.add(efs_failures=1, cache_repair_failures=1)
-        snapshots.logger.info("EFS .version not repaired", extra={"error": str(error)})
 
 
 def _without_pointer(
@@ -120,7 +102,7 @@ def _adopt(
     pointer = snapshots.dynamo.adopt_snapshot_pointer(
         snapshots.collection, version, owner=lease.owner, fencing_token=lease.token
     )
-    repair_derived_caches(snapshots, pointer, stats)
+    repair_derived_caches(snapshots, pointer, stats, holder_fence(lease.deadline))
     snapshots.logger.info(
         "snapshot adopted", extra={"collection": snapshots.collection, "version": version}
     )

@@ -1,4 +1,5 @@
-"""Retention by reachability (contract §6.5), run only by the lease holder (§6 rev 3).
+"""Retention by reachability (contract §6.5), run only by the lease holder (§6 rev 3):
+``retain`` confirms the lease and re-reads the pointer item, ``apply_retention`` deletes.
 
 ``keep`` is the pointer item's ``version`` + ``history`` as re-read by the caller right
 after confirming its lease; every delete call goes through the caller's ``DeleteFence``,
@@ -21,6 +22,8 @@ from datetime import UTC, datetime, timedelta
 from receipt_chroma.exceptions import SnapshotError
 from receipt_chroma.snapshots.fence import DeleteFence
 from receipt_chroma.snapshots.s3_store import S3SnapshotStore, VersionKeys
+from receipt_chroma.snapshots.service import CollectionSnapshots, Lease
+from receipt_chroma.snapshots.stats import SnapshotStats
 from receipt_chroma.snapshots.versions import is_version_id, version_time
 
 _LOGGER = logging.getLogger(__name__)
@@ -81,34 +84,21 @@ def apply_retention(
             extra={"collection": store.collection, "reason": unreadable},
         )
         return report
-    remaining: dict[str, VersionKeys] = {}
-    for version, keys in sorted(listing.versions.items()):
-        if version not in keep and (
-            version in (dropped or set()) or _age(version, keys, moment) >= orphan_age
-        ):
-            store.forget(version)
-            if store.delete_keys(keys.keys, fence):
-                report.stopped_at_deadline = fence.refused
-                return report
-            report.deleted_versions.append(version)
-        else:
-            remaining[version] = keys
-    named: set[str] = set()
-    for version, keys in remaining.items():
-        if keys.format != 2:
-            continue
-        try:
-            found = store.read_manifest(version)
-        except SnapshotError:
-            if version in keep:  # read a moment ago: it changed since; delete no object
-                report.objects_kept_because = f"manifest of retained {version} changed"
-                return report
-            continue  # an orphan's broken manifest names nothing worth keeping
-        if found is None and version in keep:
-            report.objects_kept_because = f"retained {version} has no .manifest_hash"
-            return report
-        if found is not None:
-            named.update(entry.sha256 for entry in found[0].files)
+    remaining = _delete_versions(
+        store,
+        listing.versions,
+        keep=keep,
+        dropped=dropped or set(),
+        moment=moment,
+        orphan_age=orphan_age,
+        fence=fence,
+        report=report,
+    )
+    if remaining is None:
+        return report
+    named = _named_objects(store, remaining, keep, report)
+    if named is None:
+        return report
     orphans = sorted(
         sha
         for sha, modified in listing.objects.items()
@@ -119,3 +109,116 @@ def apply_retention(
         report.stopped_at_deadline = fence.refused
     report.deleted_objects = orphans[: len(orphans) - left]
     return report
+
+
+def _delete_versions(
+    store: S3SnapshotStore,
+    versions: dict[str, VersionKeys],
+    *,
+    keep: set[str],
+    dropped: set[str],
+    moment: datetime,
+    orphan_age: timedelta,
+    fence: DeleteFence,
+    report: RetentionReport,
+) -> dict[str, VersionKeys] | None:
+    """Delete the versions nobody keeps (dropped ones at once, orphans once old enough);
+    the versions left, or None when the fence stopped the deletes."""
+    remaining: dict[str, VersionKeys] = {}
+    for version, keys in sorted(versions.items()):
+        if version not in keep and (
+            version in dropped or _age(version, keys, moment) >= orphan_age
+        ):
+            store.forget(version)
+            if store.delete_keys(keys.keys, fence):
+                report.stopped_at_deadline = fence.refused
+                return None
+            report.deleted_versions.append(version)
+        else:
+            remaining[version] = keys
+    return remaining
+
+
+def _named_objects(
+    store: S3SnapshotStore,
+    remaining: dict[str, VersionKeys],
+    keep: set[str],
+    report: RetentionReport,
+) -> set[str] | None:
+    """The objects the remaining manifests name; None (delete no object) when a retained
+    manifest changed or vanished since it was read."""
+    named: set[str] = set()
+    for version, keys in remaining.items():
+        if keys.format != 2:
+            continue
+        try:
+            found = store.read_manifest(version)
+        except SnapshotError:
+            if version in keep:  # read a moment ago: it changed since; delete no object
+                report.objects_kept_because = f"manifest of retained {version} changed"
+                return None
+            continue  # an orphan's broken manifest names nothing worth keeping
+        if found is None and version in keep:
+            report.objects_kept_because = f"retained {version} has no .manifest_hash"
+            return None
+        if found is not None:
+            named.update(entry.sha256 for entry in found[0].files)
+    return named
+
+
+def retain(
+    snapshots: CollectionSnapshots,
+    lease: Lease,
+    errors: list[str],
+    stats: SnapshotStats,
+    *,
+    dropped: set[str] | None = None,
+) -> None:
+    """Step 6's retention under the confirmed lease (§6 rev 3, "Who may delete").
+
+    Confirm the lease (a heartbeat that must succeed) and re-read the pointer item: the
+    retained set is that item's ``version`` + ``history``, never a history carried from
+    earlier in the cycle. A holder whose lease is lost or unconfirmable, or whose deadline
+    comes before a delete could end, stops deleting (``RetentionSkipped``); the next holder
+    does it. S3 keeps the retained versions and what they name; EFS keeps the pointer's
+    version and its predecessor.
+    """
+    try:
+        fence = DeleteFence(lease.confirm())
+        pointer = snapshots.pointer()
+    except Exception as error:  # lost, unconfirmable, or the item could not be read
+        _skip_retention(snapshots, stats, errors, f"{type(error).__name__}: {error}")
+        return
+    if pointer is None:
+        _skip_retention(snapshots, stats, errors, "no pointer item to retain from")
+        return
+    try:
+        report = apply_retention(
+            snapshots.store,
+            keep={pointer.version, *pointer.history},
+            dropped=dropped,
+            orphan_age=snapshots.settings.orphan_age,
+            fence=fence,
+        )
+        if report.objects_kept_because:
+            errors.append(f"retention: {report.objects_kept_because}")
+        if report.stopped_at_deadline:
+            _skip_retention(snapshots, stats, errors, report.stopped_at_deadline)
+            return
+        if snapshots.efs is not None:
+            keep = {pointer.version}
+            if pointer.previous_version:
+                keep.add(pointer.previous_version)
+            snapshots.efs.cleanup(keep, fence)
+            if fence.refused:
+                _skip_retention(snapshots, stats, errors, fence.refused)
+    except Exception as error:
+        errors.append(f"retention: {type(error).__name__}: {error}")
+
+
+def _skip_retention(
+    snapshots: CollectionSnapshots, stats: SnapshotStats, errors: list[str], why: str
+) -> None:
+    stats.add(retention_skipped=1)
+    errors.append(f"retention skipped: {why}")
+    _LOGGER.warning("retention skipped", extra={"collection": snapshots.collection, "reason": why})

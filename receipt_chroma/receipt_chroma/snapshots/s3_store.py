@@ -245,7 +245,9 @@ class S3SnapshotStore:
         raw = response["Body"].read()
         return PointerFile(raw.decode("ascii", "replace").strip(), response["ETag"], raw)
 
-    def sync_pointer_file(self, current_version: Callable[[], str | None]) -> str | None:
+    def sync_pointer_file(
+        self, current_version: Callable[[], str | None], *, known: str | None = None
+    ) -> str | None:
         """Make ``latest-pointer.txt`` say exactly what the pointer item says now.
 
         Each attempt reads the file (its bytes and ETag) *first*, then the item
@@ -255,10 +257,13 @@ class S3SnapshotStore:
         Reading the item first would let a newer write slip in between the two reads and
         be matched by ``IfMatch``. The file is correct only when its bytes are exactly the
         version id; anything else (a trailing newline, undecodable bytes) is rewritten.
-        Returns the version written, or None when the item is absent.
+        A file already naming ``known`` is left as it is without asking for the item.
+        Returns the version the file names, or None when the item is absent.
         """
         for _ in range(POINTER_WRITE_ATTEMPTS):
             existing = self.read_pointer_file()
+            if known is not None and existing is not None and existing.raw == known.encode():
+                return known
             version = current_version()
             if version is None:
                 return None

@@ -40,7 +40,7 @@ def main() -> None:
     def on_stage(stage: str) -> None:
         if stage == kill_at:
             die()
-        if kill_at == "mid_apply" and stage == "working_copy_ready":
+        if kill_at == "mid_apply" and stage == "opened":
             threading.Timer(args.get("delay", 0.02), die).start()
 
     cycle = CompactionCycle(

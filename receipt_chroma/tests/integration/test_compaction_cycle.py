@@ -295,3 +295,43 @@ def test_retention_keeps_the_pointer_history(world: CompactionWorld) -> None:
         if not p.name.startswith(".")
     )
     assert efs_versions == sorted([pointer.version, pointer.previous_version or ""])
+
+
+def _pointer_reads(world: CompactionWorld, collection: str) -> list[str]:
+    """Reads of the collection's SnapshotPointer item (contract §2: ``SNAPSHOT#<c>`` /
+    ``POINTER``), by operation."""
+    reads: list[str] = []
+
+    def count(params: dict[str, Any], event_name: str, **_: Any) -> None:
+        key = params.get("Key") or {}
+        if key.get("PK") == {"S": f"SNAPSHOT#{collection}"} and key.get("SK") == {"S": "POINTER"}:
+            reads.append(event_name.rsplit(".", 1)[-1])
+
+    world.dynamo.client.meta.events.register("before-parameter-build.dynamodb.GetItem", count)
+    return reads
+
+
+def test_a_cycle_reads_the_commit_once_plus_the_reads_the_contract_requires(
+    world: CompactionWorld,
+) -> None:
+    """The pointer item is the commit. A publishing cycle reads it four times: for the
+    lease's fencing token (§7), once as the version it builds on (§6.3 step 2), for
+    ``latest-pointer.txt`` from the item's current value (step 4), and right before
+    retention (§6 rev 3). Caches that already agree are not repaired with another read."""
+    _populate(world)
+    assert all(r.failures == [] for r in world.compact(world.pump()))
+    world.dynamo.put_receipt_metadata(make_metadata(IMAGE_ID, 1, merchant_name="Corner Mkt"))
+    messages = world.pump()["words"]
+    reads = _pointer_reads(world, "words")
+
+    result = world.cycle("words").run(messages)
+
+    assert result.failures == []
+    assert result.published_version is not None
+    assert reads == ["GetItem"] * 4
+    pointer_file = world.s3.get_object(
+        Bucket=world.bucket, Key="words/snapshot/latest-pointer.txt"
+    )["Body"].read()
+    assert pointer_file == result.published_version.encode("ascii")
+    efs_version = world.root / "efs" / "snapshots" / "words" / ".version"
+    assert efs_version.read_text() == result.published_version

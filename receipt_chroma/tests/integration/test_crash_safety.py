@@ -72,7 +72,7 @@ def reference(moto_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Sna
         return _final(world, batch)
 
 
-@pytest.mark.parametrize("kill_at", ["working_copy_ready", "mid_apply", "uploaded", "committed"])
+@pytest.mark.parametrize("kill_at", ["opened", "mid_apply", "manifest_written", "committed"])
 def test_killed_compactor_leaves_a_complete_version_and_recovers(
     aws_endpoint: str, tmp_path: Path, kill_at: str, reference: SnapshotContents
 ) -> None:

@@ -2,7 +2,7 @@
 server (one per session, a fresh database per test) and a moto server — the §4 ids and
 metadata, the §5.4 rules without a local copy, runs COMPLETED once acknowledged, an
 unreachable server, a server that restarts or dies mid-batch, batches within the server's
-limit, and both sinks at once."""
+limit. Both sinks at once: ``test_both_sinks_stay_in_step.py``."""
 
 from __future__ import annotations
 
@@ -20,11 +20,10 @@ import boto3
 import httpx
 import pytest
 from chromadb.api.models.Collection import Collection
+from server_sink_support import IMPATIENT, patient_server, populate, run_states
 
 from receipt_chroma import chroma_client
-from receipt_chroma import server_migration as migration
 from receipt_chroma.chroma_client import ChromaClient
-from receipt_chroma.chroma_http import RetryPolicy
 from receipt_chroma.chroma_server import ChromaServer, forget_tokens
 from receipt_chroma.compaction import FailureCause
 from receipt_chroma.compaction.config import SinkKind
@@ -41,21 +40,14 @@ from receipt_compaction_tools.testing.factories import (
 )
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt, embedding_for
 from receipt_compaction_tools.testing.world import CompactionWorld
-from receipt_dynamo import ValidationStatus
 from receipt_dynamo_stream import StreamMessage
 
 pytestmark = pytest.mark.integration
 
-# Long enough to outlast a restart of `chroma run` (~3 s here, more on a busy machine).
-PATIENT = RetryPolicy(attempts=20, base_seconds=0.2, max_seconds=2.0)
-IMPATIENT = RetryPolicy(attempts=2, base_seconds=0.05, max_seconds=0.05)
-
 
 @pytest.fixture
 def server(chroma_server: LocalChromaServer, chroma_database: str) -> ChromaServer:
-    return ChromaServer(
-        host=chroma_server.host, port=chroma_server.port, database=chroma_database, retry=PATIENT
-    )
+    return patient_server(chroma_server, chroma_database)
 
 
 @pytest.fixture
@@ -63,23 +55,6 @@ def world(aws_endpoint: str, tmp_path: Path, server: ChromaServer) -> Compaction
     world = CompactionWorld(tmp_path)
     world.use_sink(SinkKind.SERVER, server)
     return world
-
-
-def _populate(world: CompactionWorld) -> tuple[SyntheticReceipt, SyntheticReceipt]:
-    first = SyntheticReceipt(IMAGE_ID, 1, dimension=world.dimension)
-    second = SyntheticReceipt(OTHER_IMAGE_ID, 1, dimension=world.dimension)
-    for receipt in (first, second):
-        world.add_receipt(receipt)
-        world.dynamo.put_receipt_metadata(make_metadata(receipt.image_id, 1))
-    world.dynamo.put_receipt_word_label(
-        make_label(IMAGE_ID, 1, 1, 1, "TOTAL", validation_status=ValidationStatus.VALID)
-    )
-    return first, second
-
-
-def _run_states(world: CompactionWorld, image_id: str) -> set[tuple[str, str]]:
-    runs = world.dynamo.list_compaction_runs_for_receipt(image_id, 1)
-    return {(r.lines_state.value, r.words_state.value) for r in runs}
 
 
 class Gateway:
@@ -186,13 +161,13 @@ def chroma_calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, Callable[[], None
 def test_server_mode_applies_the_contract_ids_metadata_and_deletions(
     world: CompactionWorld,
 ) -> None:
-    first, _ = _populate(world)
+    first, _ = populate(world)
     results = world.compact(world.pump())
     assert all(r.failures == [] for r in results), [r.failures for r in results]
     assert {(r.sink, r.server_applied, r.tier, r.published_version) for r in results} == {
         ("server", True, None, None)
     }
-    assert _run_states(world, IMAGE_ID) == {("COMPLETED", "COMPLETED")}
+    assert run_states(world, IMAGE_ID) == {("COMPLETED", "COMPLETED")}
 
     world.dynamo.put_receipt_metadata(make_metadata(IMAGE_ID, 1, merchant_name="Corner Mkt"))
     world.dynamo.delete_receipt_line(IMAGE_ID, 1, 3)
@@ -268,7 +243,7 @@ def test_merges_are_order_proof_without_a_local_copy(world: CompactionWorld) -> 
 def test_an_unreachable_server_fails_every_message_with_one_error(
     world: CompactionWorld,
 ) -> None:
-    _populate(world)
+    populate(world)
     closed = ChromaServer(host="127.0.0.1", port=_free_port(), retry=IMPATIENT)
     world.use_sink(SinkKind.SERVER, closed)
     messages = world.pump()["words"]
@@ -278,7 +253,7 @@ def test_an_unreachable_server_fails_every_message_with_one_error(
     (reason,) = {f.reason for f in result.failures}
     assert reason.startswith("sink_unavailable: Chroma server http://127.0.0.1:")
     assert "cannot be used" in reason or "unreachable" in reason
-    assert _run_states(world, IMAGE_ID) == {("PENDING", "PENDING")}
+    assert run_states(world, IMAGE_ID) == {("PENDING", "PENDING")}
     lock = world.dynamo.get_compaction_lock("words")
     assert lock is not None
     assert lock.owner is None  # released
@@ -289,7 +264,7 @@ def test_a_server_restart_mid_batch_costs_a_pause_not_the_batch(
     chroma_server: LocalChromaServer,
     chroma_calls: dict[str, Callable[[], None]],
 ) -> None:
-    first, _ = _populate(world)
+    first, _ = populate(world)
     messages = world.pump()["words"]
 
     restarted = threading.Timer(1.0, chroma_server.start)
@@ -310,7 +285,7 @@ def test_a_server_restart_mid_batch_costs_a_pause_not_the_batch(
     words = world.server_records("words")
     assert len(words) == 12
     assert words[word_vector_id(IMAGE_ID, 1, 1, 1)][0]["valid_labels_array"] == ["TOTAL"]
-    assert _run_states(world, IMAGE_ID) == {("PENDING", "COMPLETED")}
+    assert run_states(world, IMAGE_ID) == {("PENDING", "COMPLETED")}
     assert set(words) >= {record[0] for record in first.word_records()}
 
 
@@ -320,7 +295,7 @@ def test_a_server_gone_mid_batch_fails_the_batch_then_the_retry_converges(
     chroma_calls: dict[str, Callable[[], None]],
     server: ChromaServer,
 ) -> None:
-    _populate(world)
+    populate(world)
     messages = world.pump()["words"]
     world.use_sink(SinkKind.SERVER, dataclasses.replace(server, retry=IMPATIENT))
     chroma_calls["upsert"] = lambda: chroma_server.stop(kill=True)
@@ -332,14 +307,14 @@ def test_a_server_gone_mid_batch_fails_the_batch_then_the_retry_converges(
     assert result.failed_message_ids == {m for m, _ in messages}
     (reason,) = {f.reason for f in result.failures}
     assert "unreachable after 2 attempts" in reason
-    assert _run_states(world, IMAGE_ID) == {("PENDING", "PROCESSING")}  # not COMPLETED
+    assert run_states(world, IMAGE_ID) == {("PENDING", "PROCESSING")}  # not COMPLETED
 
     retried = world.cycle("words").run(messages)
     assert retried.failures == []
     words = world.server_records("words")
     assert len(words) == 12
     assert words[word_vector_id(IMAGE_ID, 1, 1, 1)][0]["valid_labels_array"] == ["TOTAL"]
-    assert _run_states(world, IMAGE_ID) == {("PENDING", "COMPLETED")}
+    assert run_states(world, IMAGE_ID) == {("PENDING", "COMPLETED")}
 
 
 def test_writes_are_split_within_the_server_batch_limit(
@@ -385,39 +360,6 @@ def test_a_client_that_gave_up_fails_at_once(chroma_server: LocalChromaServer) -
     client.close()
 
 
-def test_both_sinks_hold_the_same_records(world: CompactionWorld, server: ChromaServer) -> None:
-    world.use_sink(SinkKind.BOTH, server)
-    _populate(world)
-    results = world.compact(world.pump())
-    assert all(r.failures == [] for r in results), [r.failures for r in results]
-    assert all(r.server_applied and r.published_version for r in results)
-    world.dynamo.delete_receipt_word(IMAGE_ID, 1, 2, 1)
-    world.dynamo.put_receipt_word_label(make_label(IMAGE_ID, 1, 1, 2, "TAX"))
-    results = world.compact(world.pump())
-    assert all(r.failures == [] for r in results)
-    assert _run_states(world, IMAGE_ID) == {("COMPLETED", "COMPLETED")}
-    for collection in ("lines", "words"):
-        assert world.server_records(collection) == world.snapshot_from_s3(collection)
-        report = migration.verify(world.dynamo, world.bucket, collection, server)
-        assert report["ok"], report
-        assert report["compared"] == len(world.server_records(collection))
-
-
-def test_both_sinks_fail_together_when_the_server_is_unreachable(
-    world: CompactionWorld,
-) -> None:
-    world.use_sink(
-        SinkKind.BOTH, ChromaServer(host="127.0.0.1", port=_free_port(), retry=IMPATIENT)
-    )
-    _populate(world)
-    messages = world.pump()["words"]
-    result = world.cycle("words").run(messages)
-    assert result.cause is FailureCause.SINK_UNAVAILABLE
-    assert result.failed_message_ids == {m for m, _ in messages}
-    assert world.dynamo.get_snapshot_pointer("words") is None  # the snapshot waits too
-    assert _run_states(world, IMAGE_ID) == {("PENDING", "PENDING")}
-
-
 def test_a_message_for_a_missing_database_fails_as_sink_unavailable(
     world: CompactionWorld, chroma_server: LocalChromaServer
 ) -> None:
@@ -427,7 +369,7 @@ def test_a_message_for_a_missing_database_fails_as_sink_unavailable(
             host=chroma_server.host, port=chroma_server.port, database=f"nope-{uuid.uuid4().hex}"
         ),
     )
-    _populate(world)
+    populate(world)
     messages: list[tuple[str, StreamMessage]] = world.pump()["lines"]
     result = world.cycle("lines").run(messages)
     assert result.cause is FailureCause.SINK_UNAVAILABLE
@@ -439,7 +381,7 @@ def test_a_lease_lost_mid_merge_fails_as_lease_lost(
     chroma_calls: dict[str, Callable[[], None]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    _populate(world)
+    populate(world)
     messages = world.pump()["words"]
     # A server with a small batch limit (as Chroma Cloud): the merge writes in several calls.
     monkeypatch.setattr(ChromaClient, "max_batch_size", property(lambda self: 3))
@@ -471,7 +413,7 @@ def test_a_lease_lost_mid_merge_fails_as_lease_lost(
     assert result.cause is FailureCause.LEASE_LOST, result.failures
     assert result.failed_message_ids == {m for m, _ in messages}
     assert upserts == [3]  # no write after the takeover
-    assert _run_states(world, IMAGE_ID) == {("PENDING", "PROCESSING")}  # not COMPLETED
+    assert run_states(world, IMAGE_ID) == {("PENDING", "PROCESSING")}  # not COMPLETED
 
 
 @pytest.mark.parametrize(
@@ -480,7 +422,7 @@ def test_a_lease_lost_mid_merge_fails_as_lease_lost(
 def test_a_gateway_without_its_server_is_an_unreachable_server(
     world: CompactionWorld, gateway: Gateway, chroma_database: str, path: str, status: int
 ) -> None:
-    _populate(world)
+    populate(world)
     messages = world.pump()["words"]
     world.use_sink(SinkKind.SERVER, _through(gateway, chroma_database, retry=IMPATIENT))
     if status == 502:
@@ -492,7 +434,7 @@ def test_a_gateway_without_its_server_is_an_unreachable_server(
     (reason,) = {f.reason for f in result.failures}
     assert f"unreachable after 2 attempts: HTTP {status} " in reason, reason
     assert len([p for p, _ in gateway.seen if path in p]) == 2  # retried, then given up
-    assert ("COMPLETED", "COMPLETED") not in _run_states(world, IMAGE_ID)
+    assert ("COMPLETED", "COMPLETED") not in run_states(world, IMAGE_ID)
 
 
 def test_a_rotated_token_is_picked_up_behind_a_gateway_with_plain_401s(
@@ -507,7 +449,7 @@ def test_a_rotated_token_is_picked_up_behind_a_gateway_with_plain_401s(
         SinkKind.SERVER,
         _through(gateway, chroma_database, auth_token_secret=secret, retry=IMPATIENT),
     )
-    _populate(world)
+    populate(world)
     assert world.cycle("words").run(world.pump()["words"]).failures == []
 
     secrets.put_secret_value(SecretId=secret, SecretString="new-token-2")
@@ -556,7 +498,7 @@ def test_a_server_that_stalls_while_the_client_is_built_fails_in_time(
     gateway.stall, gateway.stall_seconds = "/tenants/", 30.0
     timeouts = {"connect_timeout_seconds": 1.0, "request_timeout_seconds": 1.0}
     world.use_sink(SinkKind.SERVER, _through(gateway, chroma_database, retry=IMPATIENT, **timeouts))
-    _populate(world)
+    populate(world)
     messages = world.pump()["words"]
     started = time.monotonic()
     result = world.cycle("words").run(messages)
@@ -575,7 +517,7 @@ def test_a_server_collection_in_another_distance_space_fails_the_cycle(
         client.client.create_collection(
             "words", configuration={"hnsw": {"space": "l2"}}, embedding_function=None
         )
-    _populate(world)
+    populate(world)
     messages = world.pump()["words"]
     result = world.cycle("words").run(messages)
     assert result.cause is FailureCause.SINK_UNAVAILABLE
@@ -584,4 +526,4 @@ def test_a_server_collection_in_another_distance_space_fails_the_cycle(
     assert "server collection words" in reason
     assert "space l2" in reason
     assert "requires cosine" in reason
-    assert _run_states(world, IMAGE_ID) == {("PENDING", "PENDING")}
+    assert run_states(world, IMAGE_ID) == {("PENDING", "PENDING")}

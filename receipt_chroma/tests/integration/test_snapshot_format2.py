@@ -339,7 +339,7 @@ def test_two_publishers_race_on_the_same_objects_and_exactly_one_swap_wins(
 # --- crashes between the steps of a publish ----------------------------------------------------
 
 
-@pytest.mark.parametrize("kill_at", ["objects_uploaded", "uploaded"])
+@pytest.mark.parametrize("kill_at", ["objects_uploaded", "manifest_written"])
 def test_a_crash_mid_publish_leaves_orphans_that_retention_removes_later(
     world: CompactionWorld, kill_at: str
 ) -> None:
@@ -374,7 +374,7 @@ def test_a_crash_mid_publish_leaves_orphans_that_retention_removes_later(
     assert orphans  # the crashed publish had uploaded its new objects
     store = S3SnapshotStore(world.s3, world.bucket, "words")
     orphan_versions = set(store.list_versions()) - {base}
-    assert len(orphan_versions) == (1 if kill_at == "uploaded" else 0)  # the manifest
+    assert len(orphan_versions) == (1 if kill_at == "manifest_written" else 0)  # the manifest
 
     # Young orphans survive (a concurrent publisher's uploads look exactly like them) …
     fence = DeleteFence(datetime.now(UTC) + timedelta(minutes=5))  # a confirmed holder's

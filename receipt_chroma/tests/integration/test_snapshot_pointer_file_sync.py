@@ -5,14 +5,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import boto3
 import pytest
 
 from receipt_chroma.compaction import CompactionCycle
-from receipt_chroma.snapshots.base import repair_derived_caches
-from receipt_chroma.snapshots.publisher import refresh_pointer_file
+from receipt_chroma.snapshots.derived_caches import (
+    holder_fence,
+    refresh_pointer_file,
+    repair_derived_caches,
+)
+from receipt_chroma.snapshots.fence import DeleteFence
 from receipt_chroma.snapshots.service import SnapshotSettings
 from receipt_chroma.snapshots.stats import SnapshotStats
 from receipt_compaction_tools.testing.factories import IMAGE_ID, make_metadata
@@ -53,6 +58,11 @@ def _publish(world: CompactionWorld, cycle: CompactionCycle, merchant: str) -> s
 
 def _pointer_file(world: CompactionWorld) -> bytes:
     return world.s3.get_object(Bucket=world.bucket, Key=POINTER_KEY)["Body"].read()
+
+
+def _holding() -> DeleteFence:
+    """A holder's fence a minute before its deadline."""
+    return holder_fence(datetime.now(UTC) + timedelta(minutes=1))
 
 
 def _item(world: CompactionWorld) -> SnapshotPointer:
@@ -102,7 +112,7 @@ def test_a_pointer_file_that_is_not_exactly_the_version_is_repaired(
     world.s3.put_object(Bucket=world.bucket, Key=POINTER_KEY, Body=body)
 
     stats = SnapshotStats()
-    repair_derived_caches(_container(world, "a").snapshots, _item(world), stats)
+    repair_derived_caches(_container(world, "a").snapshots, _item(world), stats, _holding())
 
     assert _pointer_file(world) == version.encode("ascii")
     assert stats.cache_repair_failures == 0
@@ -120,10 +130,10 @@ def test_a_pointer_file_that_cannot_be_written_is_counted_and_repaired_next_time
 
     snapshots.store.s3.meta.events.register("before-call.s3.PutObject", refuse)
     stats = SnapshotStats()
-    repair_derived_caches(snapshots, _item(world), stats)
+    repair_derived_caches(snapshots, _item(world), stats, _holding())
     assert (stats.cache_repair_failures, _pointer_file(world)) == (1, b"stale")
 
     snapshots.store.s3.meta.events.unregister("before-call.s3.PutObject", refuse)
     again = SnapshotStats()
-    repair_derived_caches(snapshots, _item(world), again)
+    repair_derived_caches(snapshots, _item(world), again, _holding())
     assert (again.cache_repair_failures, _pointer_file(world)) == (0, version.encode("ascii"))

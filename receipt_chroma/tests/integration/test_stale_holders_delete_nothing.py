@@ -229,6 +229,35 @@ def test_a_holder_resuming_after_losing_its_lease_deletes_nothing_published(
     assert cold.failures == [], cold
 
 
+def test_a_holder_resuming_after_losing_its_lease_never_moves_the_derived_caches_back(
+    world: CompactionWorld, receipt: SyntheticReceipt
+) -> None:
+    """A commits V_A and stalls before writing ``latest-pointer.txt``; B publishes V_B on
+    top; A resumes. A's pointer file comes from the item's current value (V_B), and its
+    EFS write is refused once its deadline passed: both caches keep naming V_B (contract
+    §6: derived caches may lag, never go backwards)."""
+    assert world.cycle("words", work="seed").run(world.pump()["words"]).failures == []
+    a = Compactor(world, "a", pause_at={"committed"})
+    a.start(label_messages(world, receipt, "TOTAL"))
+    a.wait_at("committed")
+    a.freeze()
+    wait_for_lease_expiry(world)
+    b = world.cycle("words", work="b").run(label_messages(world, receipt, "TAX"))
+    assert b.failures == []
+    assert b.published_version is not None
+    a.thaw()
+    a.go_on("committed")
+    stale = a.finish()
+
+    assert stale.failures == []  # V_A was committed: its messages' effect is published
+    assert stale.published_version not in (None, b.published_version)
+    assert any(e.startswith("efs: not written") for e in stale.derived_cache_errors), stale
+    assert s3_object(world, "words/snapshot/latest-pointer.txt") == b.published_version.encode()
+    efs_version = world.root / "efs" / "snapshots" / "words" / ".version"
+    assert efs_version.read_text() == b.published_version
+    assert published_defects(world) == []
+
+
 def test_a_lease_taken_over_mid_bootstrap_never_publishes_a_version_with_missing_objects(
     world: CompactionWorld, receipt: SyntheticReceipt
 ) -> None:
@@ -236,7 +265,7 @@ def test_a_lease_taken_over_mid_bootstrap_never_publishes_a_version_with_missing
     bootstraps too. A uploads its objects and manifest before B checks which objects S3
     lacks; A's swap is refused while B has not written its manifest yet."""
     messages = world.pump()["words"]
-    a = Compactor(world, "a", pause_at={"applied", "uploaded"})
+    a = Compactor(world, "a", pause_at={"applied", "manifest_written"})
     b = Compactor(world, "b", pause_at={"checked", "objects_uploaded"})
     a.start(messages)
     a.wait_at("applied")
@@ -247,10 +276,10 @@ def test_a_lease_taken_over_mid_bootstrap_never_publishes_a_version_with_missing
 
     a.thaw()
     a.go_on("applied")
-    a.wait_at("uploaded")  # A's objects and manifest are in S3
+    a.wait_at("manifest_written")  # A's objects and manifest are in S3
     b.go_on("checked")
     b.wait_at("objects_uploaded")  # B skipped the objects A had uploaded
-    a.go_on("uploaded")
+    a.go_on("manifest_written")
     refused = a.finish()
     assert refused.cause is FailureCause.LEASE_LOST, refused
     b.go_on("objects_uploaded")

@@ -300,6 +300,6 @@ def test_a_run_row_deleted_before_marking_leaves_the_other_runs_marked(env: Env)
     # The first receipt is deleted (its run row with it) before the runs are marked.
     env.table.client.delete_compaction_run(OTHER_IMAGE_ID, 1, "run-gone")
 
-    assert record_run_outcomes(env.table.client, result) == []
+    assert record_run_outcomes(env.table.client, result) == {}
     stored = env.table.client.get_compaction_run(IMAGE_ID, 1, "run-kept")
     assert stored.words_state is CompactionState.COMPLETED

@@ -119,7 +119,7 @@ class ServerConvergenceMachine(ConvergenceMachine):
 
     def on_stage(self, collection: str, stage: str) -> None:
         # The server sink's "applied": every write acknowledged, the runs not yet marked.
-        if stage == "server_applied" and self.fault.kind == "lease":
+        if stage == "applied" and self.fault.kind == "lease":
             self.world.steal_lease(collection)
         super().on_stage(collection, stage)
 

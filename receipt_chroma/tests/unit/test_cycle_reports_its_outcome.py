@@ -73,7 +73,15 @@ def test_a_published_cycle_reports_what_it_merged_updated_and_moved() -> None:
         published_version="v2",
         base_version="v1",
         update=update,
-        timings_ms={"lease_wait": 12.0, "apply": 40.5, "publish": 300.25},
+        # The snapshot commit's stages make PublishTime; retention is not publishing.
+        timings_ms={
+            "lease_wait": 12.0,
+            "apply": 40.5,
+            "check": 100.0,
+            "upload": 150.0,
+            "commit": 50.25,
+            "retain": 999.0,
+        },
         snapshot_bytes_uploaded=2048,
         snapshot_bytes_downloaded=512,
         unindexed_records=7,

@@ -1,9 +1,8 @@
-"""Each stage of a cycle is its own tracing subsegment inside the cycle's: the cycle marks
-the end of a stage, which closes its subsegment and opens the next stage's."""
+"""Each stage of a cycle is its own tracing subsegment inside the cycle's, named by the
+stage (``## plan``, ``## server_apply``, …), closed when the stage ends or raises."""
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import pytest
 
 from receipt_chroma.lambda_support import StageSegments
+from receipt_chroma.stages import Stage, StageRunner
 
 
 class RecordingProvider:
@@ -33,103 +33,71 @@ class RecordingTracer:
         self.provider = RecordingProvider()
 
 
-def test_a_published_cycle_has_one_subsegment_per_stage_in_order() -> None:
+def test_each_stage_is_a_subsegment_inside_the_cycle_and_is_announced_when_it_ends() -> None:
     tracer = RecordingTracer()
-    stages = StageSegments(tracer)
+    segments = StageSegments(tracer)
+    announced: list[Stage] = []
+    runner = StageRunner(announced.append, segments.stage)
 
-    with stages.cycle("words"):
-        for mark in (
-            "lease_acquired",
-            "working_copy_ready",
-            "applied",
-            "checked",
-            "objects_uploaded",
-            "uploaded",
-            "committed",
-            "pointer_file_synced",
-            "efs_written",
-            "runs_marked",
-            "retained",
-        ):
-            stages.mark(mark)
-
-    names = [e.removeprefix("open ") for e in tracer.provider.events if e.startswith("open")]
-    assert names == [
-        "## compaction_cycle words",
-        "## lease",
-        "## working_copy",
-        "## apply",
-        "## publish_check",
-        "## publish_upload",
-        "## publish_manifest",
-        "## publish_swap",
-        "## publish_derived_caches",
-        "## publish_efs",
-        "## publish_run_marks",
-        "## publish_retention",
-        "## release",
-    ]
-    # One stage at a time, each inside the cycle's subsegment, all closed with it.
-    events = tracer.provider.events
-    assert events[-2:] == ["close ## release", "close ## compaction_cycle words"]
-    for before, after in itertools.pairwise(names[1:]):
-        assert events.index(f"close {before}") < events.index(f"open {after}")
-
-
-def test_a_server_cycle_and_an_unknown_mark_are_traced() -> None:
-    tracer = RecordingTracer()
-    stages = StageSegments(tracer)
-
-    with stages.cycle("lines"):
-        stages.mark("server_applied")
-        stages.mark("something_new")
+    with segments.cycle("words"):
+        for stage in (Stage.LEASE, Stage.PLAN):
+            with runner.run(stage):
+                pass
+        with runner.run(Stage.APPLY, "server_"):
+            pass
+        with runner.run(Stage.RELEASE):
+            pass
 
     assert tracer.provider.events == [
-        "open ## compaction_cycle lines",
+        "open ## compaction_cycle words",
         "open ## lease",
         "close ## lease",
-        "open ## run_marks_and_release",
-        "close ## run_marks_and_release",
-        "open ## after_something_new",
-        "close ## after_something_new",
-        "close ## compaction_cycle lines",
+        "open ## plan",
+        "close ## plan",
+        "open ## server_apply",
+        "close ## server_apply",
+        "open ## release",
+        "close ## release",
+        "close ## compaction_cycle words",
     ]
+    # The release is never announced: nothing of the cycle is left to stop at.
+    assert announced == [Stage.LEASE, Stage.PLAN, Stage.APPLY]
+    assert set(runner.timings_ms) == {"lease", "plan", "server_apply", "release"}
 
 
-def test_a_cycle_that_raises_closes_its_open_stage() -> None:
+def test_a_stage_that_raises_closes_its_subsegment_and_is_not_announced() -> None:
     tracer = RecordingTracer()
-    stages = StageSegments(tracer)
+    segments = StageSegments(tracer)
+    announced: list[Stage] = []
+    runner = StageRunner(announced.append, segments.stage)
 
-    def cycle_that_raises() -> None:
-        with stages.cycle("words"):
-            stages.mark("lease_acquired")
-            raise RuntimeError("S3 down")
+    def cycle_that_fails_to_upload() -> None:
+        with segments.cycle("words"):
+            with runner.run(Stage.LEASE):
+                pass
+            with runner.run(Stage.UPLOAD):
+                raise RuntimeError("S3 down")
 
     with pytest.raises(RuntimeError, match="S3 down"):
-        cycle_that_raises()
+        cycle_that_fails_to_upload()
 
-    assert tracer.provider.events[-2:] == [
-        "close ## working_copy",
-        "close ## compaction_cycle words",
-    ]
-    # The next cycle starts afresh with its lease.
-    with stages.cycle("words"):
-        pass
     assert tracer.provider.events[-3:] == [
-        "open ## lease",
-        "close ## lease",
+        "open ## upload",
+        "close ## upload",
         "close ## compaction_cycle words",
     ]
+    assert announced == [Stage.LEASE]
+    assert "upload" in runner.timings_ms  # a failed stage's time is still reported
 
 
 def test_the_tracer_provider_is_found_at_each_stage() -> None:
     tracer = RecordingTracer()
-    stages = StageSegments(tracer)
+    segments = StageSegments(tracer)
     first = tracer.provider
     tracer.provider = RecordingProvider()  # e.g. swapped after the handler was imported
 
-    with stages.cycle("words"):
-        stages.mark("lease_acquired")
+    with segments.cycle("words"), StageRunner(trace=segments.stage).run(Stage.LEASE):
+        pass
 
     assert first.events == []
-    assert tracer.provider.events[0] == "open ## compaction_cycle words"
+    assert tracer.provider.events[:2] == ["open ## compaction_cycle words", "open ## lease"]

@@ -20,7 +20,7 @@ from receipt_compaction_tools.testing.explorer import (
 SNAPSHOT_POINTS = [
     "stage:lease_acquired#1",
     "stage:applied#1",
-    "stage:uploaded#1",
+    "stage:manifest_written#1",
     "before:dynamodb.TransactWriteItems#1",
     "after:dynamodb.TransactWriteItems#1",
     "stage:committed#1",
@@ -35,7 +35,7 @@ SNAPSHOT_POINTS = [
     "before:dynamodb.UpdateItem#1",
     "after:dynamodb.UpdateItem#1",
 ]
-SERVER_POINTS = ["stage:lease_acquired#1", "stage:server_applied#1"]
+SERVER_POINTS = ["stage:lease_acquired#1", "stage:applied#1"]
 
 
 def catalog() -> space.Catalog:
@@ -66,7 +66,7 @@ def test_a_printed_schedule_replays_as_itself() -> None:
         ('("snapshot", "base", (("cycle", (("stage:applied#1", "stall"),)),), (0,))', "2 time(s)"),
         (
             '("snapshot", "base", (("cycle", (("stage:applied#1", "kill"), '
-            '("stage:uploaded#1", "kill"))),), (0,))',
+            '("stage:manifest_written#1", "kill"))),), (0,))',
             "after its kill",
         ),
         ('("server", "base", (("flush", ()),), (0,))', "a flush needs the snapshot sink"),
@@ -88,7 +88,7 @@ def test_errors_are_offered_only_where_a_call_of_that_service_follows() -> None:
     last_s3 = "after:s3.DeleteObjects#1"
     assert (Sink.SNAPSHOT, WorldKind.BASE, last_s3, FaultKind.DYNAMO_ERROR) in stops
     assert (Sink.SNAPSHOT, WorldKind.BASE, last_s3, FaultKind.S3_ERROR) not in stops
-    assert (Sink.SERVER, WorldKind.BASE, "stage:server_applied#1", FaultKind.S3_ERROR) not in stops
+    assert (Sink.SERVER, WorldKind.BASE, "stage:applied#1", FaultKind.S3_ERROR) not in stops
 
 
 def test_competitors_run_while_a_is_stalled_and_a_flush_only_where_something_is_published() -> None:

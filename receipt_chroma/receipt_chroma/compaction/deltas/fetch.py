@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from botocore.exceptions import ClientError
 
@@ -207,3 +207,35 @@ def fetched_ahead(
             except Exception as error:
                 fetched = error
             yield target, fetched, bool(pending) and pending[0][1].done()
+
+
+class FetchedDeltas(Generic[Target]):
+    """The fetch stage's result: the deltas of a plan's runs, fetched ahead in background
+    threads while the first sink writes (``fetched_ahead``). With ``keep``, a complete
+    pass is kept, and a second sink of the cycle (``both``) is given the same records
+    without fetching them again."""
+
+    def __init__(
+        self,
+        targets: Sequence[Target],
+        fetch: Callable[[CompactionRun], list[DeltaRecord]],
+        *,
+        keep: bool = False,
+    ) -> None:
+        self.targets = targets
+        self._fetch = fetch
+        self._keep = keep
+        self._kept: list[tuple[Target, list[DeltaRecord] | Exception]] | None = None
+
+    def __iter__(self) -> Iterator[tuple[Target, list[DeltaRecord] | Exception, bool]]:
+        if self._kept is not None:
+            for target, fetched in self._kept:
+                yield target, fetched, True
+            return
+        kept: list[tuple[Target, list[DeltaRecord] | Exception]] = []
+        for target, fetched, next_ready in fetched_ahead(self.targets, self._fetch):
+            if self._keep:
+                kept.append((target, fetched))
+            yield target, fetched, next_ready
+        if self._keep:
+            self._kept = kept

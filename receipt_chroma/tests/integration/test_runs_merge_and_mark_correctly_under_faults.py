@@ -1,5 +1,6 @@
-"""Regression tests, one per defect found before contract revision 2 (issue "Convergence you
-can prove"), each named after it. Real cycles: moto server, real Chroma.
+"""Runs merge and are marked correctly when merges fail, deltas are partial, rows are
+invalid, leases are lost and copies are left dirty — each test one behaviour that was once
+broken (before contract revision 2). Real cycles: moto server, real Chroma.
 
 Expected values are written out from the contract (docs/contract.md) here, never
 computed by product code.
@@ -73,7 +74,7 @@ def provenance(world: CompactionWorld) -> dict[str, str]:
     return {i: m["embedding_run_id"] for i, (m, _) in world.snapshot_from_s3("words").items()}
 
 
-def test_defect_1_a_valid_run_is_not_lost_to_a_newer_run_whose_merge_fails(
+def test_a_valid_run_is_not_lost_to_a_newer_run_whose_merge_fails(
     world: CompactionWorld,
 ) -> None:
     receipt = receipt_with_rows(world)
@@ -98,7 +99,7 @@ def test_defect_1_a_valid_run_is_not_lost_to_a_newer_run_whose_merge_fails(
     assert provenance(world) == dict.fromkeys(all_ids, "run-b")
 
 
-def test_defect_2_writes_never_published_do_not_survive_in_the_warm_copy(
+def test_writes_never_published_do_not_survive_in_the_warm_copy(
     world: CompactionWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     receipt = receipt_with_rows(world)
@@ -138,7 +139,7 @@ def test_defect_2_writes_never_published_do_not_survive_in_the_warm_copy(
     assert set(provenance(world).values()) == {"run-b"}
 
 
-def test_defect_3_a_partial_newer_delta_keeps_the_other_records(world: CompactionWorld) -> None:
+def test_a_partial_newer_delta_keeps_the_other_records(world: CompactionWorld) -> None:
     receipt = receipt_with_rows(world)
     records = receipt.word_records()
     add_run(world, "run-a", T0, records)
@@ -154,7 +155,7 @@ def test_defect_3_a_partial_newer_delta_keeps_the_other_records(world: Compactio
     }
 
 
-def test_defect_4_one_invalid_label_row_fails_nothing_else(world: CompactionWorld) -> None:
+def test_one_invalid_label_row_fails_nothing_else(world: CompactionWorld) -> None:
     receipt = receipt_with_rows(world)
     add_run(world, "run-a", T0, receipt.word_records())
     world.dynamo.put_receipt_metadata(make_metadata(IMAGE_ID, 1, merchant_name="Corner"))
@@ -183,7 +184,7 @@ def test_defect_4_one_invalid_label_row_fails_nothing_else(world: CompactionWorl
     assert words[word_id(1, 2)][0]["valid_labels_array"] == ["TOTAL"]
 
 
-def test_defect_5_timestamps_compare_as_instants(world: CompactionWorld) -> None:
+def test_timestamps_compare_as_instants(world: CompactionWorld) -> None:
     receipt = receipt_with_rows(world)
     records = receipt.word_records()
     # 08:00-05:00 is 13:00 UTC: run-early-text is the newer run despite its text.
@@ -248,7 +249,7 @@ def _body(**overrides: Any) -> str:
         ({"entity_data": {"image_id": IMAGE_ID, "receipt_id": 1}}, "entity_data.line_id"),
     ],
 )
-def test_defect_6_messages_the_stream_never_produces_are_refused(
+def test_messages_the_stream_never_produces_are_refused(
     overrides: dict[str, Any], named: str
 ) -> None:
     assert StreamMessage.from_json(_body()).entity_type.value == "RECEIPT_LINE"
@@ -256,7 +257,7 @@ def test_defect_6_messages_the_stream_never_produces_are_refused(
         StreamMessage.from_json(_body(**overrides))
 
 
-def test_defect_8_runs_enter_processing_while_merged(world: CompactionWorld) -> None:
+def test_runs_enter_processing_while_merged(world: CompactionWorld) -> None:
     receipt = receipt_with_rows(world)
     add_run(world, "run-a", T0, receipt.word_records())
     seen: dict[str, CompactionState] = {}

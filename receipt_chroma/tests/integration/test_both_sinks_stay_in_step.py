@@ -23,18 +23,21 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def server(chroma_server: LocalChromaServer, chroma_database: str) -> ChromaServer:
-    return patient_server(chroma_server, chroma_database)
-
-
-@pytest.fixture
-def world(aws_endpoint: str, tmp_path: Path, server: ChromaServer) -> CompactionWorld:
+def world(
+    aws_endpoint: str, tmp_path: Path, chroma_server: LocalChromaServer, chroma_database: str
+) -> CompactionWorld:
+    """A world whose cycles write the snapshot and a fresh database of the server."""
     world = CompactionWorld(tmp_path)
-    world.use_sink(SinkKind.BOTH, server)
+    world.use_sink(SinkKind.BOTH, patient_server(chroma_server, chroma_database))
     return world
 
 
-def test_both_sinks_hold_the_same_records(world: CompactionWorld, server: ChromaServer) -> None:
+def _server(world: CompactionWorld) -> ChromaServer:
+    assert world.config.server is not None
+    return world.config.server
+
+
+def test_both_sinks_hold_the_same_records(world: CompactionWorld) -> None:
     populate(world)
     results = world.compact(world.pump())
     assert all(r.failures == [] for r in results), [r.failures for r in results]
@@ -46,14 +49,12 @@ def test_both_sinks_hold_the_same_records(world: CompactionWorld, server: Chroma
     assert run_states(world, IMAGE_ID) == {("COMPLETED", "COMPLETED")}
     for collection in ("lines", "words"):
         assert world.server_records(collection) == world.snapshot_from_s3(collection)
-        report = migration.verify(world.dynamo, world.bucket, collection, server)
+        report = migration.verify(world.dynamo, world.bucket, collection, _server(world))
         assert report["ok"], report
         assert report["compared"] == len(world.server_records(collection))
 
 
-def test_both_sinks_read_each_receipt_and_fetch_each_delta_once(
-    world: CompactionWorld, server: ChromaServer
-) -> None:
+def test_both_sinks_read_each_receipt_and_fetch_each_delta_once(world: CompactionWorld) -> None:
     """One plan and one fetch serve both sinks: each receipt's rows are queried once and
     each delta is requested once (a presigned URL or a GetObject), not once per sink."""
     populate(world)

@@ -67,7 +67,10 @@ def _timing(stage: str) -> Getter:
 
 
 def _publish_time(result: CycleResult, _: VisibilityReset | None) -> float | None:
-    """The snapshot commit's stages summed; none when the cycle reached none of them."""
+    """The snapshot commit's stages summed, for a cycle that published (a cycle that wrote
+    nothing only relabels its copy; one that failed published nothing)."""
+    if result.published_version is None:
+        return None
     times = [result.timings_ms[s] for s in PUBLISH_STAGES if s in result.timings_ms]
     return sum(times) if times else None
 

@@ -122,6 +122,16 @@ def test_a_published_cycle_reports_what_it_merged_updated_and_moved() -> None:
     }
 
 
+def test_a_cycle_that_published_nothing_reports_no_publish_time() -> None:
+    """A cycle with nothing to write still runs the commit stage (its copy relabelled)."""
+    result = CycleResult(
+        WORDS, ["m1"], tier=CacheTier.WARM, base_version="v1", timings_ms={"commit": 3.0}
+    )
+    reported = _reported(cycle_metrics(result, [_message("RECEIPT_METADATA")]))
+    assert "PublishTime" not in reported
+    assert "SnapshotPublished" not in reported
+
+
 def test_each_failure_cause_has_its_alarm_metric() -> None:
     alarms = {
         FailureCause.LEASE_ACQUISITION: "LeaseAcquisitionFailures",

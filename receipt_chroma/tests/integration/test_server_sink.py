@@ -31,6 +31,7 @@ from receipt_chroma.compaction.deltas import produce_compaction_run
 from receipt_chroma.compaction.lease import LockManager
 from receipt_chroma.exceptions import CredentialsRefusedError, SinkUnavailableError
 from receipt_chroma.ids import line_vector_id, word_vector_id
+from receipt_chroma.settings import CHROMA_DATABASE
 from receipt_compaction_tools.local.chroma_server import LocalChromaServer, _free_port
 from receipt_compaction_tools.testing.factories import (
     IMAGE_ID,
@@ -261,9 +262,11 @@ def test_an_unreachable_server_fails_every_message_with_one_error(
 
 def test_a_server_restart_mid_batch_costs_a_pause_not_the_batch(
     world: CompactionWorld,
-    chroma_server: LocalChromaServer,
+    killable_chroma_server: LocalChromaServer,
     chroma_calls: dict[str, Callable[[], None]],
 ) -> None:
+    chroma_server = killable_chroma_server
+    world.use_sink(SinkKind.SERVER, patient_server(chroma_server, CHROMA_DATABASE))
     first, _ = populate(world)
     messages = world.pump()["words"]
 
@@ -291,10 +294,11 @@ def test_a_server_restart_mid_batch_costs_a_pause_not_the_batch(
 
 def test_a_server_gone_mid_batch_fails_the_batch_then_the_retry_converges(
     world: CompactionWorld,
-    chroma_server: LocalChromaServer,
+    killable_chroma_server: LocalChromaServer,
     chroma_calls: dict[str, Callable[[], None]],
-    server: ChromaServer,
 ) -> None:
+    chroma_server = killable_chroma_server
+    server = patient_server(chroma_server, CHROMA_DATABASE)
     populate(world)
     messages = world.pump()["words"]
     world.use_sink(SinkKind.SERVER, dataclasses.replace(server, retry=IMPATIENT))

@@ -5,8 +5,8 @@ messages built by the real stream code from the stream records of the table writ
 shuffled, duplicated and redelivered, the same faults (a
 delta uploaded late, a Chroma write raising before or after it is done, the lease taken
 away once the batch is applied) — drives real ``CompactionCycle``s whose sink is a real
-``chroma run`` server (the session's; each example starts from empty collections of its
-own database). One more fault, in every example: during the final drain the server is
+``chroma run`` server (the test's own, since the test kills it; each example starts from
+empty collections). One more fault, in every example: during the final drain the server is
 killed just before a cycle's first write and comes back a moment later, while that write
 is being retried. When the queues drain, the server's collections must equal what the
 oracle computes from the final table.
@@ -35,6 +35,7 @@ from test_convergence_model import aws, sample_settings
 from receipt_chroma.chroma_http import RetryPolicy
 from receipt_chroma.chroma_server import ChromaServer
 from receipt_chroma.compaction.config import SinkKind
+from receipt_chroma.settings import CHROMA_DATABASE
 from receipt_compaction_tools.local.chroma_server import LocalChromaServer
 from receipt_compaction_tools.testing.published import PublishedRecord, read_server_collection
 
@@ -139,9 +140,9 @@ class ServerConvergenceMachine(ConvergenceMachine):
 
 @pytest.fixture
 def server_faults(
-    monkeypatch: pytest.MonkeyPatch, chroma_server: LocalChromaServer
+    monkeypatch: pytest.MonkeyPatch, killable_chroma_server: LocalChromaServer
 ) -> ServerFaults:
-    faults = ServerFaults(chroma_server)
+    faults = ServerFaults(killable_chroma_server)
     faults.install(monkeypatch)
     return faults
 
@@ -151,13 +152,12 @@ def server_faults(
 def test_compactor_converges_to_the_oracle_on_a_chroma_server(
     aws: Aws,
     tmp_path: Path,
-    chroma_server: LocalChromaServer,
-    chroma_database: str,
+    killable_chroma_server: LocalChromaServer,
     server_faults: ServerFaults,
 ) -> None:
     examples = iter(range(10**9))
-    ServerConvergenceMachine.server = chroma_server
-    ServerConvergenceMachine.database = chroma_database
+    ServerConvergenceMachine.server = killable_chroma_server
+    ServerConvergenceMachine.database = CHROMA_DATABASE
 
     def machine() -> ServerConvergenceMachine:
         root = tmp_path / f"example-{next(examples)}"

@@ -65,6 +65,15 @@ def chroma_server() -> Iterator[LocalChromaServer]:
 
 
 @pytest.fixture
+def killable_chroma_server() -> Iterator[LocalChromaServer]:
+    """A Chroma server of the test's own, for a test that kills or restarts it. The
+    session's server is never killed: in full runs, other tests' server collections then
+    held records written in another database before the kill."""
+    with LocalChromaServer() as server:
+        yield server
+
+
+@pytest.fixture
 def chroma_database(chroma_server: LocalChromaServer, monkeypatch: pytest.MonkeyPatch) -> str:
     """A fresh database on the session's Chroma server, with the compactor's contract §8
     variables (``CHROMA_HOST``, ``CHROMA_PORT``, ``CHROMA_DATABASE``) pointing at it."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -40,18 +39,18 @@ from receipt_chroma.lambda_support import (
 )
 from receipt_dynamo import ChromaDBCollection, DynamoClient
 from receipt_dynamo.aws_clients import aws_client
-from receipt_dynamo_stream import StreamMessage
+from receipt_dynamo_stream import StreamMessage, Telemetry
+from receipt_dynamo_stream.settings import SERVICE_COMPACTOR
 
 if TYPE_CHECKING:
     from types_boto3_s3.client import S3Client
     from types_boto3_sqs.client import SQSClient
 
-SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "receipt-compactor")
-NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "ReceiptCompaction")
+TELEMETRY = Telemetry.from_env(service=SERVICE_COMPACTOR)
 
-logger = Logger(service=SERVICE)
-metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
-tracer = Tracer(service=SERVICE)
+logger = Logger(service=TELEMETRY.service)
+metrics = Metrics(namespace=TELEMETRY.metrics_namespace, service=TELEMETRY.service)
+tracer = Tracer(service=TELEMETRY.service)
 
 # Every module's records — the packages' plain `logging` loggers (lease, working copy,
 # delta reader, …) included — reach the Lambda log as the same JSON as the handler's
@@ -116,7 +115,7 @@ def emit_cycle_metrics(
     result: CycleResult, messages: list[StreamMessage], reset: VisibilityReset | None
 ) -> None:
     """The cycle's metrics with its collection as a dimension (one EMF document)."""
-    sink = EphemeralMetrics(namespace=NAMESPACE, service=SERVICE)
+    sink = EphemeralMetrics(namespace=TELEMETRY.metrics_namespace, service=TELEMETRY.service)
     sink.add_dimension(name="collection", value=result.collection.value)
     for metric in cycle_metrics(result, messages, reset):
         sink.add_metric(name=metric.name, unit=metric.unit, value=metric.value)

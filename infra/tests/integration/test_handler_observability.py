@@ -17,6 +17,7 @@ import pytest
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from test_compaction_handler import _emf, _sqs_event
 
+from receipt_compaction_tools.local.handlers import load_handler
 from receipt_compaction_tools.testing.factories import IMAGE_ID, make_label, make_metadata
 from receipt_compaction_tools.testing.records import stream_record
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
@@ -183,3 +184,16 @@ def test_stream_processor_traces_its_stages_and_logs_every_module_as_json(
     (probe,) = [r for r in _json_lines(logs) if r.get("message") == "probe"]
     assert probe["service"] == "receipt-stream"
     assert probe["name"] == "receipt_dynamo_stream.publisher"
+
+
+@pytest.mark.parametrize("name", ["enhanced_compaction_handler", "stream_processor"])
+def test_blank_powertools_names_mean_the_defaults(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Contract §8: a blank variable is an unset one. Both Lambdas emit under the
+    ReceiptCompaction namespace whatever blank names the environment holds."""
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", " ")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "")
+    module = load_handler(name)
+    service = {"enhanced_compaction_handler": "receipt-compactor"}.get(name, "receipt-stream")
+    assert (module.logger.service, module.metrics.namespace) == (service, "ReceiptCompaction")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import threading
+from abc import ABC, abstractmethod
 from types import TracebackType
 from typing import Self
 
@@ -41,7 +42,7 @@ class _Endpoint:
         self.close()
 
 
-class _ListeningEndpoint(_Endpoint):
+class _ListeningEndpoint(_Endpoint, ABC):
     """Accepts every connection in a background thread and hands it to ``_serve``."""
 
     def __init__(self, name: str) -> None:
@@ -58,8 +59,9 @@ class _ListeningEndpoint(_Endpoint):
                 return
             self._serve(connection)
 
+    @abstractmethod
     def _serve(self, connection: socket.socket) -> None:
-        raise NotImplementedError
+        """Take one accepted connection (each endpoint fails in its own way)."""
 
     def close(self) -> None:
         self._closed.set()

@@ -29,6 +29,7 @@ from receipt_compaction_tools.aws.local_aws import LocalAwsServer
 from receipt_compaction_tools.local.environment import environment
 from receipt_compaction_tools.local.handlers import load_handler
 from receipt_compaction_tools.local.lambda_context import LocalLambdaContext
+from receipt_compaction_tools.local.queue_consumer import lambda_record
 from receipt_compaction_tools.testing.factories import IMAGE_ID, make_metadata
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_compaction_tools.testing.world import CompactionWorld
@@ -54,20 +55,7 @@ def sqs_event(messages: list[tuple[str, StreamMessage]]) -> dict[str, Any]:
         QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
     ).get("Messages", []):
         for message in batch:
-            attributes = message.get("MessageAttributes", {}).items()
-            records.append(
-                {
-                    "messageId": message["MessageId"],
-                    "receiptHandle": message["ReceiptHandle"],
-                    "body": message["Body"],
-                    "messageAttributes": {
-                        name: {"stringValue": value["StringValue"], "dataType": "String"}
-                        for name, value in attributes
-                    },
-                    "eventSource": "aws:sqs",
-                    "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:words",
-                }
-            )
+            records.append(lambda_record(message, url))
             sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
     return {"Records": records}
 

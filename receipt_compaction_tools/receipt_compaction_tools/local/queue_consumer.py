@@ -31,6 +31,23 @@ def queue_arn(queue_url: str) -> str:
     return f"arn:aws:sqs:{os.environ.get('AWS_DEFAULT_REGION', 'us-east-1')}:{account}:{name}"
 
 
+def lambda_record(message: dict[str, Any], queue_url: str) -> dict[str, Any]:
+    """A message received from SQS, shaped as Lambda's event source mapping hands it on."""
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": message.get("Attributes", {}),
+        "messageAttributes": {
+            name: {"stringValue": v["StringValue"], "dataType": v["DataType"]}
+            for name, v in message.get("MessageAttributes", {}).items()
+        },
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn(queue_url),
+        "awsRegion": "us-east-1",
+    }
+
+
 @dataclass(frozen=True)
 class QueueChaos:
     """Standard-queue behaviour to inject: duplicates and deletes that never happened."""
@@ -107,24 +124,8 @@ class QueueConsumer:
         return released
 
     def _event(self, collection: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
-        return {
-            "Records": [
-                {
-                    "messageId": m["MessageId"],
-                    "receiptHandle": m["ReceiptHandle"],
-                    "body": m["Body"],
-                    "attributes": m.get("Attributes", {}),
-                    "messageAttributes": {
-                        name: {"stringValue": v["StringValue"], "dataType": v["DataType"]}
-                        for name, v in m.get("MessageAttributes", {}).items()
-                    },
-                    "eventSource": "aws:sqs",
-                    "eventSourceARN": queue_arn(self.queues[collection]),
-                    "awsRegion": "us-east-1",
-                }
-                for m in messages
-            ]
-        }
+        url = self.queues[collection]
+        return {"Records": [lambda_record(m, url) for m in messages]}
 
     def _duplicate(self, url: str, messages: list[dict[str, Any]]) -> None:
         for message in messages:

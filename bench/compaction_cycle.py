@@ -52,19 +52,23 @@ from receipt_chroma.compaction import (
     CompactionConfig,
     CompactionCycle,
     CycleResult,
+    EFSSnapshotManager,
+    MergeTarget,
+    label_metadata_by_record,
+    merchant_metadata,
     merge_compaction_deltas,
     produce_compaction_run,
 )
-from receipt_chroma.compaction.compaction_run import MergeTarget
-from receipt_chroma.compaction.config import SinkKind
-from receipt_chroma.compaction.efs_snapshot_manager import EFSSnapshotManager
-from receipt_chroma.compaction.record_keys import label_metadata_by_record, merchant_metadata
 from receipt_chroma.ids import VectorKey
-from receipt_chroma.snapshots.manifest import Manifest
-from receipt_chroma.snapshots.publisher import prepare_directory, write_version
-from receipt_chroma.snapshots.s3_store import S3SnapshotStore
-from receipt_chroma.snapshots.service import CollectionSnapshots, SnapshotSettings
-from receipt_chroma.snapshots.stats import SnapshotStats
+from receipt_chroma.snapshots import (
+    CollectionSnapshots,
+    Manifest,
+    S3SnapshotStore,
+    SnapshotSettings,
+    SnapshotStats,
+    prepare_directory,
+    write_version,
+)
 from receipt_compaction_tools.aws.local_aws import LocalAwsServer
 from receipt_compaction_tools.local.chroma_server import LocalChromaServer
 from receipt_compaction_tools.local.environment import environment
@@ -79,6 +83,7 @@ from receipt_compaction_tools.testing.synthetic import embedding_for
 from receipt_dynamo import DynamoClient
 from receipt_dynamo.entities import SnapshotPointer
 from receipt_dynamo_stream import build_messages
+from receipt_dynamo_stream.compactor_defaults import SinkKind
 
 RECEIPTS = int(os.environ.get("BENCH_RECEIPTS", "100"))
 WORDS_PER_RECEIPT = 200

@@ -40,14 +40,17 @@ import numpy as np
 from moto import mock_aws
 
 from receipt_chroma import ChromaClient, produce_compaction_run
-from receipt_chroma.compaction import apply_receipt_keys, merge_compaction_deltas
-from receipt_chroma.compaction.compaction_run import MergeTarget
-from receipt_chroma.compaction.deltas.reader import (
+from receipt_chroma.compaction import (
+    MergeTarget,
+    apply_receipt_keys,
+    merchant_metadata,
+    merge_compaction_deltas,
+)
+from receipt_chroma.compaction.deltas import (
     DeltaReader,
     DeltaReaderProcess,
     InProcessDeltaReader,
 )
-from receipt_chroma.compaction.record_keys import merchant_metadata
 from receipt_chroma.ids import VectorKey, parse_vector_id
 from receipt_compaction_tools.aws.local_aws import LocalAwsServer
 from receipt_compaction_tools.local.environment import environment

@@ -44,10 +44,14 @@ import numpy as np
 from benchlib import create_bench_table, set_words_pointer, spread
 
 from receipt_chroma import ChromaClient, SnapshotReader
-from receipt_chroma.snapshots.publisher import prepare_directory, write_version
-from receipt_chroma.snapshots.reader import read_version
-from receipt_chroma.snapshots.service import CollectionSnapshots, SnapshotSettings
-from receipt_chroma.snapshots.stats import SnapshotStats
+from receipt_chroma.snapshots import (
+    CollectionSnapshots,
+    SnapshotSettings,
+    SnapshotStats,
+    prepare_directory,
+    read_version,
+    write_version,
+)
 from receipt_compaction_tools.aws.local_aws import LocalAwsServer
 from receipt_compaction_tools.local.environment import environment
 from receipt_dynamo import DynamoClient

@@ -29,10 +29,14 @@ import numpy as np
 from receipt_chroma import ChromaClient
 from receipt_chroma.chroma_server import ChromaServer
 from receipt_chroma.ids import VectorKey
-from receipt_chroma.snapshots.publisher import prepare_directory, write_version
-from receipt_chroma.snapshots.reader import read_version
-from receipt_chroma.snapshots.service import CollectionSnapshots, SnapshotSettings
-from receipt_chroma.snapshots.stats import SnapshotStats
+from receipt_chroma.snapshots import (
+    CollectionSnapshots,
+    SnapshotSettings,
+    SnapshotStats,
+    prepare_directory,
+    read_version,
+    write_version,
+)
 from receipt_compaction_tools.aws.local_aws import LocalAwsServer
 from receipt_compaction_tools.local.chroma_server import LocalChromaServer
 from receipt_compaction_tools.local.environment import environment

@@ -49,18 +49,27 @@ from benchlib import Clock, DynamoReplay, create_bench_table, set_words_pointer,
 
 from receipt_chroma import ChromaClient
 from receipt_chroma.archive import create_tarball
-from receipt_chroma.compaction import CompactionConfig, CompactionCycle, produce_compaction_run
-from receipt_chroma.compaction.config import snapshot_settings_from_env
-from receipt_chroma.compaction.efs_snapshot_manager import EFSSnapshotManager
-from receipt_chroma.compaction.record_keys import merchant_metadata
+from receipt_chroma.compaction import (
+    CompactionConfig,
+    CompactionCycle,
+    EFSSnapshotManager,
+    merchant_metadata,
+    produce_compaction_run,
+    snapshot_settings_from_env,
+)
 from receipt_chroma.ids import VectorKey
-from receipt_chroma.snapshots.hnsw import flush_index, index_state
-from receipt_chroma.snapshots.manifest import Manifest
-from receipt_chroma.snapshots.publisher import prepare_directory, write_version
-from receipt_chroma.snapshots.reader import read_version
-from receipt_chroma.snapshots.s3_store import S3SnapshotStore
-from receipt_chroma.snapshots.service import CollectionSnapshots, SnapshotSettings
-from receipt_chroma.snapshots.stats import SnapshotStats
+from receipt_chroma.snapshots import (
+    CollectionSnapshots,
+    Manifest,
+    S3SnapshotStore,
+    SnapshotSettings,
+    SnapshotStats,
+    flush_index,
+    index_state,
+    prepare_directory,
+    read_version,
+    write_version,
+)
 from receipt_compaction_tools.aws.local_aws import LocalAwsServer
 from receipt_compaction_tools.local.environment import environment
 from receipt_compaction_tools.testing.factories import (

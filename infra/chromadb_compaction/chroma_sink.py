@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pulumi
 
 from chromadb_compaction import settings
-from receipt_chroma.settings import SinkKind
+from receipt_dynamo_stream.compactor_defaults import SinkKind
 
 
 @dataclass(frozen=True)

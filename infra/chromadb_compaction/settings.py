@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from receipt_chroma import settings as compactor_defaults
+from receipt_dynamo_stream import compactor_defaults
 from receipt_dynamo_stream import settings as stream_defaults
 
 # The stream function's runtime and architecture; its zip is built for them
@@ -41,7 +41,7 @@ COMPACTOR_RESERVED_CONCURRENCY: Final = 4
 COMPACTOR_BATCH_SIZE: Final = 1000
 COMPACTOR_BATCHING_WINDOW_SECONDS: Final = 30
 COMPACTOR_MAX_CONCURRENCY: Final = 2  # per queue: the lease serialises cycles anyway
-# The compactor's own defaults (receipt_chroma.settings, importable without chromadb).
+# The compactor's own defaults (receipt_dynamo_stream.compactor_defaults: no chromadb).
 EMBEDDING_DIMENSION: Final = compactor_defaults.EMBEDDING_DIMENSION
 LOCK_DURATION_SECONDS: Final = compactor_defaults.LOCK_DURATION_SECONDS
 HEARTBEAT_INTERVAL_SECONDS: Final = compactor_defaults.HEARTBEAT_INTERVAL_SECONDS

@@ -28,12 +28,12 @@ from chromadb.api.client import Client
 from chromadb.config import Settings
 from chromadb.errors import AuthorizationError, ChromaAuthError, RateLimitError
 
-from receipt_chroma import settings as defaults
 from receipt_chroma.exceptions import (
     ChromaClientError,
     CredentialsRefusedError,
     SinkUnavailableError,
 )
+from receipt_dynamo_stream import compactor_defaults as defaults
 
 T = TypeVar("T")
 API_PATH = "/api/v2"

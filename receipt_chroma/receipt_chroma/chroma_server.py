@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import BotoCoreError, ClientError
 from chromadb.errors import ChromaError
 
-from receipt_chroma import settings as defaults
 from receipt_chroma.chroma_client import ChromaClient, Mode
 from receipt_chroma.chroma_http import HttpOptions, RetryPolicy, server_url
 from receipt_chroma.exceptions import CredentialsRefusedError, SinkUnavailableError
 from receipt_dynamo.aws_clients import aws_client
+from receipt_dynamo_stream import compactor_defaults as defaults
 
 if TYPE_CHECKING:
     from types_boto3_secretsmanager.client import SecretsManagerClient

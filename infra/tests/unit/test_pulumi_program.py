@@ -9,7 +9,7 @@ from typing import Any
 import pulumi
 import pytest
 
-from receipt_chroma.compaction.config import CompactionConfig
+from receipt_chroma.compaction import CompactionConfig
 from receipt_compaction_tools.local.reliability_scales import SCALES
 from receipt_compaction_tools.local.reliability_world import STREAM_BATCH
 from receipt_dynamo.schema import TTL_ATTRIBUTE, table_definition

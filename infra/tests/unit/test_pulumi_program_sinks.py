@@ -15,7 +15,8 @@ import pytest
 from test_pulumi_program import ACCOUNT, RecordingMocks
 
 from chromadb_compaction.chroma_sink import ChromaSinkConfig
-from receipt_chroma.compaction.config import CompactionConfig, SinkKind
+from receipt_chroma.compaction import CompactionConfig
+from receipt_dynamo_stream.compactor_defaults import SinkKind
 
 EXISTING_SECRET = f"arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:chroma/prod-AbC123"
 EFS_TYPES = ("aws:efs/fileSystem:FileSystem", "aws:efs/accessPoint:AccessPoint")

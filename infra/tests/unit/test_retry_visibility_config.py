@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from receipt_chroma.compaction.config import CompactionConfig
+from receipt_chroma.compaction import CompactionConfig
 from receipt_dynamo_stream.exceptions import ConfigurationError
 
 BASE = {"DYNAMODB_TABLE_NAME": "receipts", "CHROMADB_BUCKET": "chroma"}

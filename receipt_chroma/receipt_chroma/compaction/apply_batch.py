@@ -34,10 +34,10 @@ from receipt_chroma.compaction.operations import (
 from receipt_chroma.compaction.plan import BatchPlan, ReceiptWork, plan_batch
 from receipt_chroma.compaction.record_keys import merchant_metadata
 from receipt_chroma.exceptions import OperationError
-from receipt_chroma.settings import EMBEDDING_DIMENSION
 from receipt_dynamo.constants import ChromaDBCollection
 from receipt_dynamo.data.dynamo_client import DynamoClient
 from receipt_dynamo.exceptions import EntityNotFoundError, LeaseLostError
+from receipt_dynamo_stream.compactor_defaults import EMBEDDING_DIMENSION
 from receipt_dynamo_stream.models import StreamMessage
 
 if TYPE_CHECKING:

@@ -36,12 +36,12 @@ from receipt_chroma.compaction.record_keys import (
 from receipt_chroma.constants import EMBEDDING_CREATED_AT, EMBEDDING_RUN_ID
 from receipt_chroma.exceptions import DeltaError
 from receipt_chroma.ids import VectorKey, line_vector_id, parse_vector_id, word_vector_id
-from receipt_chroma.settings import EMBEDDING_DIMENSION
 from receipt_dynamo.aws_clients import aws_client
 from receipt_dynamo.constants import ChromaDBCollection, CompactionState
 from receipt_dynamo.entities import CompactionRun
 from receipt_dynamo.entities.compaction_run import RunOrder, run_order
 from receipt_dynamo.receipt_state import ReceiptState
+from receipt_dynamo_stream.compactor_defaults import EMBEDDING_DIMENSION
 
 if TYPE_CHECKING:
     from types_boto3_s3.client import S3Client

@@ -6,7 +6,7 @@ config and never read the environment. The tools resolve the parts they need
 (``chroma_server_from_env``, ``snapshot_settings_from_env``) by the same rules. A bad
 value raises ``ConfigurationError`` naming the variable, its value and what is allowed
 (``receipt_dynamo_stream.settings.Environment``); the defaults are
-``receipt_chroma.settings``.
+``receipt_dynamo_stream.compactor_defaults``.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from receipt_chroma import settings as defaults
 from receipt_chroma.chroma_http import RetryPolicy
 from receipt_chroma.chroma_server import ChromaServer
-from receipt_chroma.settings import SinkKind
 from receipt_chroma.snapshots.hnsw import HnswPolicy
 from receipt_chroma.snapshots.service import SnapshotSettings
+from receipt_dynamo_stream import compactor_defaults as defaults
+from receipt_dynamo_stream.compactor_defaults import SinkKind
 from receipt_dynamo_stream.exceptions import ConfigurationError
 from receipt_dynamo_stream.settings import Environment
 

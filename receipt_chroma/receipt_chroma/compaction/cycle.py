@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from receipt_chroma.compaction.apply_batch import apply_plan, record_run_outcomes
 from receipt_chroma.compaction.compaction_run import MergeTarget, fetch_deltas
-from receipt_chroma.compaction.config import CompactionConfig, SinkKind
+from receipt_chroma.compaction.config import CompactionConfig
 from receipt_chroma.compaction.deltas.fetch import FetchedDeltas
 from receipt_chroma.compaction.efs_snapshot_manager import EFSSnapshotManager
 from receipt_chroma.compaction.lease import LockManager
@@ -44,6 +44,7 @@ from receipt_chroma.stages import OnStage, Stage, StageRunner, Trace
 from receipt_dynamo.constants import ChromaDBCollection
 from receipt_dynamo.data.dynamo_client import DynamoClient
 from receipt_dynamo.exceptions import LeaseHeldError, LeaseLostError, PointerMovedError
+from receipt_dynamo_stream.compactor_defaults import SinkKind
 from receipt_dynamo_stream.models import StreamMessage
 
 if TYPE_CHECKING:

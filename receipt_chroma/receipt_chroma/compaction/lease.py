@@ -21,12 +21,12 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Self
 
-from receipt_chroma import settings as defaults
 from receipt_dynamo.constants import ChromaDBCollection
 from receipt_dynamo.data.dynamo_client import DynamoClient
 from receipt_dynamo.entities import CompactionLock
 from receipt_dynamo.exceptions import LeaseHeldError, LeaseLostError
 from receipt_dynamo.timestamps import parse_iso
+from receipt_dynamo_stream import compactor_defaults as defaults
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -29,9 +29,9 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from receipt_chroma import settings as defaults
 from receipt_chroma.chroma_client import ChromaClient
 from receipt_chroma.exceptions import SnapshotIndexError
+from receipt_dynamo_stream import compactor_defaults as defaults
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,10 @@ from server_sink_support import IMPATIENT, patient_server, populate, run_states
 from receipt_chroma import server_migration as migration
 from receipt_chroma.chroma_server import ChromaServer
 from receipt_chroma.compaction import FailureCause
-from receipt_chroma.compaction.config import SinkKind
 from receipt_compaction_tools.local.chroma_server import LocalChromaServer, _free_port
 from receipt_compaction_tools.testing.factories import IMAGE_ID, make_label
 from receipt_compaction_tools.testing.world import CompactionWorld
+from receipt_dynamo_stream.compactor_defaults import SinkKind
 
 pytestmark = pytest.mark.integration
 

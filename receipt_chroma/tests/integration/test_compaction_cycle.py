@@ -14,7 +14,7 @@ import zstandard
 
 from receipt_chroma.compaction import FailureCause
 from receipt_chroma.ids import line_vector_id, word_vector_id
-from receipt_chroma.snapshots.models import CacheTier
+from receipt_chroma.snapshots import CacheTier
 from receipt_compaction_tools.testing.factories import (
     IMAGE_ID,
     OTHER_IMAGE_ID,
@@ -284,7 +284,7 @@ def test_retention_keeps_the_pointer_history(world: CompactionWorld) -> None:
     pointer = world.dynamo.get_snapshot_pointer("lines")
     assert pointer is not None
     assert len(pointer.history) == 4
-    from receipt_chroma.snapshots.s3_store import S3SnapshotStore
+    from receipt_chroma.snapshots import S3SnapshotStore
 
     assert set(S3SnapshotStore(world.s3, world.bucket, "lines").list_versions()) == set(
         pointer.history

@@ -17,16 +17,21 @@ from pathlib import Path
 import boto3
 import pytest
 
-from receipt_chroma import ChromaClient, UnsafeArchiveError
-from receipt_chroma.compaction import merge_compaction_deltas, produce_compaction_run
-from receipt_chroma.compaction.compaction_run import MergeTarget
-from receipt_chroma.compaction.deltas import DELTA_TARBALL, fetch, write_delta
-from receipt_chroma.compaction.deltas.reader import (
+from receipt_chroma import ChromaClient
+from receipt_chroma.compaction import MergeTarget, merge_compaction_deltas, produce_compaction_run
+from receipt_chroma.compaction.deltas import (
+    DELTA_TARBALL,
     DeltaReaderProcess,
     DeltaReadRequest,
     InProcessDeltaReader,
+    fetch,
+    write_delta,
 )
-from receipt_chroma.exceptions import DeltaReaderTimeoutError, DeltaUrlUnreachableError
+from receipt_chroma.exceptions import (
+    DeltaReaderTimeoutError,
+    DeltaUrlUnreachableError,
+    UnsafeArchiveError,
+)
 from receipt_compaction_tools.testing.endpoints import SilentEndpoint
 from receipt_compaction_tools.testing.factories import IMAGE_ID
 from receipt_compaction_tools.testing.pytest_plugin import TableFixture

@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from receipt_chroma.snapshots import CacheTier
-from receipt_chroma.snapshots.working_copy import WorkingCopy
+from receipt_chroma.snapshots import CacheTier, WorkingCopy
 from receipt_chroma.stages import Stage
 from receipt_compaction_tools.testing.factories import IMAGE_ID, make_metadata
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt

@@ -17,7 +17,7 @@ import boto3
 import pytest
 
 from receipt_chroma.compaction import FailureCause, write_delta
-from receipt_chroma.snapshots.working_copy import WorkingCopy
+from receipt_chroma.snapshots import WorkingCopy
 from receipt_compaction_tools.testing.factories import IMAGE_ID, make_label, make_metadata
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_compaction_tools.testing.world import CompactionWorld

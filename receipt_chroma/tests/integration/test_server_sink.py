@@ -25,13 +25,9 @@ from server_sink_support import IMPATIENT, patient_server, populate, run_states
 from receipt_chroma import chroma_client
 from receipt_chroma.chroma_client import ChromaClient
 from receipt_chroma.chroma_server import ChromaServer, forget_tokens
-from receipt_chroma.compaction import FailureCause
-from receipt_chroma.compaction.config import SinkKind
-from receipt_chroma.compaction.deltas import produce_compaction_run
-from receipt_chroma.compaction.lease import LockManager
+from receipt_chroma.compaction import FailureCause, LockManager, produce_compaction_run
 from receipt_chroma.exceptions import CredentialsRefusedError, SinkUnavailableError
 from receipt_chroma.ids import line_vector_id, word_vector_id
-from receipt_chroma.settings import CHROMA_DATABASE
 from receipt_compaction_tools.local.chroma_server import LocalChromaServer, _free_port
 from receipt_compaction_tools.testing.factories import (
     IMAGE_ID,
@@ -42,6 +38,7 @@ from receipt_compaction_tools.testing.factories import (
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt, embedding_for
 from receipt_compaction_tools.testing.world import CompactionWorld
 from receipt_dynamo_stream import StreamMessage
+from receipt_dynamo_stream.compactor_defaults import CHROMA_DATABASE, SinkKind
 
 pytestmark = pytest.mark.integration
 

@@ -9,11 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from receipt_chroma.compaction.lease import LockManager
+from receipt_chroma.compaction import LockManager
 from receipt_chroma.exceptions import SnapshotDestinationError, SnapshotVersionMissingError
-from receipt_chroma.snapshots import admin
-from receipt_chroma.snapshots.hnsw import HnswPolicy, index_state
-from receipt_chroma.snapshots.service import SnapshotSettings
+from receipt_chroma.snapshots import HnswPolicy, SnapshotSettings, admin, index_state
 from receipt_compaction_tools.testing.factories import IMAGE_ID, OTHER_IMAGE_ID
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_compaction_tools.testing.world import CompactionWorld

@@ -16,14 +16,16 @@ import boto3
 import pytest
 
 from receipt_chroma.archive import create_tarball
-from receipt_chroma.compaction import CompactionCycle, CycleResult
-from receipt_chroma.compaction.efs_snapshot_manager import EFSSnapshotManager
-from receipt_chroma.snapshots import admin
-from receipt_chroma.snapshots.fence import DeleteFence
-from receipt_chroma.snapshots.models import CacheTier, EfsCopy
-from receipt_chroma.snapshots.service import SnapshotSettings
-from receipt_chroma.snapshots.stats import SnapshotStats
-from receipt_chroma.snapshots.versions import new_version_id
+from receipt_chroma.compaction import CompactionCycle, CycleResult, EFSSnapshotManager
+from receipt_chroma.snapshots import (
+    CacheTier,
+    DeleteFence,
+    EfsCopy,
+    SnapshotSettings,
+    SnapshotStats,
+    admin,
+    new_version_id,
+)
 from receipt_compaction_tools.testing.factories import IMAGE_ID, make_metadata
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_compaction_tools.testing.world import CompactionWorld

@@ -24,19 +24,23 @@ from chromadb.config import Settings
 
 from receipt_chroma import ChromaClient
 from receipt_chroma.archive import create_tarball
-from receipt_chroma.compaction import CycleResult, FailureCause
-from receipt_chroma.compaction.lease import LockManager
+from receipt_chroma.compaction import CycleResult, FailureCause, LockManager
 from receipt_chroma.exceptions import SnapshotUnavailableError
 from receipt_chroma.ids import word_vector_id
-from receipt_chroma.snapshots import admin
-from receipt_chroma.snapshots.base import open_base
-from receipt_chroma.snapshots.fence import DeleteFence
-from receipt_chroma.snapshots.publisher import prepare_directory, swap_pointer, write_version
-from receipt_chroma.snapshots.retention import apply_retention
-from receipt_chroma.snapshots.s3_store import S3SnapshotStore
-from receipt_chroma.snapshots.service import CollectionSnapshots, SnapshotSettings
-from receipt_chroma.snapshots.stats import SnapshotStats
-from receipt_chroma.snapshots.versions import new_version_id
+from receipt_chroma.snapshots import (
+    CollectionSnapshots,
+    DeleteFence,
+    S3SnapshotStore,
+    SnapshotSettings,
+    SnapshotStats,
+    admin,
+    apply_retention,
+    new_version_id,
+    open_base,
+    prepare_directory,
+    swap_pointer,
+    write_version,
+)
 from receipt_compaction_tools.testing.factories import IMAGE_ID, OTHER_IMAGE_ID, make_metadata
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_compaction_tools.testing.world import CompactionWorld

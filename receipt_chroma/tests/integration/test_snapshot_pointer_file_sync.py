@@ -12,14 +12,12 @@ import boto3
 import pytest
 
 from receipt_chroma.compaction import CompactionCycle
+from receipt_chroma.snapshots import DeleteFence, SnapshotSettings, SnapshotStats
 from receipt_chroma.snapshots.derived_caches import (
     holder_fence,
     refresh_pointer_file,
     repair_derived_caches,
 )
-from receipt_chroma.snapshots.fence import DeleteFence
-from receipt_chroma.snapshots.service import SnapshotSettings
-from receipt_chroma.snapshots.stats import SnapshotStats
 from receipt_compaction_tools.testing.factories import IMAGE_ID, make_metadata
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_compaction_tools.testing.world import CompactionWorld

@@ -20,7 +20,7 @@ import boto3
 import pytest
 import zstandard
 
-from receipt_chroma.compaction.cycle import CompactionCycle
+from receipt_chroma.compaction import CompactionCycle
 from receipt_chroma.exceptions import SnapshotVersionCorruptError
 from receipt_chroma.reader import (
     NoPointerError,
@@ -31,9 +31,7 @@ from receipt_chroma.reader import (
     VersionCheckError,
 )
 from receipt_chroma.reader import snapshot_reader as snapshot_reader_module
-from receipt_chroma.snapshots.hnsw import HnswPolicy
-from receipt_chroma.snapshots.s3_store import S3SnapshotStore
-from receipt_chroma.snapshots.service import SnapshotSettings
+from receipt_chroma.snapshots import HnswPolicy, S3SnapshotStore, SnapshotSettings
 from receipt_compaction_tools.testing.factories import IMAGE_ID, make_metadata
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_compaction_tools.testing.world import CompactionWorld

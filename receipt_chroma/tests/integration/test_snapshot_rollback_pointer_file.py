@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from receipt_chroma.compaction.lease import LockManager
+from receipt_chroma.compaction import LockManager
+from receipt_chroma.snapshots import S3SnapshotStore
 from receipt_chroma.snapshots.admin import rollback
-from receipt_chroma.snapshots.s3_store import S3SnapshotStore
 from receipt_compaction_tools.testing.factories import IMAGE_ID, make_metadata
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_compaction_tools.testing.world import CompactionWorld

@@ -15,13 +15,15 @@ import boto3
 import pytest
 
 from receipt_chroma.compaction import CompactionCycle, CycleResult
-from receipt_chroma.snapshots.fence import DeleteFence
-from receipt_chroma.snapshots.hnsw import HnswPolicy
-from receipt_chroma.snapshots.models import CacheTier
-from receipt_chroma.snapshots.retention import apply_retention
-from receipt_chroma.snapshots.s3_store import S3SnapshotStore
-from receipt_chroma.snapshots.service import SnapshotSettings
-from receipt_chroma.snapshots.versions import new_version_id
+from receipt_chroma.snapshots import (
+    CacheTier,
+    DeleteFence,
+    HnswPolicy,
+    S3SnapshotStore,
+    SnapshotSettings,
+    apply_retention,
+    new_version_id,
+)
 from receipt_compaction_tools.testing.factories import IMAGE_ID, make_metadata
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_compaction_tools.testing.world import CompactionWorld, read_snapshot

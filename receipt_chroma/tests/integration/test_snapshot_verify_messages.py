@@ -16,11 +16,14 @@ from receipt_chroma.exceptions import (
     SnapshotCheckError,
     SnapshotVersionCorruptError,
 )
-from receipt_chroma.snapshots import admin
-from receipt_chroma.snapshots.manifest import FileEntry, Manifest
-from receipt_chroma.snapshots.s3_store import S3SnapshotStore
-from receipt_chroma.snapshots.service import SnapshotSettings
-from receipt_chroma.snapshots.versions import new_version_id
+from receipt_chroma.snapshots import (
+    FileEntry,
+    Manifest,
+    S3SnapshotStore,
+    SnapshotSettings,
+    admin,
+    new_version_id,
+)
 from receipt_compaction_tools.testing.factories import IMAGE_ID
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_compaction_tools.testing.world import CompactionWorld

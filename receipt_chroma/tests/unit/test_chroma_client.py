@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from receipt_chroma import ChromaClient, ChromaClientError
+from receipt_chroma import ChromaClient
+from receipt_chroma.exceptions import ChromaClientError
 from receipt_compaction_tools.testing.synthetic import embedding_for
 
 

@@ -19,9 +19,9 @@ from receipt_chroma.compaction import (
     reconstruct_label_metadata,
     remove_receipt_metadata,
     remove_word_labels,
+    update_receipt_metadata,
     update_word_labels,
 )
-from receipt_chroma.compaction.operations import update_receipt_metadata
 from receipt_chroma.exceptions import OperationError
 from receipt_chroma.ids import VectorKey
 from receipt_compaction_tools.testing.factories import IMAGE_ID as IMAGE

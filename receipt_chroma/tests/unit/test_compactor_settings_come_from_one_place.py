@@ -16,13 +16,13 @@ import pytest
 
 import receipt_chroma
 from receipt_chroma.chroma_server import ChromaServer
-from receipt_chroma.compaction.config import (
+from receipt_chroma.compaction import (
     CompactionConfig,
     chroma_server_from_env,
     snapshot_settings_from_env,
 )
-from receipt_chroma.settings import CHROMA_SINKS, SinkKind
 from receipt_dynamo.testing import environment_reads, settings_resolvers
+from receipt_dynamo_stream.compactor_defaults import CHROMA_SINKS, SinkKind
 from receipt_dynamo_stream.exceptions import ConfigurationError
 
 PACKAGE_DIR = Path(receipt_chroma.__file__).parent

@@ -34,10 +34,9 @@ from test_convergence_model import aws, sample_settings
 
 from receipt_chroma.chroma_http import RetryPolicy
 from receipt_chroma.chroma_server import ChromaServer
-from receipt_chroma.compaction.config import SinkKind
-from receipt_chroma.settings import CHROMA_DATABASE
 from receipt_compaction_tools.local.chroma_server import LocalChromaServer
 from receipt_compaction_tools.testing.published import PublishedRecord, read_server_collection
+from receipt_dynamo_stream.compactor_defaults import CHROMA_DATABASE, SinkKind
 
 __all__ = ["aws"]  # the fixture, shared with the snapshot variant
 

@@ -5,20 +5,15 @@ from __future__ import annotations
 
 import json
 
-from receipt_chroma import (
-    CacheTier,
-    CollectionUpdateResult,
-    CycleResult,
-    FailureCause,
-    MessageFailure,
-    RunMergeResult,
-)
+from receipt_chroma import CycleResult, MessageFailure
+from receipt_chroma.compaction import CollectionUpdateResult, FailureCause, RunMergeResult
 from receipt_chroma.lambda_support import (
     CycleMetric,
     VisibilityReset,
     cycle_log_fields,
     cycle_metrics,
 )
+from receipt_chroma.snapshots import CacheTier
 from receipt_dynamo import ChromaDBCollection
 from receipt_dynamo_stream import StreamMessage
 

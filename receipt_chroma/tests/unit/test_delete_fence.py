@@ -15,9 +15,9 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from receipt_chroma.compaction.efs_snapshot_manager import EFSSnapshotManager
+from receipt_chroma.compaction import EFSSnapshotManager
+from receipt_chroma.snapshots import S3SnapshotStore
 from receipt_chroma.snapshots.fence import DeleteFence, call_budget
-from receipt_chroma.snapshots.s3_store import S3SnapshotStore
 from receipt_dynamo.exceptions import LeaseLostError
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)

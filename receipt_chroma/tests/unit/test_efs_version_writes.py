@@ -12,12 +12,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from receipt_chroma.compaction.efs_snapshot_manager import EFSSnapshotManager
+from receipt_chroma.compaction import EFSSnapshotManager
+from receipt_chroma.snapshots import DeleteFence, Manifest, SnapshotStats
 from receipt_chroma.snapshots.efs_tier import store_on_efs
-from receipt_chroma.snapshots.fence import DeleteFence
 from receipt_chroma.snapshots.files import directory_entries
-from receipt_chroma.snapshots.manifest import Manifest
-from receipt_chroma.snapshots.stats import SnapshotStats
 
 OLDER = "20261207_100000_000000_aaaaaaaa"
 NEWER = "20261207_110000_000000_bbbbbbbb"

@@ -6,9 +6,12 @@ import receipt_chroma
 import receipt_dynamo_stream
 from receipt_chroma import ChromaClient
 from receipt_chroma.compaction import merge_compaction_deltas, update_receipt_metadata
-from receipt_chroma.stream import get_chromadb_relevant_changes
-from receipt_chroma.stream.change_detector import CHROMADB_RELEVANT_FIELDS
-from receipt_chroma.stream.models import FieldChange, StreamMessage
+from receipt_chroma.stream import (
+    CHROMADB_RELEVANT_FIELDS,
+    FieldChange,
+    StreamMessage,
+    get_chromadb_relevant_changes,
+)
 
 
 def test_stream_api_is_re_exported_not_redefined() -> None:
@@ -35,3 +38,20 @@ def test_root_exports_the_client_and_the_compaction_api() -> None:
     assert receipt_chroma.ChromaClient is ChromaClient
     assert receipt_chroma.merge_compaction_deltas is merge_compaction_deltas
     assert receipt_chroma.update_receipt_metadata is update_receipt_metadata
+
+
+def test_every_public_name_is_bound_when_its_package_is_imported() -> None:
+    # No module-level __getattr__: what __all__ lists is in the module's namespace at once.
+    import receipt_chroma.compaction
+    import receipt_chroma.reader
+    import receipt_chroma.snapshots
+
+    for package in (
+        receipt_chroma,
+        receipt_chroma.compaction,
+        receipt_chroma.reader,
+        receipt_chroma.snapshots,
+    ):
+        assert "__getattr__" not in vars(package), package.__name__
+        missing = [name for name in package.__all__ if name not in vars(package)]
+        assert missing == [], f"{package.__name__} lists unbound names {missing}"

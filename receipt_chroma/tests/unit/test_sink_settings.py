@@ -15,15 +15,16 @@ from chromadb.errors import InvalidArgumentError, RateLimitError
 from receipt_chroma.chroma_client import _batches
 from receipt_chroma.chroma_http import RetryPolicy, unreachable
 from receipt_chroma.chroma_server import TOKEN_HEADER, ChromaServer, forget_tokens, read_token
-from receipt_chroma.compaction.config import CompactionConfig, SinkKind
-from receipt_chroma.compaction.models import (
+from receipt_chroma.compaction import (
     CollectionUpdateResult,
+    CompactionConfig,
     MessageFailure,
     RunMergeResult,
 )
 from receipt_chroma.compaction.sinks import combine
 from receipt_chroma.exceptions import SinkUnavailableError
 from receipt_dynamo import ChromaDBCollection
+from receipt_dynamo_stream.compactor_defaults import SinkKind
 from receipt_dynamo_stream.exceptions import ConfigurationError
 
 BASE = {"DYNAMODB_TABLE_NAME": "t", "CHROMADB_BUCKET": "b"}

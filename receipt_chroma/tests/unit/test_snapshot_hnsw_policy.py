@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from receipt_chroma import ChromaClient
-from receipt_chroma.snapshots.check import check_snapshot
+from receipt_chroma.snapshots import check_snapshot
 from receipt_chroma.snapshots.database import compact_database
 from receipt_chroma.snapshots.files import directory_entries
 from receipt_chroma.snapshots.hnsw import (

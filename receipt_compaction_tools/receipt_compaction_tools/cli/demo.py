@@ -16,8 +16,8 @@ from typing import Any
 
 from receipt_chroma.chroma_client import ChromaClient, ClientCollection
 from receipt_chroma.chroma_server import ChromaServer
-from receipt_chroma.compaction.config import chroma_server_from_env
-from receipt_chroma.snapshots.s3_store import S3SnapshotStore
+from receipt_chroma.compaction import chroma_server_from_env
+from receipt_chroma.snapshots import S3SnapshotStore
 from receipt_compaction_tools.aws.local_aws import LocalAwsServer
 from receipt_compaction_tools.cli.settings import LOCAL_CREDENTIALS, is_local
 from receipt_compaction_tools.local.chroma_server import LocalChromaServer

@@ -34,7 +34,7 @@ from receipt_compaction_tools.cli.settings import (
 if TYPE_CHECKING:
     from receipt_chroma.chroma_client import ChromaClient
     from receipt_chroma.reader import SnapshotReader
-    from receipt_chroma.snapshots.s3_store import S3SnapshotStore
+    from receipt_chroma.snapshots import S3SnapshotStore
 
 
 def snapshot_reader(
@@ -76,8 +76,7 @@ def private_copy(
     exit: for a command that only reads its files (``status --deep``), without opening
     Chroma or taking the query reader's directory. Files of ``reuse_dir`` named by their
     sha256 are used instead of downloading them."""
-    from receipt_chroma.snapshots.models import LocalFile
-    from receipt_chroma.snapshots.reader import read_version
+    from receipt_chroma.snapshots import LocalFile, read_version
     from receipt_compaction_tools.cli.snapshot_access import store
 
     reuse = (
@@ -164,7 +163,7 @@ def command_query(args: argparse.Namespace, out: Output) -> None:
     vector = read_vector(Path(args.vector)) if args.vector else None
     with ExitStack() as opened:
         if args.host:
-            from receipt_chroma.compaction.config import chroma_server_from_env
+            from receipt_chroma.compaction import chroma_server_from_env
 
             # The rest of the connection (tenant, database, TLS, the token's secret) as the
             # compactor reads it (contract §8 CHROMA_* variables).

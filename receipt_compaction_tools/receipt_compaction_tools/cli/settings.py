@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from receipt_chroma import settings as defaults
 from receipt_compaction_tools.cli.exceptions import UsageError
+from receipt_dynamo_stream import compactor_defaults as defaults
 
 # How long a command may wait on an endpoint that does not answer (--timeout).
 DEFAULT_TIMEOUT_SECONDS = 15.0

@@ -17,7 +17,6 @@ import json
 import os
 from typing import IO, Any
 
-from receipt_chroma import settings as defaults
 from receipt_compaction_tools.cli import clients
 from receipt_compaction_tools.cli.exceptions import OperationFailed
 from receipt_compaction_tools.cli.output import Output, progress, render_mapping
@@ -31,6 +30,7 @@ from receipt_compaction_tools.cli.settings import (
     positive_float,
     positive_int,
 )
+from receipt_dynamo_stream import compactor_defaults as defaults
 
 ACTIONS = {
     "seed": "load the published snapshot into the empty server collection (under the lease)",
@@ -94,7 +94,7 @@ SERVER_SETTINGS = (
 def _server(args: argparse.Namespace) -> Any:
     """The server the flags (else the compactor's variables) name, every call bounded by
     the command's --timeout; CHROMA_RETRY_ATTEMPTS applies as it does to the compactor."""
-    from receipt_chroma.compaction.config import chroma_server_from_env
+    from receipt_chroma.compaction import chroma_server_from_env
 
     settings = {
         "CHROMA_HOST": CHROMA_HOST.value(args, required=True),

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from receipt_chroma import settings as defaults
 from receipt_compaction_tools.cli import clients
 from receipt_compaction_tools.cli.exceptions import UsageError
 from receipt_compaction_tools.cli.settings import BUCKET, CHROMA_ROOT, Setting, positive_float
+from receipt_dynamo_stream import compactor_defaults as defaults
 
 LOCK_WAIT = Setting(
     "lock_wait",
@@ -46,7 +46,7 @@ def efs(args: argparse.Namespace, collection: str) -> Any:
     root = CHROMA_ROOT.value(args)
     if not root:
         return None
-    from receipt_chroma.compaction.efs_snapshot_manager import EFSSnapshotManager
+    from receipt_chroma.compaction import EFSSnapshotManager
 
     return EFSSnapshotManager(Path(root), collection)
 
@@ -54,7 +54,7 @@ def efs(args: argparse.Namespace, collection: str) -> Any:
 def lease(dynamo: Any, collection: str) -> Any:
     """The collection's lease, waited for as long as the compactor waits
     (``LOCK_WAIT_SECONDS``, 60) when a cycle holds it."""
-    from receipt_chroma.compaction.lease import LockManager
+    from receipt_chroma.compaction import LockManager
 
     environment = argparse.Namespace()
     wait = LOCK_WAIT.value(environment)
@@ -76,7 +76,7 @@ def lease(dynamo: Any, collection: str) -> Any:
 
 def store(args: argparse.Namespace, collection: str) -> Any:
     """The collection's snapshots in the bucket, through the command's bounded client."""
-    from receipt_chroma.snapshots.s3_store import S3SnapshotStore
+    from receipt_chroma.snapshots import S3SnapshotStore
 
     return S3SnapshotStore(clients.aws(args, "s3"), BUCKET.value(args, required=True), collection)
 

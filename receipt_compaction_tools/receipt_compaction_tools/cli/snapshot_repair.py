@@ -46,7 +46,7 @@ def _retained_versions(dynamo: Any, collection: str) -> Callable[[], list[str]]:
 
 
 def repair_collection(args: argparse.Namespace, collection: str) -> dict[str, Any]:
-    from receipt_chroma.snapshots.repair import repair
+    from receipt_chroma.snapshots import repair
 
     dynamo = clients.dynamo(args)
     snapshots = store(args, collection)

@@ -64,7 +64,7 @@ def _list(args: argparse.Namespace, collection: str) -> dict[str, Any]:
 
 def _refuse_unless_verifies(snapshots: Any, collection: str, version: str) -> None:
     """What verify would say (exit 1) about a retained version, before anything changes."""
-    from receipt_chroma.snapshots.audit import audit
+    from receipt_chroma.snapshots import audit
 
     checked = audit(
         snapshots,
@@ -130,7 +130,7 @@ def _rollback(args: argparse.Namespace, collection: str) -> dict[str, Any]:
 
 
 def _flush(args: argparse.Namespace, collection: str) -> dict[str, Any]:
-    from receipt_chroma.compaction.config import snapshot_settings_from_env
+    from receipt_chroma.compaction import snapshot_settings_from_env
     from receipt_chroma.snapshots import admin
 
     dynamo = clients.dynamo(args)

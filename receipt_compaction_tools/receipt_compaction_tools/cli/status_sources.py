@@ -163,7 +163,7 @@ def version_health(
     args: argparse.Namespace, collection: str, pointer: Any, keep_dir: Path | None
 ) -> dict[str, Any]:
     """Whether each retained version verifies (see the module's docstring)."""
-    from receipt_chroma.snapshots.audit import audit
+    from receipt_chroma.snapshots import audit
     from receipt_compaction_tools.cli.snapshot_access import store
 
     snapshots = store(args, collection)

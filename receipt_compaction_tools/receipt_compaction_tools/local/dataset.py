@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from receipt_chroma.compaction.deltas import produce_compaction_run
+from receipt_chroma.compaction import produce_compaction_run
 from receipt_compaction_tools.testing.factories import make_label, make_metadata
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_dynamo import DynamoClient, ReceiptMetadata, ReceiptWordLabel

@@ -29,7 +29,7 @@ from typing import Any
 
 import boto3
 
-from receipt_chroma.compaction.deltas import write_delta
+from receipt_chroma.compaction import write_delta
 from receipt_compaction_tools.aws.local_aws import LocalAwsServer
 from receipt_compaction_tools.local.chroma_server import LocalChromaServer
 from receipt_compaction_tools.local.environment import environment

@@ -19,7 +19,7 @@ from typing import Any
 
 import boto3
 
-from receipt_chroma.compaction.deltas import produce_compaction_run
+from receipt_chroma.compaction import produce_compaction_run
 from receipt_compaction_tools.local.delivery_ledger import DeliveryLedger, QueueTiming, summarise
 from receipt_compaction_tools.local.pump import LambdaPump
 from receipt_compaction_tools.local.queue_consumer import QueueChaos

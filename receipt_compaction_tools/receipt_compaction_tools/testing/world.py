@@ -18,15 +18,19 @@ import boto3
 
 from receipt_chroma.chroma_client import ChromaClient, ClientCollection
 from receipt_chroma.chroma_server import ChromaServer
-from receipt_chroma.compaction import CompactionCycle, CycleResult
-from receipt_chroma.compaction.config import CompactionConfig, SinkKind
-from receipt_chroma.compaction.deltas import produce_compaction_run
-from receipt_chroma.snapshots.s3_store import S3SnapshotStore
+from receipt_chroma.compaction import (
+    CompactionConfig,
+    CompactionCycle,
+    CycleResult,
+    produce_compaction_run,
+)
+from receipt_chroma.snapshots import S3SnapshotStore
 from receipt_compaction_tools.aws.streams import StreamReader
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_dynamo import DynamoClient, create_table
 from receipt_dynamo.aws_clients import ClientTimeouts, aws_client
 from receipt_dynamo_stream import StreamMessage, build_messages
+from receipt_dynamo_stream.compactor_defaults import SinkKind
 
 LOCAL_TIMEOUTS = ClientTimeouts(connect_seconds=1, read_seconds=5, max_attempts=2)
 SnapshotContents = dict[str, tuple[dict[str, Any], list[float]]]

@@ -251,7 +251,7 @@ def test_snapshot_list_verify_inspect(
 
 def _crafted_version(bucket: str, body: dict[str, Any]) -> str:
     """A new hash-valid words version with the manifest ``body`` (files re-sorted)."""
-    from receipt_chroma.snapshots.versions import new_version_id
+    from receipt_chroma.snapshots import new_version_id
 
     version = new_version_id()
     files = sorted(body["files"], key=lambda e: e["path"])
@@ -494,7 +494,7 @@ def test_query_on_a_chroma_server(
     chroma_database: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from receipt_chroma.compaction.config import chroma_server_from_env
+    from receipt_chroma.compaction import chroma_server_from_env
 
     server = chroma_server_from_env()  # the fixture's CHROMA_* variables: a fresh database
     ids = [

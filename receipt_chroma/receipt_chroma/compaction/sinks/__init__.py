@@ -4,12 +4,13 @@ the lease and runs the stages; a ``Sink`` opens its collection and commits it.""
 
 from __future__ import annotations
 
-from receipt_chroma.compaction.config import CompactionConfig, SinkKind
+from receipt_chroma.compaction.config import CompactionConfig
 from receipt_chroma.compaction.sinks.base import Commit, OpenedCollection, Sink
 from receipt_chroma.compaction.sinks.both import combine
 from receipt_chroma.compaction.sinks.server import SERVER_STAGES, ServerSink
 from receipt_chroma.compaction.sinks.snapshot import SnapshotSink
 from receipt_chroma.snapshots.service import CollectionSnapshots
+from receipt_dynamo_stream.compactor_defaults import SinkKind
 from receipt_dynamo_stream.exceptions import ConfigurationError
 
 

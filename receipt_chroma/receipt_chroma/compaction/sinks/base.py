@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from receipt_chroma.chroma_client import ChromaClient
-from receipt_chroma.compaction.config import SinkKind
 from receipt_chroma.snapshots.models import CacheTier
 from receipt_chroma.snapshots.stats import SnapshotStats
 from receipt_dynamo.entities import SnapshotPointer
+from receipt_dynamo_stream.compactor_defaults import SinkKind
 
 if TYPE_CHECKING:
     from receipt_chroma.compaction.lease import LockManager

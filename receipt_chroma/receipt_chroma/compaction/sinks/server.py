@@ -20,11 +20,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from receipt_chroma.chroma_server import ChromaServer
-from receipt_chroma.compaction.config import SinkKind
 from receipt_chroma.compaction.lease import LockManager
 from receipt_chroma.compaction.sinks.base import Commit, OpenedCollection
 from receipt_chroma.exceptions import SinkUnavailableError
 from receipt_chroma.stages import Stage, StageRunner
+from receipt_dynamo_stream.compactor_defaults import SinkKind
 
 SERVER_STAGES = "server_"
 """The prefix of the server sink's stages in timings and traces (``server_apply``)."""

@@ -6,7 +6,6 @@ under the lease (``receipt_chroma.snapshots``).
 from __future__ import annotations
 
 from receipt_chroma.chroma_client import ChromaClient
-from receipt_chroma.compaction.config import SinkKind
 from receipt_chroma.compaction.lease import LockManager
 from receipt_chroma.compaction.sinks.base import Commit, OpenedCollection
 from receipt_chroma.snapshots.base import open_base
@@ -15,6 +14,7 @@ from receipt_chroma.snapshots.publisher import commit_version
 from receipt_chroma.snapshots.service import CollectionSnapshots
 from receipt_chroma.snapshots.stats import SnapshotStats
 from receipt_chroma.stages import Stage, StageRunner
+from receipt_dynamo_stream.compactor_defaults import SinkKind
 
 
 class SnapshotSink:

@@ -20,10 +20,8 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.config import Config
 
-from receipt_chroma.compaction.config import CompactionConfig
-from receipt_chroma.compaction.efs_snapshot_manager import EFSSnapshotManager
-from receipt_chroma.compaction.lease import LockManager
-from receipt_chroma.snapshots.service import SnapshotSettings
+from receipt_chroma.compaction import CompactionConfig, EFSSnapshotManager, LockManager
+from receipt_chroma.snapshots import SnapshotSettings
 from receipt_compaction_tools.local.chroma_server import LocalChromaServer
 from receipt_compaction_tools.testing import spec_oracle as oracle
 from receipt_compaction_tools.testing.explorer.deltas import DeltaStore

@@ -1,6 +1,8 @@
 """Defaults of the compactor's settings (contract §8) and the names of its sinks: the one
-place the compactor, the Pulumi program and the tools take them from. Importing this
-module imports nothing heavy. ``receipt_chroma.compaction.config`` reads the variables.
+place the compactor, the Pulumi program and the tools take them from. They live in the
+light package, which the compactor imports anyway, so that the Pulumi program and the
+tools' settings read them without loading chromadb. ``receipt_chroma.compaction.config``
+reads the variables.
 """
 
 from __future__ import annotations

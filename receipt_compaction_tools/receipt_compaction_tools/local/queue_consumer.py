@@ -153,6 +153,7 @@ class QueueConsumer:
             self.stats.queue_invocations[collection] += 1
             self.stats.messages_received[collection] += len(messages)
             output = io.StringIO()
+            invoked = time.time()
             with redirect_stdout(output):
                 response = self.handler.lambda_handler(
                     self._event(collection, messages), self.context
@@ -161,7 +162,9 @@ class QueueConsumer:
             self.stats.cycles += cycles_from_metrics(output.getvalue())
             failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
             if self.freshness is not None:
-                self.freshness.record_outcome(collection, messages, failed, returned)
+                self.freshness.record_outcome(
+                    collection, messages, failed, invoked=invoked, returned=returned
+                )
             self.stats.messages_failed[collection] += len(failed)
             unapplied = self.stats.unapplied.setdefault(collection, set())
             unapplied.difference_update(m["MessageId"] for m in messages)

@@ -238,7 +238,7 @@ def fetch_deltas(
             work_dir=Path(tmp),
             reader=reader or shared_delta_reader(),
         )
-        yield FetchedDeltas(targets, fetch, keep=keep)
+        yield FetchedDeltas(targets, fetch, keep=keep, workers=fetch.workers)
 
 
 def merge_fetched(

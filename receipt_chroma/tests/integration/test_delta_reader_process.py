@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 import tarfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -152,6 +153,69 @@ def test_a_helper_that_stops_answering_is_killed_and_the_next_read_starts_a_new_
     assert sorted(r.id for r in records) == sorted(r[0] for r in receipt.word_records())
     assert reader.alive
     assert reader.pid != stuck  # read by a new helper, not in-process
+    reader.close()
+
+
+def _load_in_threads(
+    reader: DeltaReaderProcess, requests: list[DeltaReadRequest], stagger: float = 0.0
+) -> list[list[str] | Exception]:
+    """Each request's record ids (or its error), every read waiting on the helper at once."""
+    results: list[list[str] | Exception] = [[] for _ in requests]
+
+    def read(index: int) -> None:
+        try:
+            results[index] = sorted(r.id for r in reader.load(requests[index]))
+        except Exception as error:
+            results[index] = error
+
+    threads = [threading.Thread(target=read, args=(n,)) for n in range(len(requests))]
+    for thread in threads:
+        thread.start()
+        time.sleep(stagger)
+    for thread in threads:
+        thread.join(timeout=60)
+    return results
+
+
+def test_reads_sent_together_each_get_their_own_delta(
+    bucket: str, helper: DeltaReaderProcess, tmp_path: Path
+) -> None:
+    receipts = [SyntheticReceipt(IMAGE_ID, 1, lines=n, dimension=8) for n in range(1, 6)]
+    requests = []
+    for n, receipt in enumerate(receipts):
+        prefix = write_delta(receipt.word_records(), "words", bucket=bucket, run_id=f"t{n}")
+        requests.append(_request(tmp_path / f"t{n}", f"t{n}", _url(f"{prefix}{DELTA_TARBALL}")))
+    pid = helper.pid
+
+    results = _load_in_threads(helper, requests)
+
+    assert results == [sorted(r[0] for r in receipt.word_records()) for receipt in receipts]
+    assert helper.alive
+    assert helper.pid == pid
+
+
+def test_reads_queued_behind_a_stuck_one_are_read_by_a_new_helper(
+    bucket: str, tmp_path: Path
+) -> None:
+    reader = DeltaReaderProcess()
+    assert reader.wait_ready()
+    # Long enough for the new helper's imports, which its first answer includes.
+    reader.answer_timeout_seconds = 6.0
+    stuck = reader.pid
+    receipts = [SyntheticReceipt(IMAGE_ID, 1, lines=n, dimension=8) for n in (2, 3)]
+    with SilentEndpoint() as silent:
+        requests = [_request(tmp_path / "s", "stuck", f"{silent.url}/delta.tar.gz")]
+        for n, receipt in enumerate(receipts):
+            prefix = write_delta(receipt.word_records(), "words", bucket=bucket, run_id=f"q{n}")
+            requests.append(_request(tmp_path / f"q{n}", f"q{n}", _url(f"{prefix}{DELTA_TARBALL}")))
+        results = _load_in_threads(reader, requests, stagger=0.2)
+
+    assert isinstance(results[0], DeltaReaderTimeoutError)
+    assert "reading run stuck" in str(results[0])
+    assert results[1:] == [sorted(r[0] for r in receipt.word_records()) for receipt in receipts]
+    assert reader.alive
+    assert reader.pid != stuck
+    assert not _running(stuck)
     reader.close()
 
 

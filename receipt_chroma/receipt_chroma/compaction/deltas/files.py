@@ -10,6 +10,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from receipt_chroma.archive import create_tarball, extract_tarball
 from receipt_chroma.chroma_client import ChromaClient
 from receipt_chroma.compaction.models import DeltaRecord
@@ -87,25 +89,23 @@ def read_delta(
                 f"found {sorted(names)}"
             )
         data = client.get_collection(name).get(include=["embeddings", "documents", "metadatas"])
-    records: list[DeltaRecord] = []
-    embeddings = data["embeddings"] if data["embeddings"] is not None else []
-    documents: list[str | None] = (
-        list(data["documents"]) if data["documents"] else [None] * len(data["ids"])
-    )
-    metadatas: list[Any] = list(data["metadatas"] or [{}] * len(data["ids"]))
-    for vector_id, embedding, document, metadata in zip(
-        data["ids"], embeddings, documents, metadatas, strict=True
-    ):
-        if len(embedding) != dimension:
-            raise DeltaError(
-                f"run {run_id}: {vector_id} has dimension {len(embedding)}, expected {dimension}"
-            )
-        records.append(
-            DeltaRecord(
-                id=vector_id,
-                embedding=embedding,
-                document=document,
-                metadata=dict(metadata or {}),
-            )
+    ids: list[str] = data["ids"]
+    # One float32 block (Chroma stores float32 and hands back float64): half the bytes to
+    # pass from the helper process, and the upsert takes its rows without converting.
+    vectors = np.asarray(data["embeddings"] if ids else np.empty((0, dimension)), dtype=np.float32)
+    if vectors.ndim != 2 or vectors.shape[1] != dimension:
+        raise DeltaError(
+            f"run {run_id}: {ids[0]} has dimension {vectors.shape[-1]}, expected {dimension}"
         )
-    return records
+    documents: list[str | None] = (
+        list(data["documents"]) if data["documents"] else [None] * len(ids)
+    )
+    metadatas: list[Any] = list(data["metadatas"] or [{}] * len(ids))
+    return [
+        DeltaRecord(
+            id=vector_id, embedding=vector, document=document, metadata=dict(metadata or {})
+        )
+        for vector_id, vector, document, metadata in zip(
+            ids, vectors, documents, metadatas, strict=True
+        )
+    ]

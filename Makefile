@@ -11,7 +11,7 @@ PYPROJECTS := pyproject.toml $(addsuffix /pyproject.toml,$(INSTALLED))
 TEST_PATHS := $(wildcard $(addsuffix /tests,$(PACKAGES) receipt_compaction_tools) infra/tests)
 PYTEST_ARGS ?=
 
-.PHONY: install test test-explorer test-unit test-integration lint format typecheck clean package-stream bench demo reliability
+.PHONY: install test test-explorer test-unit test-integration lint format typecheck clean package-stream bench bench-quick demo reliability
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -97,14 +97,15 @@ reliability: install
 package-stream: install
 	$(BIN)/python infra/chromadb_compaction/build_stream_zip.py --output dist/stream_processor.zip
 
-# Benchmarks print JSON with ratios measured side by side in one run.
+# Benchmarks print JSON with ratios measured side by side in one run; bench/run.py runs
+# them one by one, times each against the budget (45 min; on a quiet machine) and writes
+# bench/results/. bench-quick: the same scripts at development sizes (~10 min), written to
+# build/bench-quick/ so they never replace a committed figure.
 bench: install
-	@mkdir -p bench/results
-	$(BIN)/python bench/stream_throughput.py | tee bench/results/stream_throughput.json
-	$(BIN)/python bench/compaction_ops.py | tee bench/results/compaction_ops.json
-	$(BIN)/python bench/compaction_cycle.py | tee bench/results/compaction_cycle.json
-	$(BIN)/python bench/snapshot_cycles.py | tee bench/results/snapshot_cycles.json
-	$(BIN)/python bench/reader_latency.py | tee bench/results/reader_latency.json
+	$(BIN)/python bench/run.py
+
+bench-quick: install
+	$(BIN)/python bench/run.py --quick
 
 clean:
 	rm -rf $(VENV) dist .pytest_cache .mypy_cache .ruff_cache htmlcov .coverage

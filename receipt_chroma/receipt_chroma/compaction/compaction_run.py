@@ -137,8 +137,9 @@ class _UpsertBatch:
 
 
 class _HeldRuns:
-    """Which run's vector each record holds: read from the snapshot once per id, then
-    kept up to date with what this merge adds."""
+    """Which run's vector each record holds, and which metadata keys it may hold: read
+    from the snapshot once per id (the provenance read), then kept up to date with what
+    this merge adds."""
 
     def __init__(
         self, snapshot: ClientCollection, collection: str, merging: frozenset[str]
@@ -147,6 +148,8 @@ class _HeldRuns:
         self.collection = collection
         self.merging = merging  # the runs this merge writes
         self.orders: dict[str, RunOrder | None] = {}
+        # Keys each record held when read, plus every key this merge gave it a value.
+        self.keys: dict[str, set[str]] = {}
 
     def holders(self, runs: Sequence[CompactionRun]) -> dict[str, bool]:
         """Whether each of a receipt's runs counts when its vector is newer. A run counts
@@ -164,7 +167,9 @@ class _HeldRuns:
         if unknown:
             found = metadatas_of(self.snapshot, unknown)
             for record_id in unknown:
-                self.orders[record_id] = held_run_order(found.get(record_id))
+                metadata = found.get(record_id) or {}
+                self.orders[record_id] = held_run_order(metadata)
+                self.keys[record_id] = {k for k, v in metadata.items() if v is not None}
 
     def accepts(self, record_id: str, order: RunOrder, holders: Mapping[str, bool]) -> bool:
         """Whether a run of ``order`` may write the record: it holds no vector, or one of
@@ -173,8 +178,16 @@ class _HeldRuns:
         held = self.orders[record_id]
         return held is None or held <= order or not holders.get(held[1], False)
 
-    def take(self, record_id: str, order: RunOrder) -> None:
+    def take(self, record_id: str, order: RunOrder, metadata: dict[str, Any]) -> dict[str, Any]:
+        """Record that a run of ``order`` writes ``metadata`` onto the record; returns the
+        metadata to send. An absent key is sent as None only when the record may hold it:
+        for any other key it is a no-op that Chroma still validates and stores per record
+        (a new record would carry every merchant and label key as None)."""
         self.orders[record_id] = order
+        held = self.keys[record_id]
+        sent = {k: v for k, v in metadata.items() if v is not None or k in held}
+        held.update(k for k, v in sent.items() if v is not None)
+        return sent
 
 
 # Upsert once this many records wait and the next delta is not read yet: the first write
@@ -323,6 +336,6 @@ def _add_run(
         key = parse_vector_id(record.id, collection)
         text = record.metadata.get("text")
         text = text if isinstance(text, str) else (record.document or "")
-        batch.add(record, text, record_metadata(key, text, rows, labels, run))
-        held.take(record.id, order)
+        metadata = record_metadata(key, text, rows, labels, run)
+        batch.add(record, text, held.take(record.id, order, metadata))
         result.merged_vectors += 1

@@ -186,6 +186,45 @@ def test_newer_run_wins_the_ids_it_holds_in_either_order(env: Env, order: str) -
         assert stored.words_state is CompactionState.COMPLETED
 
 
+def test_a_merge_onto_existing_records_removes_keys_the_rows_no_longer_give(env: Env) -> None:
+    """A record merged again (a newer run) holds exactly the keys of the current rows: the
+    merchant and label keys it held are deleted once their rows are gone, while new
+    records never carry empty keys."""
+    receipt = SyntheticReceipt(IMAGE_ID, 1, dimension=DIM)
+    env.table.client.put_receipt_metadata(make_metadata(IMAGE_ID, 1))
+    env.table.client.put_receipt_word_label(
+        make_label(IMAGE_ID, 1, 1, 1, "TOTAL", validation_status="VALID")
+    )
+    first = env.add_receipt(receipt, "run-1")
+    env.process("words", env.messages("INSERT", "words", new=first))
+    labelled = word_vector_id(IMAGE_ID, 1, 1, 1)
+    assert env.records("words")[labelled]["valid_labels_array"] == ["TOTAL"]
+    env.table.client.delete_receipt_metadata(IMAGE_ID, 1)
+    env.table.client.delete_receipt_word_label(IMAGE_ID, 1, 1, 1, "TOTAL")
+    second = produce_compaction_run(
+        env.table.client,
+        image_id=IMAGE_ID,
+        receipt_id=1,
+        run_id="run-2",
+        lines=receipt.line_records(),
+        words=receipt.word_records()[:3],  # a partial delta: the other records stay run-1's
+        bucket=BUCKET,
+    )
+
+    result = env.process("words", env.messages("INSERT", "words", new=second))
+
+    assert [(r.run_id, r.merged_vectors) for r in result.runs] == [("run-2", 3)]
+    records = env.records("words")
+    base = {"image_id", "receipt_id", "line_id", "word_id", "text"}
+    provenance = {"embedding_run_id", "embedding_created_at"}
+    for record_id, _, _, _ in receipt.word_records()[:3]:
+        assert set(records[record_id]) == base | provenance
+        assert records[record_id]["embedding_run_id"] == "run-2"
+    held = records[receipt.word_records()[3][0]]
+    assert held["embedding_run_id"] == "run-1"
+    assert "merchant_name" in held  # not merged again: metadata messages rewrite it
+
+
 def test_metadata_messages_rewrite_merchant_keys_from_the_current_row(env: Env) -> None:
     run = env.add_receipt(SyntheticReceipt(IMAGE_ID, 1, dimension=DIM), "run-1")
     env.process("lines", env.messages("INSERT", "lines", new=run))

@@ -39,7 +39,7 @@ FETCH_AHEAD = 8  # deltas fetched ahead of the upserts, bounding memory
 # while an upsert holds this process's GIL, and its answers are taken off the pipe only
 # once the upsert returns (milliseconds each). Without the wait every write would be the
 # smallest batch (each call has a fixed cost).
-READY_WAIT_SECONDS = 0.05
+READY_WAIT_SECONDS = 0.02
 URL_RETRY_SECONDS = 300  # after S3 proved unreachable by URL, the S3 API alone this long
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow(seconds=30)]
 
 REPO = Path(__file__).resolve().parents[3]
 LAMBDAS = REPO / "infra" / "chromadb_compaction" / "lambdas"

@@ -120,7 +120,7 @@ def queues(mocked_aws: None, monkeypatch: pytest.MonkeyPatch) -> Queues:
     return Queues(urls, sqs)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=75)
 @settings(
     max_examples=2000,
     deadline=None,

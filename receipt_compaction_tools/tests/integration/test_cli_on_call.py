@@ -43,7 +43,7 @@ from receipt_compaction_tools.testing.factories import make_compaction_run
 from receipt_dynamo import DynamoClient
 from receipt_dynamo_stream import UnparseableRecordError, park_records
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow(seconds=40)]
 
 __all__ = ["exports", "shell"]  # the fixtures, from the stack's module
 

@@ -12,7 +12,7 @@ import pytest
 from receipt_compaction_tools.local.reliability import SCENARIOS, run_suite
 
 # ~2 minutes on an idle 2-core machine: room above the suite's 300 s default for a busy one.
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow(seconds=180), pytest.mark.timeout(900)]
 
 
 def test_reliability_subset(tmp_path: Path) -> None:
@@ -31,21 +31,3 @@ def test_reliability_subset(tmp_path: Path) -> None:
     crashes = report["scenarios"]["crashes"]
     assert crashes["kills"]["stream_pump"] > 0, crashes
     assert crashes["kills"]["compactor"] > 0, crashes
-
-
-def test_reliability_subset_with_a_chroma_server_as_the_sink(tmp_path: Path) -> None:
-    """Contract §12: the sustained-load and crash scenarios against a real ``chroma run``
-    — the server's collections must converge to what the oracle derives from the table."""
-    only = ["sustained_load", "crashes"]
-    report = run_suite("ci", tmp_path, only, jobs=2, sink="server")
-    assert report["sink"] == "server"
-    assert set(report["scenarios"]) == set(only)
-    for name, result in report["scenarios"].items():
-        assert result["sink"] == "server", (name, result)
-        assert (result.get("missing"), result.get("extra"), result.get("stale")) == (0, 0, 0), (
-            name,
-            result,
-        )
-        assert result["records"] > 0, (name, result)
-        assert result["passed"], (name, result)
-    assert report["scenarios"]["crashes"]["kills"]["compactor"] > 0

@@ -175,6 +175,9 @@ class DeltaReaderProcess:
         self._sent: deque[_Ticket] = deque()
         self._receiving = False
         self._fallback = InProcessDeltaReader()
+        # Reads queued on a helper that died fall back one at a time (as many threads
+        # wait on the helper as deltas are fetched ahead).
+        self._fallback_lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
         self._replace_on_next_read = False
         self._start()
@@ -217,7 +220,8 @@ class DeltaReaderProcess:
     def load(self, request: DeltaReadRequest) -> list[DeltaRecord]:
         reply = self._call(request)
         if reply is None:
-            return self._fallback.load(request)
+            with self._fallback_lock:
+                return self._fallback.load(request)
         succeeded, payload = reply
         if succeeded:
             return list(payload)

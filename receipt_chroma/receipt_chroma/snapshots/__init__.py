@@ -7,7 +7,7 @@ passed in (``EfsTier``, ``Lease``). ``__all__`` is the public API; the modules' 
 names are internals.
 """
 
-from receipt_chroma.snapshots.audit import Audit, audit
+from receipt_chroma.snapshots.audit import Audit, audit_versions
 from receipt_chroma.snapshots.base import open_base
 from receipt_chroma.snapshots.check import SnapshotCheck, check_snapshot
 from receipt_chroma.snapshots.derived_caches import refresh_pointer_file
@@ -15,12 +15,11 @@ from receipt_chroma.snapshots.fence import DeleteFence
 from receipt_chroma.snapshots.hnsw import (
     HnswPolicy,
     IndexState,
-    apply_flush_policy,
     flush_index,
     index_state,
 )
 from receipt_chroma.snapshots.manifest import FileEntry, Manifest
-from receipt_chroma.snapshots.models import CacheTier, EfsCopy, LocalFile
+from receipt_chroma.snapshots.models import CacheTier, LocalFile
 from receipt_chroma.snapshots.publisher import (
     prepare_directory,
     publish,
@@ -28,7 +27,7 @@ from receipt_chroma.snapshots.publisher import (
     write_version,
 )
 from receipt_chroma.snapshots.reader import VersionRead, read_version
-from receipt_chroma.snapshots.repair import RepairReport, repair
+from receipt_chroma.snapshots.repair import RepairReport, repair_versions
 from receipt_chroma.snapshots.retention import RetentionReport, apply_retention
 from receipt_chroma.snapshots.s3_store import S3SnapshotStore
 from receipt_chroma.snapshots.service import CollectionSnapshots, Lease, SnapshotSettings
@@ -41,7 +40,6 @@ __all__ = [
     "CacheTier",
     "CollectionSnapshots",
     "DeleteFence",
-    "EfsCopy",
     "FileEntry",
     "HnswPolicy",
     "IndexState",
@@ -56,9 +54,8 @@ __all__ = [
     "SnapshotStats",
     "VersionRead",
     "WorkingCopy",
-    "apply_flush_policy",
     "apply_retention",
-    "audit",
+    "audit_versions",
     "check_snapshot",
     "flush_index",
     "index_state",
@@ -68,7 +65,7 @@ __all__ = [
     "publish",
     "read_version",
     "refresh_pointer_file",
-    "repair",
+    "repair_versions",
     "swap_pointer",
     "version_time",
     "write_version",

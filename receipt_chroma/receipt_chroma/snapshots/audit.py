@@ -84,7 +84,7 @@ def list_objects(store: S3SnapshotStore) -> dict[str, str]:
     return found
 
 
-def audit(
+def audit_versions(
     store: S3SnapshotStore,
     versions: Sequence[str],
     *,

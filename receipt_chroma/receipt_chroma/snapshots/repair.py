@@ -31,7 +31,7 @@ from receipt_chroma.exceptions import (
     SnapshotVersionCorruptError,
     SnapshotVersionMissingError,
 )
-from receipt_chroma.snapshots.audit import Audit, DamagedObject, VersionAudit, audit
+from receipt_chroma.snapshots.audit import Audit, DamagedObject, VersionAudit, audit_versions
 from receipt_chroma.snapshots.files import BLOCK, sha256_file
 from receipt_chroma.snapshots.manifest import FileEntry
 from receipt_chroma.snapshots.s3_errors import precondition_failed
@@ -168,7 +168,7 @@ class RepairReport:
         return all(self.version_state(v) != "damaged" for v in self.audit.versions)
 
 
-def repair(
+def repair_versions(
     store: S3SnapshotStore,
     *,
     retained_versions: Callable[[], Sequence[str]],
@@ -179,7 +179,7 @@ def repair(
     """Read every object of the retained versions back (outside the lease: objects change
     only under it), look for local copies of the damaged ones, then restore them under
     the lease (``dry_run``: only say what would be restored)."""
-    checked = audit(store, retained_versions(), deep=True)
+    checked = audit_versions(store, retained_versions(), deep=True)
     damaged = list(checked.damaged.values())
     searched = [str(d) for d in directories if d.is_dir()]
     sources = find_local_copies(damaged, [Path(d) for d in searched]) if damaged else {}

@@ -20,12 +20,12 @@ from receipt_chroma.compaction import CompactionCycle, CycleResult, EFSSnapshotM
 from receipt_chroma.snapshots import (
     CacheTier,
     DeleteFence,
-    EfsCopy,
     SnapshotSettings,
     SnapshotStats,
     admin,
     new_version_id,
 )
+from receipt_chroma.snapshots.models import EfsCopy
 from receipt_compaction_tools.testing.factories import IMAGE_ID, make_metadata
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_compaction_tools.testing.world import CompactionWorld

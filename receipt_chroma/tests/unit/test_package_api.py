@@ -55,3 +55,17 @@ def test_every_public_name_is_bound_when_its_package_is_imported() -> None:
         assert "__getattr__" not in vars(package), package.__name__
         missing = [name for name in package.__all__ if name not in vars(package)]
         assert missing == [], f"{package.__name__} lists unbound names {missing}"
+
+
+def test_no_public_name_hides_a_submodule_of_the_same_name() -> None:
+    # `import receipt_chroma.snapshots.audit as m` must give the module, not a function
+    # the package bound over it.
+    import pkgutil
+
+    import receipt_chroma.compaction
+    import receipt_chroma.reader
+    import receipt_chroma.snapshots
+
+    for package in (receipt_chroma.compaction, receipt_chroma.reader, receipt_chroma.snapshots):
+        submodules = {info.name for info in pkgutil.iter_modules(package.__path__)}
+        assert submodules & set(package.__all__) == set(), package.__name__

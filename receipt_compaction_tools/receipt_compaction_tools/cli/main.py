@@ -39,7 +39,8 @@ from receipt_compaction_tools.cli import (
     snapshots,
     status,
 )
-from receipt_compaction_tools.cli.exceptions import OperationFailed, UsageError
+from receipt_compaction_tools.cli.error_report import error_line, report_error
+from receipt_compaction_tools.cli.exceptions import UsageError
 from receipt_compaction_tools.cli.output import Output, progress
 from receipt_compaction_tools.cli.parser import PROG, CliParser
 from receipt_compaction_tools.cli.settings import (
@@ -52,7 +53,7 @@ from receipt_compaction_tools.cli.settings import (
 )
 
 if TYPE_CHECKING:
-    from botocore.exceptions import ClientError
+    pass
 
 # Each module adds its commands with ``register(subparsers)``; a new command module only
 # needs a line here.
@@ -200,126 +201,6 @@ def _accept_anywhere(commands: Any) -> None:
             )
 
 
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
-def _error(text: str) -> None:
-    print(f"error: {_one_line(text)}", file=sys.stderr)
-
-
-# AWS error codes that mean a name given by the user does not exist: a configuration error.
-NOT_FOUND_CODES = frozenset(
-    {
-        "ResourceNotFoundException",
-        "NoSuchBucket",
-        "AWS.SimpleQueueService.NonExistentQueue",
-        "QueueDoesNotExist",
-    }
-)
-
-
-def _endpoint_error(error: BaseException, budget: float) -> str | None:
-    """The line for an endpoint that refused the connection or did not answer, naming it."""
-    from botocore.exceptions import (
-        ConnectTimeoutError,
-        EndpointConnectionError,
-        ReadTimeoutError,
-    )
-
-    from receipt_dynamo import ClientTimeouts
-
-    if not isinstance(error, ConnectTimeoutError | EndpointConnectionError | ReadTimeoutError):
-        return None
-    url = urlsplit(str(error.kwargs.get("endpoint_url", "")))
-    endpoint = f"{url.scheme}://{url.netloc}" if url.netloc else "the endpoint"
-    timeouts = ClientTimeouts.within(budget)
-    if isinstance(error, ReadTimeoutError):
-        return (
-            f"{endpoint} accepted the connection but did not answer within "
-            f"{timeouts.read_seconds:g} s ({timeouts.max_attempts} attempts; --timeout "
-            f"{budget:g} s)"
-        )
-    if isinstance(error, ConnectTimeoutError):
-        return (
-            f"cannot reach {endpoint}: no connection within {timeouts.connect_seconds:g} s "
-            f"({timeouts.max_attempts} attempts; --timeout {budget:g} s)"
-        )
-    # urllib3's text ends with the socket's reason ("[Errno 111] Connection refused").
-    reason = str(error.kwargs.get("error", "")).rsplit(": ", 1)[-1] or "could not connect"
-    return f"cannot reach {endpoint}: {reason} ({timeouts.max_attempts} attempts)"
-
-
-def _report(error: BaseException, budget: float = DEFAULT_TIMEOUT_SECONDS) -> int:
-    """The one line for ``error`` and the exit status."""
-    from botocore.exceptions import (
-        BotoCoreError,
-        ClientError,
-        InvalidRegionError,
-        NoCredentialsError,
-        NoRegionError,
-    )
-
-    from receipt_chroma.exceptions import (
-        ReceiptChromaError,
-        SnapshotDestinationError,
-        SnapshotVersionMissingError,
-    )
-    from receipt_dynamo import ReceiptDynamoError
-    from receipt_dynamo_stream import ConfigurationError
-
-    if isinstance(error, UsageError | ConfigurationError | SnapshotDestinationError):
-        _error(str(error))
-        return 2
-    if isinstance(error, SnapshotVersionMissingError):
-        _error(str(error))
-        return 2
-    if isinstance(error, OperationFailed | ReceiptChromaError | ReceiptDynamoError):
-        _error(str(error))
-        return 1
-    if isinstance(error, ClientError):
-        return _report_client_error(error)
-    if isinstance(error, NoCredentialsError):
-        _error(f"{error} (set AWS credentials, e.g. AWS_PROFILE)")
-        return 2
-    if isinstance(error, NoRegionError):
-        _error(
-            "no AWS region: pass --region or set AWS_DEFAULT_REGION (or a region in the AWS "
-            "profile); an --endpoint-url on this machine defaults to us-east-1"
-        )
-        return 2
-    if isinstance(error, InvalidRegionError):
-        _error(f"{error.kwargs.get('region_name')!r} is not an AWS region (e.g. us-east-1)")
-        return 2
-    endpoint = _endpoint_error(error, budget)
-    if endpoint is not None:
-        _error(endpoint)
-        return 1
-    if isinstance(error, BotoCoreError):
-        _error(f"cannot reach AWS: {error}")
-        return 1
-    if isinstance(error, OSError):
-        _error(f"{type(error).__name__}: {error}")
-        return 1
-    _error(f"unexpected {type(error).__name__}: {error} (RECEIPT_COMPACTION_DEBUG=1 shows more)")
-    return 1
-
-
-def _report_client_error(error: ClientError) -> int:
-    """An error AWS answered: not found (2), or refused (1)."""
-    details = error.response.get("Error", {})
-    code = details.get("Code", "error")
-    message = details.get("Message") or ""
-    operation = getattr(error, "operation_name", "")
-    resource = details.get("Resource")  # named by the CLI's clients (clients.aws)
-    if code in NOT_FOUND_CODES:
-        _error(f"{resource or 'a resource'} not found ({code} in {operation})")
-        return 2
-    on = f" on {resource}" if resource else ""
-    _error(f"AWS refused {operation}{on} ({code})" + (f": {message}" if message else ""))
-    return 1
-
-
 class CommandOverBudget(BaseException):
     """Raised by the watchdog of a command bounded as a whole. A BaseException so that no
     ``except Exception`` on the way (a retry loop, a cleanup) takes it for a failed call."""
@@ -374,7 +255,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: IO[str] | None = None) ->
         with contextlib.redirect_stdout(sys.stderr), _watchdog(whole_budget):
             handler(args, output)
     except CommandOverBudget:
-        _error(_over_budget_line(args, budget(args)))
+        error_line(_over_budget_line(args, budget(args)))
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -382,7 +263,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: IO[str] | None = None) ->
     except Exception as error:
         if os.environ.get("RECEIPT_COMPACTION_DEBUG"):
             traceback.print_exc()
-        return _report(error, budget(args))
+        return report_error(error, budget(args))
     return 0
 
 

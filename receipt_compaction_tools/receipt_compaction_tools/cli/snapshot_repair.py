@@ -46,7 +46,7 @@ def _retained_versions(dynamo: Any, collection: str) -> Callable[[], list[str]]:
 
 
 def repair_collection(args: argparse.Namespace, collection: str) -> dict[str, Any]:
-    from receipt_chroma.snapshots import repair
+    from receipt_chroma.snapshots import repair_versions
 
     dynamo = clients.dynamo(args)
     snapshots = store(args, collection)
@@ -59,7 +59,7 @@ def repair_collection(args: argparse.Namespace, collection: str) -> dict[str, An
         raise UsageError(f"{collection} has no published snapshot (no pointer item)")
     with progress() as bars:
         advance = bars(f"reading every {collection} object", None)
-        report = repair(
+        report = repair_versions(
             snapshots,
             retained_versions=retained,
             lease=lease(dynamo, collection),

@@ -64,9 +64,9 @@ def _list(args: argparse.Namespace, collection: str) -> dict[str, Any]:
 
 def _refuse_unless_verifies(snapshots: Any, collection: str, version: str) -> None:
     """What verify would say (exit 1) about a retained version, before anything changes."""
-    from receipt_chroma.snapshots import audit
+    from receipt_chroma.snapshots import audit_versions
 
-    checked = audit(
+    checked = audit_versions(
         snapshots,
         [version],
         verified_etags=verified_etags(snapshots.bucket, collection),

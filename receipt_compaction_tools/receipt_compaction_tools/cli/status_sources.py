@@ -163,12 +163,12 @@ def version_health(
     args: argparse.Namespace, collection: str, pointer: Any, keep_dir: Path | None
 ) -> dict[str, Any]:
     """Whether each retained version verifies (see the module's docstring)."""
-    from receipt_chroma.snapshots import audit
+    from receipt_chroma.snapshots import audit_versions
     from receipt_compaction_tools.cli.snapshot_access import store
 
     snapshots = store(args, collection)
     retained = list(dict.fromkeys([pointer.version, *pointer.history]))
-    checked = audit(
+    checked = audit_versions(
         snapshots,
         retained,
         deep=args.deep,

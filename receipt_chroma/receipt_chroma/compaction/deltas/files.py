@@ -94,9 +94,8 @@ def read_delta(
     # pass from the helper process, and the upsert takes its rows without converting.
     vectors = np.asarray(data["embeddings"] if ids else np.empty((0, dimension)), dtype=np.float32)
     if vectors.ndim != 2 or vectors.shape[1] != dimension:
-        raise DeltaError(
-            f"run {run_id}: {ids[0]} has dimension {vectors.shape[-1]}, expected {dimension}"
-        )
+        found = vectors.shape[1] if vectors.ndim == 2 else "none"
+        raise DeltaError(f"run {run_id}: {ids[0]} has dimension {found}, expected {dimension}")
     documents: list[str | None] = (
         list(data["documents"]) if data["documents"] else [None] * len(ids)
     )

@@ -290,6 +290,9 @@ class DeltaReaderProcess:
             failed: Exception | None = None
         except (EOFError, OSError) as error:
             reply, failed = None, error
+        except Exception as error:  # an answer that cannot be unpickled: its read fails
+            detail = f"unreadable answer from the delta reader process: {error!r}"
+            reply, failed = (False, DeltaError(detail)), None
         finally:
             self._lock.acquire()
         if failed is not None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import boto3
 import pytest
 
+from receipt_compaction_tools.aws import moto_fixes
 from receipt_compaction_tools.aws.local_aws import LocalAwsServer
 from receipt_compaction_tools.aws.streams import StreamReader
 from receipt_compaction_tools.local.chroma_server import LocalChromaServer
@@ -36,7 +37,9 @@ class ServerTable(TableFixture):
 
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[LocalAwsServer]:
-    """One real moto server on 127.0.0.1 for the whole session."""
+    """One real moto server on 127.0.0.1 for the whole session (in this process, without
+    the emulator costs ``moto_fixes`` removes)."""
+    moto_fixes.apply()
     with LocalAwsServer() as server:
         yield server
 

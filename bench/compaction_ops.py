@@ -30,9 +30,11 @@ under two minutes, for checking the script, not for figures.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import logging
 import os
+import pstats
 import resource
 import shutil
 import statistics
@@ -173,6 +175,9 @@ def bench_merge(workdir: Path, scale: Scale) -> dict[str, Any]:
             cpu["merge_helper_process"].append(_process_cpu_seconds(helper.pid) - helper_cpu)
             shutil.rmtree(copy)
         load_after = _load_average()
+        profile = _profiled_merge(
+            _copy(base, workdir / "merge-profiled"), targets, records, helper, expected_count
+        )
         helper.close()
     raw, merge = (statistics.median(timings[k]) for k in ("raw", "merge"))
     raw_min, merge_min = (min(timings[k]) for k in ("raw", "merge"))
@@ -200,6 +205,10 @@ def bench_merge(workdir: Path, scale: Scale) -> dict[str, Any]:
             "chromadb_defaults": defaults,
             "raw_copy_has_chromadb_defaults": _same_but_space(hnsw["raw"], defaults),
         },
+        # Where the merge's own thread spends its time, from one more merge profiled after
+        # the measured rounds (not in the ratio): Chroma's native upserts and reads, and
+        # waiting for deltas (the helper process reads them meanwhile).
+        "merge_profile_one_extra_round": profile,
         "delta_reader_start_seconds": round(helper_start_seconds, 3),
         # CPU seconds (this process / the helper): on a machine with C cores the merge can
         # at best take (its CPU seconds) / C, while raw already keeps most cores busy.
@@ -295,6 +304,39 @@ def _merge(
         assert merged["metadatas"][0] == records[0][3], merged
         assert collection.count() == expected_count
         return seconds, dict(collection.configuration["hnsw"])
+
+
+# Native calls in the merge thread's profile, by what they are.
+_PROFILED_CALLS = {
+    "<method 'upsert' of 'builtins.Bindings' objects>": "chroma_upsert",
+    "<method 'get' of 'builtins.Bindings' objects>": "chroma_reads",
+    "<method 'acquire' of '_thread.lock' objects>": "waiting_for_deltas",
+}
+
+
+def _profiled_merge(
+    path: Path,
+    targets: list[MergeTarget],
+    records: list[Any],
+    reader: DeltaReader,
+    expected_count: int,
+) -> dict[str, Any]:
+    """Seconds and calls of the merge thread's native Chroma calls and waits, and the rest."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    seconds, _ = _merge(path, targets, records, reader, expected_count)
+    profiler.disable()
+    shutil.rmtree(path)
+    found: dict[str, dict[str, float]] = {}
+    for (_, _, name), (_, calls, own, _, _) in pstats.Stats(profiler).stats.items():  # type: ignore[attr-defined]
+        if name in _PROFILED_CALLS:
+            found[_PROFILED_CALLS[name]] = {"seconds": round(own, 3), "calls": calls}
+    accounted = sum(part["seconds"] for part in found.values())
+    return {
+        "merge_seconds": round(seconds, 3),
+        **found,
+        "rest_seconds": round(seconds - accounted, 3),
+    }
 
 
 def _raw_upsert(path: Path, records: list[Any]) -> tuple[float, dict[str, Any]]:

@@ -18,7 +18,7 @@ class DeltaRecord:
     """One record of a delta: ``(id, embedding, document, metadata)``."""
 
     id: str
-    embedding: Any  # a row of the float array Chroma returns
+    embedding: Any  # a float32 row of the delta's vector block (read_delta)
     document: str | None
     metadata: dict[str, Any]
 

@@ -251,7 +251,7 @@ def fetch_deltas(
             work_dir=Path(tmp),
             reader=reader or shared_delta_reader(),
         )
-        yield FetchedDeltas(targets, fetch, keep=keep, workers=fetch.workers)
+        yield FetchedDeltas(targets, fetch, keep=keep)
 
 
 def merge_fetched(

@@ -13,7 +13,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
@@ -33,13 +33,8 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 URL_EXPIRY_SECONDS = 900
-FETCH_WORKERS = 2  # threads that download or read in-process while upserts run
+FETCH_WORKERS = 2  # threads that download or wait on the reader while upserts run
 FETCH_AHEAD = 8  # deltas fetched ahead of the upserts, bounding memory
-# A delta counts as ready when it arrives within this long: the helper process reads on
-# while an upsert holds this process's GIL, and its answers are taken off the pipe only
-# once the upsert returns (milliseconds each). Without the wait every write would be the
-# smallest batch (each call has a fixed cost).
-READY_WAIT_SECONDS = 0.02
 URL_RETRY_SECONDS = 300  # after S3 proved unreachable by URL, the S3 API alone this long
 
 
@@ -153,12 +148,6 @@ class DeltaFetcher:
         self.reader = reader
         self.by_url = reader.fetches_urls
 
-    @property
-    def workers(self) -> int:
-        """Threads fetching at once: every delta fetched ahead waits on a reader that
-        queues requests (the helper reads them back to back); two otherwise."""
-        return FETCH_AHEAD if self.reader.queues_requests else FETCH_WORKERS
-
     def __call__(self, run: CompactionRun) -> list[DeltaRecord]:
         location = DeltaLocation.parse(run.delta_prefix(self.collection), self.bucket)
         request = DeltaReadRequest(
@@ -197,14 +186,11 @@ Target = TypeVar("Target", bound=RunTarget)
 
 
 def fetched_ahead(
-    targets: Sequence[Target],
-    fetch: Callable[[CompactionRun], list[DeltaRecord]],
-    workers: int = FETCH_WORKERS,
+    targets: Sequence[Target], fetch: Callable[[CompactionRun], list[DeltaRecord]]
 ) -> Iterator[tuple[Target, list[DeltaRecord] | Exception, bool]]:
-    """Each target with its run's delta records (or the error), fetched in ``workers``
-    background threads, and whether the next target's delta is fetched (within
-    ``READY_WAIT_SECONDS``)."""
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="delta") as pool:
+    """Each target with its run's delta records (or the error), fetched in background
+    threads, and whether the next target's delta is already fetched."""
+    with ThreadPoolExecutor(max_workers=FETCH_WORKERS, thread_name_prefix="delta") as pool:
         pending: deque[tuple[Target, Future[list[DeltaRecord]]]] = deque()
         queued = iter(targets)
         for target in queued:
@@ -220,8 +206,7 @@ def fetched_ahead(
                 fetched: list[DeltaRecord] | Exception = future.result()
             except Exception as error:
                 fetched = error
-            next_ready = bool(pending) and not wait([pending[0][1]], READY_WAIT_SECONDS).not_done
-            yield target, fetched, next_ready
+            yield target, fetched, bool(pending) and pending[0][1].done()
 
 
 class FetchedDeltas(Generic[Target]):
@@ -236,11 +221,9 @@ class FetchedDeltas(Generic[Target]):
         fetch: Callable[[CompactionRun], list[DeltaRecord]],
         *,
         keep: bool = False,
-        workers: int = FETCH_WORKERS,
     ) -> None:
         self.targets = targets
         self._fetch = fetch
-        self._workers = workers
         self._keep = keep
         self._kept: list[tuple[Target, list[DeltaRecord] | Exception]] | None = None
 
@@ -250,7 +233,7 @@ class FetchedDeltas(Generic[Target]):
                 yield target, fetched, True
             return
         kept: list[tuple[Target, list[DeltaRecord] | Exception]] = []
-        for target, fetched, next_ready in fetched_ahead(self.targets, self._fetch, self._workers):
+        for target, fetched, next_ready in fetched_ahead(self.targets, self._fetch):
             if self._keep:
                 kept.append((target, fetched))
             yield target, fetched, next_ready

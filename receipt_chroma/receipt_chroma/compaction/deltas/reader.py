@@ -21,9 +21,7 @@ import sys
 import threading
 import urllib.error
 import urllib.request
-from collections import deque
 from dataclasses import dataclass
-from enum import Enum
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Protocol
@@ -116,11 +114,6 @@ class DeltaReader(Protocol):
     def fetches_urls(self) -> bool:
         """Whether handing this reader a URL saves the caller the download."""
 
-    @property
-    def queues_requests(self) -> bool:
-        """Whether reads waiting together are queued and served back to back (so every
-        delta fetched ahead should have its read waiting)."""
-
     def load(self, request: DeltaReadRequest) -> list[DeltaRecord]: ...
 
 
@@ -128,56 +121,26 @@ class InProcessDeltaReader:
     """Reads deltas in the calling thread."""
 
     fetches_urls = False
-    queues_requests = False
 
     def load(self, request: DeltaReadRequest) -> list[DeltaRecord]:
         return load_delta(request)
 
 
-class _Outcome(Enum):
-    WAITING = "waiting"
-    ANSWERED = "answered"
-    GONE = "gone"  # the helper died or was closed: read in-process
-    RESEND = "resend"  # the helper was killed for an earlier request: ask its successor
-    TIMED_OUT = "timed out"
-
-
-@dataclass(slots=True, eq=False)
-class _Ticket:
-    """A request sent to the helper; replies come back in the order requests were sent."""
-
-    request: DeltaReadRequest | None
-    outcome: _Outcome = _Outcome.WAITING
-    reply: tuple[bool, Any] | None = None
-    killed_pid: int | None = None
-
-
 class DeltaReaderProcess:
     """A helper process that runs :func:`load_delta`; falls back in-process if it dies.
 
-    Thread-safe and pipelined: requests from several fetch threads are sent at once and
-    answered in order, so the helper reads the next delta while this process (holding the
-    GIL in Chroma's upsert) cannot take the last answer yet. A helper that does not answer
-    a request within ``answer_timeout_seconds`` of the previous answer is killed and that
-    read fails with :class:`DeltaReaderTimeoutError`; the requests queued behind it, and
-    later reads, go to a new helper (reading in-process instead could hang this process
-    where nothing can stop it).
+    Thread-safe: requests from several fetch threads are served one at a time. A helper
+    that does not answer within ``answer_timeout_seconds`` is killed and the read fails
+    with :class:`DeltaReaderTimeoutError`; the next read starts a new helper (reading
+    in-process instead could hang this process where nothing can stop it).
     """
 
     fetches_urls = True
-    queues_requests = True
 
     def __init__(self, answer_timeout_seconds: float = ANSWER_TIMEOUT_SECONDS) -> None:
         self.answer_timeout_seconds = answer_timeout_seconds
-        # Guards the helper, its pipes and the queue of tickets; released while a
-        # receiving thread waits for an answer, so other threads can still send.
-        self._lock = threading.Condition()
-        self._sent: deque[_Ticket] = deque()
-        self._receiving = False
+        self._lock = threading.Lock()
         self._fallback = InProcessDeltaReader()
-        # Reads queued on a helper that died fall back one at a time (as many threads
-        # wait on the helper as deltas are fetched ahead).
-        self._fallback_lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
         self._replace_on_next_read = False
         self._start()
@@ -215,106 +178,50 @@ class DeltaReaderProcess:
     def wait_ready(self) -> bool:
         """Block until the helper has imported what it needs; False if it is gone
         (DeltaReaderTimeoutError if it does not answer in time)."""
-        return self._call(None) is not None
+        with self._lock:
+            return self._exchange(None) is not None
 
     def load(self, request: DeltaReadRequest) -> list[DeltaRecord]:
-        reply = self._call(request)
+        with self._lock:
+            if self._replace_on_next_read:
+                self._replace()
+            reply = self._exchange(request)
         if reply is None:
-            with self._fallback_lock:
-                return self._fallback.load(request)
+            return self._fallback.load(request)
         succeeded, payload = reply
         if succeeded:
             return list(payload)
         raise payload
 
-    def _call(self, request: DeltaReadRequest | None) -> tuple[bool, Any] | None:
-        """``request``'s reply; None once the helper is gone (it is then stopped)."""
-        while True:
-            ticket = self._send(request)
-            if ticket is None:
-                return None
-            self._await(ticket)
-            if ticket.outcome is _Outcome.ANSWERED:
-                return ticket.reply
-            if ticket.outcome is _Outcome.GONE:
-                return None
-            if ticket.outcome is _Outcome.TIMED_OUT:
-                what = "" if request is None else f" reading run {request.run_id}"
-                raise DeltaReaderTimeoutError(
-                    f"the delta reader process (pid {ticket.killed_pid}) did not answer in "
-                    f"{self.answer_timeout_seconds:g} s{what}; it was killed and the next "
-                    "read starts a new one"
-                )
-
-    def _send(self, request: DeltaReadRequest | None) -> _Ticket | None:
-        with self._lock:
-            if self._replace_on_next_read:
-                self._replace()
-            if not self.alive:
-                return None
-            try:
-                self._requests.send(request)
-            except OSError as error:  # the helper is gone: whoever receives sees it too
-                LOGGER.warning("delta reader process failed, reading in-process: %s", error)
-                if not self._receiving:
-                    self._stop()
-                return None
-            ticket = _Ticket(request)
-            self._sent.append(ticket)
-            return ticket
-
-    def _await(self, ticket: _Ticket) -> None:
-        """Until ``ticket`` has its outcome: one thread at a time takes the next answer
-        off the pipe, whoever's it is; the others wait to be woken."""
-        with self._lock:
-            while ticket.outcome is _Outcome.WAITING:
-                if self._receiving:
-                    self._lock.wait()
-                    continue
-                self._receiving = True
-                try:
-                    self._receive_next()
-                finally:
-                    self._receiving = False
-                    self._lock.notify_all()
-
-    def _receive_next(self) -> None:
-        """Take the answer to the oldest request sent (called holding the lock, which is
-        released while waiting)."""
-        head, replies = self._sent[0], self._replies
-        self._lock.release()
+    def _exchange(self, request: DeltaReadRequest | None) -> tuple[bool, Any] | None:
+        """One request and its reply; None once the helper is gone (it is then stopped)."""
+        if not self.alive:
+            return None
         try:
-            reply: tuple[bool, Any] | None = (
-                replies.recv() if replies.poll(self.answer_timeout_seconds) else None
-            )
-            failed: Exception | None = None
+            self._requests.send(request)
+            answered = self._replies.poll(self.answer_timeout_seconds)
+            reply: tuple[bool, Any] | None = self._replies.recv() if answered else None
         except (EOFError, OSError) as error:
-            reply, failed = None, error
-        except Exception as error:  # an answer that cannot be unpickled: its read fails
-            detail = f"unreadable answer from the delta reader process: {error!r}"
-            reply, failed = (False, DeltaError(detail)), None
-        finally:
-            self._lock.acquire()
-        if failed is not None:
-            LOGGER.warning("delta reader process failed, reading in-process: %s", failed)
+            LOGGER.warning("delta reader process failed, reading in-process: %s", error)
             self._stop()
-        elif reply is None:
-            self._sent.popleft()
-            head.outcome, head.killed_pid = _Outcome.TIMED_OUT, self.pid
+            return None
+        if reply is None:
+            pid = self.pid
             self._kill()
             self._replace_on_next_read = True
-        else:
-            self._sent.popleft()
-            head.outcome, head.reply = _Outcome.ANSWERED, reply
+            what = "" if request is None else f" reading run {request.run_id}"
+            raise DeltaReaderTimeoutError(
+                f"the delta reader process (pid {pid}) did not answer in "
+                f"{self.answer_timeout_seconds:g} s{what}; it was killed and the next read "
+                "starts a new one"
+            )
+        return reply
 
     def close(self) -> None:
         with self._lock:
             self._stop()
 
-    def _stop(self, queued: _Outcome = _Outcome.GONE) -> None:
-        """Stop the helper; requests still queued on it get ``queued``."""
-        while self._sent:
-            self._sent.popleft().outcome = queued
+    def _stop(self) -> None:
         if self._process is None:
             return
         self._requests.close()  # the helper exits at end of input
@@ -329,7 +236,7 @@ class DeltaReaderProcess:
     def _kill(self) -> None:
         if self._process is not None:
             self._process.kill()
-        self._stop(queued=_Outcome.RESEND)
+        self._stop()
 
     def _replace(self) -> None:
         """A new helper for one that was killed; if none can start, read in-process."""

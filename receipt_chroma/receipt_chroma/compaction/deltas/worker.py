@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import os
 import pickle
-import queue
 import sys
-import threading
 from multiprocessing.connection import Connection
 
-from receipt_chroma.compaction.deltas.reader import DeltaReadRequest, load_delta
+from receipt_chroma.compaction.deltas.reader import load_delta
 from receipt_chroma.exceptions import DeltaError
 
 # The helper lives on the compactor's idle CPU: Chroma's upsert parallelises its inserts and
@@ -23,40 +21,20 @@ NICENESS = 19
 
 
 def serve(requests: Connection, replies: Connection) -> None:
-    """Answer every request in order. Answers are sent by a thread of their own: the
-    compactor takes an answer only between its upserts (which hold its GIL), and
-    meanwhile this process reads the deltas queued behind it."""
-    outbox: queue.SimpleQueue[tuple[bool, object] | None] = queue.SimpleQueue()
-    sender = threading.Thread(target=_send_replies, args=(outbox, replies), daemon=True)
-    sender.start()
-    try:
-        while True:
-            try:
-                request = requests.recv()
-            except EOFError:
-                return
-            outbox.put(_answer(request))
-    finally:
-        outbox.put(None)
-        sender.join()
-
-
-def _answer(request: DeltaReadRequest | None) -> tuple[bool, object]:
-    try:
-        return (True, [] if request is None else load_delta(request))
-    except Exception as error:
-        if not _picklable(error):
-            error = DeltaError(f"{type(error).__name__}: {error}")
-        return (False, error)
-
-
-def _send_replies(
-    outbox: queue.SimpleQueue[tuple[bool, object] | None], replies: Connection
-) -> None:
-    while (reply := outbox.get()) is not None:
+    while True:
+        try:
+            request = requests.recv()
+        except EOFError:
+            return
+        try:
+            reply: tuple[bool, object] = (True, [] if request is None else load_delta(request))
+        except Exception as error:
+            if not _picklable(error):
+                error = DeltaError(f"{type(error).__name__}: {error}")
+            reply = (False, error)
         try:
             replies.send(reply)
-        except OSError:  # the compactor closed its end (or died): nothing more to answer
+        except BrokenPipeError:
             return
 
 

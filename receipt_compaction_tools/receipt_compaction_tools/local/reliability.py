@@ -23,7 +23,7 @@ import tarfile
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -70,13 +70,14 @@ def concurrent_compactors(root: Path, scale: Scale) -> dict[str, Any]:
     world.add_receipts(scale.receipts // 2)
     world.churn(scale.changes // 3)
     world.pump.pump_stream()
-    # Short lease waits make contention routine, as with concurrent invocations per queue:
-    # the losers' messages must come back within seconds, not after the visibility timeout.
+    # Short lease waits make contention routine; the losers' messages must come back soon.
     world.environment.update({"LOCK_WAIT_SECONDS": "2"})
     workers = [world.worker(f"compactor-{n}") for n in range(3)]
     world.churn(scale.changes // 3)
     world.pump.pump_stream()
-    outputs = [w.communicate(timeout=600)[0] for w in workers]
+    # All at once: a worker whose output pipe fills (64 KiB of logs) stops until it is read.
+    with ThreadPoolExecutor(len(workers)) as readers:
+        outputs = list(readers.map(lambda w: w.communicate(timeout=600)[0], workers))
     world.settle()
     publishes = [p for out in outputs for p in publishes_from_logs(out)]
     bases = [(collection, base) for collection, base, _ in publishes]

@@ -21,4 +21,7 @@ def chroma(tmp_path: Path) -> Iterator[ChromaClient]:
 
 @pytest.fixture
 def test_logger() -> logging.Logger:
-    return logging.getLogger("receipt_chroma.tests")
+    # Outside the receipt_chroma hierarchy: a test of the same worker that imports the
+    # compaction handler gives the package logger Powertools' level and handler (no
+    # propagation), which would hide these records from caplog.
+    return logging.getLogger("tests.receipt_chroma")

@@ -69,9 +69,10 @@ def chroma_server() -> Iterator[LocalChromaServer]:
 
 @pytest.fixture
 def killable_chroma_server() -> Iterator[LocalChromaServer]:
-    """A Chroma server of the test's own, for a test that kills or restarts it. The
-    session's server is never killed: in full runs, other tests' server collections then
-    held records written in another database before the kill."""
+    """A Chroma server of the test's own, for a test that kills or restarts it or deletes
+    databases. The session's server never sees either: in full runs, other tests' server
+    collections then held records written in another database (after a kill; after the
+    interleaving explorer's database deletions)."""
     with LocalChromaServer() as server:
         yield server
 

@@ -23,17 +23,14 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import boto3
-
 from receipt_compaction_tools.aws.local_aws import LocalAwsServer
 from receipt_compaction_tools.local.environment import environment
 from receipt_compaction_tools.local.handlers import load_handler
 from receipt_compaction_tools.local.lambda_context import LocalLambdaContext
-from receipt_compaction_tools.local.queue_consumer import lambda_record
 from receipt_compaction_tools.testing.factories import IMAGE_ID, make_metadata
+from receipt_compaction_tools.testing.sqs_events import published_sqs_event
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_compaction_tools.testing.world import CompactionWorld
-from receipt_dynamo_stream import StreamMessage, publish_messages
 
 PRODUCT = (
     "receipt_chroma",
@@ -43,21 +40,6 @@ PRODUCT = (
     "enhanced_compaction_handler",
 )
 INHERITANCE = "receipt_dynamo.entities."
-
-
-def sqs_event(messages: list[tuple[str, StreamMessage]]) -> dict[str, Any]:
-    """The messages published, received and shaped as Lambda hands them to the handler."""
-    sqs = boto3.client("sqs")
-    url = sqs.create_queue(QueueName="words")["QueueUrl"]
-    assert publish_messages(messages, sqs_client=sqs, words_queue_url=url).failed == []
-    records = []
-    while batch := sqs.receive_message(
-        QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
-    ).get("Messages", []):
-        for message in batch:
-            records.append(lambda_record(message, url))
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-    return {"Records": records}
 
 
 class RouteCounter:
@@ -123,9 +105,9 @@ def main() -> None:
         with environment(settings):
             handler = load_handler("enhanced_compaction_handler")
             context = LocalLambdaContext()
-            handler.lambda_handler(sqs_event(world.pump()["words"]), context)  # bootstrap
+            handler.lambda_handler(published_sqs_event(world.pump()["words"]), context)  # bootstrap
             world.dynamo.put_receipt_metadata(make_metadata(IMAGE_ID, 1, merchant_name="Corner"))
-            event = sqs_event(world.pump()["words"][:1])
+            event = published_sqs_event(world.pump()["words"][:1])
             counter = RouteCounter()
             sys.setprofile(counter)
             try:

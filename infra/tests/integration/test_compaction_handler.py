@@ -9,14 +9,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import boto3
 import pytest
 
 from receipt_chroma.ids import word_vector_id
 from receipt_compaction_tools.testing.factories import IMAGE_ID, make_metadata
+from receipt_compaction_tools.testing.sqs_events import published_sqs_event
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_compaction_tools.testing.world import CompactionWorld
-from receipt_dynamo_stream import StreamMessage, publish_messages
+from receipt_dynamo_stream import StreamMessage
 from receipt_dynamo_stream.exceptions import ConfigurationError
 
 pytestmark = pytest.mark.integration
@@ -34,30 +34,8 @@ def world(
 def _sqs_event(
     messages: list[tuple[str, StreamMessage]], extra: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    """Publish through the real publisher, receive, and shape records as Lambda does."""
-    sqs = boto3.client("sqs")
-    url = sqs.create_queue(QueueName="words")["QueueUrl"]
-    assert publish_messages(messages, sqs_client=sqs, words_queue_url=url).failed == []
-    records = []
-    while batch := sqs.receive_message(
-        QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
-    ).get("Messages", []):
-        for message in batch:
-            records.append(
-                {
-                    "messageId": message["MessageId"],
-                    "receiptHandle": message["ReceiptHandle"],
-                    "body": message["Body"],
-                    "messageAttributes": {
-                        name: {"stringValue": value["StringValue"], "dataType": value["DataType"]}
-                        for name, value in message.get("MessageAttributes", {}).items()
-                    },
-                    "eventSource": "aws:sqs",
-                    "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:words",
-                }
-            )
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-    return {"Records": records + extra}
+    """The published messages as Lambda hands them on, then the ``extra`` records."""
+    return {"Records": published_sqs_event(messages)["Records"] + extra}
 
 
 def _emf(output: str) -> list[dict[str, Any]]:

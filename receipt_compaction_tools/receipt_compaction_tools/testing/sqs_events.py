@@ -23,6 +23,6 @@ def published_sqs_event(messages: list[tuple[str, StreamMessage]]) -> dict[str, 
         QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
     ).get("Messages", []):
         for message in batch:
-            records.append(lambda_record(message, url))
+            records.append(lambda_record(dict(message), url))
             sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
     return {"Records": records}

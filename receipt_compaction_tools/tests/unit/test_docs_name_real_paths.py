@@ -6,7 +6,7 @@ from a package folder (``receipt_chroma/compaction/cycle.py`` for
 (``compaction/config.py``), or as a relative markdown link. A name counts as a path when
 its last part has a file extension, or it is a folder of two parts or more (``bench/results/``;
 a lone ``objects/`` is an S3 prefix); it must resolve one of those ways.
-Build outputs (``dist/``) and machine paths (``/mnt/…``) are not repository paths.
+Build outputs (``dist/``, ``build/``) and machine paths (``/mnt/…``) are not repository paths.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 CODE_SPAN = re.compile(r"`([A-Za-z0-9_.\-]+(?:/[A-Za-z0-9_.\-]*)+)`")
 LINK = re.compile(r"\]\(([^)\s#]+)(?:#[^)]*)?\)")
 EXTENSION = re.compile(r"\.(py|md|json|toml|ya?ml|txt|cfg|ini|sh|lock)$")
-NOT_IN_REPOSITORY = ("dist/", "../dist/", "/", "http:", "https:", "mailto:", "~")
+NOT_IN_REPOSITORY = ("dist/", "../dist/", "build/", "/", "http:", "https:", "mailto:", "~")
 
 
 def candidates(name: str, doc: Path) -> list[Path]:

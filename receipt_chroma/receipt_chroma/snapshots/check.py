@@ -14,6 +14,7 @@ from typing import Any
 
 from receipt_chroma.chroma_client import ChromaClient
 from receipt_chroma.exceptions import ChromaClientError, SnapshotCheckError
+from receipt_chroma.snapshots.manifest import FileEntry
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,9 @@ class SnapshotCheck:
     record_count: int
     dimension: int | None  # None for an empty collection
     sync_threshold: int | None  # the collection's hnsw.sync_threshold
+    # The directory's files as the check hashed them (None: it did not hash them); the
+    # publish reuses them for the manifest instead of hashing every file again.
+    files: tuple[FileEntry, ...] | None = None
 
 
 def check_snapshot(

@@ -67,7 +67,7 @@ def index_state(path: Path, collection: str) -> IndexState:
         found = connection.execute(
             "SELECT seq_id FROM max_seq_id WHERE segment_id = ?", (segment_id,)
         ).fetchone()
-        persisted = _seq(found[0]) if found else 0
+        persisted = sequence_number(found[0]) if found else 0
         pending, unindexed = connection.execute(
             "SELECT count(*), coalesce(sum(vector IS NOT NULL), 0) FROM embeddings_queue "
             "WHERE seq_id > ? AND topic LIKE ?",
@@ -80,7 +80,8 @@ def index_state(path: Path, collection: str) -> IndexState:
     return IndexState(unindexed_records=int(unindexed), pending_log_records=int(pending))
 
 
-def _seq(value: object) -> int:
+def sequence_number(value: object) -> int:
+    """A ``max_seq_id.seq_id`` value as an int."""
     if isinstance(value, bytes):  # older chromadb stored sequence ids as big-endian blobs
         return int.from_bytes(value, "big")
     if isinstance(value, int):

@@ -19,11 +19,14 @@ all of it for the operator's ``snapshot flush``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import chromadb
 
 from receipt_chroma.snapshots.check import SnapshotCheck, check_snapshot
+from receipt_chroma.snapshots.closed_check import check_closed_copy, index_files_unchanged
 from receipt_chroma.snapshots.database import compact_database
 from receipt_chroma.snapshots.derived_caches import (
     holder_fence,
@@ -32,7 +35,7 @@ from receipt_chroma.snapshots.derived_caches import (
 )
 from receipt_chroma.snapshots.files import directory_entries
 from receipt_chroma.snapshots.hnsw import apply_flush_policy, set_sync_threshold
-from receipt_chroma.snapshots.manifest import Manifest
+from receipt_chroma.snapshots.manifest import FileEntry, Manifest
 from receipt_chroma.snapshots.retention import retain
 from receipt_chroma.snapshots.service import CollectionSnapshots, Lease
 from receipt_chroma.snapshots.stats import SnapshotStats
@@ -62,9 +65,19 @@ def swap_pointer(
 
 
 def prepare_directory(
-    snapshots: CollectionSnapshots, stats: SnapshotStats, *, force_flush: bool = False
+    snapshots: CollectionSnapshots,
+    stats: SnapshotStats,
+    *,
+    force_flush: bool = False,
+    base_files: Sequence[FileEntry] | None = None,
 ) -> SnapshotCheck:
-    """Step 1 on the closed working copy: flush policy, then reopen and check."""
+    """Step 1 on the closed working copy: flush policy, then the check.
+
+    With ``base_files`` (the files of the version the copy was opened at), a copy whose
+    HNSW files are still exactly those is checked from its files (``closed_check``): no
+    reopen, so the records the apply stage indexed are not indexed a second time. A flush,
+    any changed HNSW file or no base reopens the directory (``check_snapshot``).
+    """
     path, collection = snapshots.working.path, snapshots.collection
     policy = snapshots.settings.hnsw
     index = apply_flush_policy(path, collection, policy, force=force_flush)
@@ -76,9 +89,15 @@ def prepare_directory(
             extra={"collection": collection, "unindexed": index.after.unindexed_records},
         )
     compact_database(path)
-    check = check_snapshot(path, collection, snapshots.settings.dimension)
+    dimension = snapshots.settings.dimension
+    files = tuple(directory_entries(path)) if base_files is not None else None
+    if files is not None and base_files is not None and index_files_unchanged(files, base_files):
+        check = replace(check_closed_copy(path, collection, dimension), files=files)
+    else:
+        check = check_snapshot(path, collection, dimension)
     if check.sync_threshold != policy.sync_threshold:
         set_sync_threshold(path, collection, policy.sync_threshold)
+        check = replace(check, files=None)  # the database file changed
     return check
 
 
@@ -95,7 +114,7 @@ def write_version(
     the manifest, its bytes and the objects this call wrote."""
     stages = stages or StageRunner()
     with stages.run(Stage.UPLOAD):
-        entries = directory_entries(directory)
+        entries = list(check.files) if check.files is not None else directory_entries(directory)
         uploaded = snapshots.store.objects.upload_missing(directory, entries, stats)
     with stages.run(Stage.MANIFEST):
         manifest = Manifest(
@@ -121,12 +140,13 @@ def commit_version(
     errors: list[str],
     stages: StageRunner,
     force_flush: bool = False,
+    base_files: Sequence[FileEntry] | None = None,
 ) -> SnapshotPointer:
     """Steps 1 to 5 for the (closed) working copy on top of ``base``: the published
     pointer. Raises (nothing published) until the swap; errors after it never unpublish
-    and are appended to ``errors``."""
+    and are appended to ``errors``. ``base_files``: see ``prepare_directory``."""
     with stages.run(Stage.CHECK):
-        check = prepare_directory(snapshots, stats, force_flush=force_flush)
+        check = prepare_directory(snapshots, stats, force_flush=force_flush, base_files=base_files)
     manifest, data, _ = write_version(
         snapshots,
         snapshots.working.path,

@@ -52,8 +52,16 @@ class SnapshotSink:
                 self.working.relabel_unwritten(base.version, self._label)
             return Commit()
         errors: list[str] = []
+        # The files the copy held when opened (its label: the base version's files):
+        # while its HNSW files are still those, the check needs no reopen.
         published = commit_version(
-            self.snapshots, base, lease, stats=opened.stats, errors=errors, stages=stages
+            self.snapshots,
+            base,
+            lease,
+            stats=opened.stats,
+            errors=errors,
+            stages=stages,
+            base_files=self._label.files if self._label is not None else None,
         )
         return Commit(published=published, errors=errors)
 

@@ -1,17 +1,19 @@
 """Operations on one collection: merchant metadata, word labels and deletions (contract §4, §5.5).
 
 Each function touches only the collection it is given and raises on failure — it never
-returns 0 for an error. Key writes have one path, ``apply_receipt_keys``: it reads the
-records' current metadata, writes only the keys whose values differ (one batched update
-per receipt, chunked) and counts what actually changed; ``update_receipt_metadata`` and
-``update_word_labels`` are thin wrappers of it. Counts come from what exists (a ``get``),
-never from the return value of ``update``/``delete``. The keys are derived from the rows in
+returns 0 for an error. Key writes have one path, ``receipt_key_writes``: it reads the
+records' current metadata and works out only the keys whose values differ, counting what
+actually changes. ``apply_receipt_keys`` writes them at once (one batched update per
+receipt, chunked), and ``update_receipt_metadata`` and ``update_word_labels`` are thin
+wrappers of it; the apply stage writes a whole batch's in one update (``apply_batch``).
+Counts come from what exists (a ``get``), never from the return value of
+``update``/``delete``. The keys are derived from the rows in
 ``record_keys``; the reads of records are in ``collection_reads``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -54,7 +56,8 @@ class OperationLogger(Protocol):
     def info(self, msg: object, *args: Any, **kwargs: Any) -> None: ...
 
 
-def _guard(action: str, image_id: str, receipt_id: int, work: Callable[[], T]) -> T:
+def guard_receipt(action: str, image_id: str, receipt_id: int, work: Callable[[], T]) -> T:
+    """Run ``work``; any error becomes an OperationError naming the action and receipt."""
     try:
         return work()
     except OperationError:
@@ -113,6 +116,65 @@ def _differing(stored: Mapping[str, Any], wanted: Mapping[str, MetadataValue]) -
     return {key: value for key, value in wanted.items() if stored.get(key) != value}
 
 
+@dataclass(frozen=True, slots=True)
+class ReceiptKeyWrites:
+    """The key writes one receipt needs (``receipt_key_writes``): per record, the keys
+    whose stored values differ, and what they change."""
+
+    image_id: str
+    receipt_id: int
+    writes: dict[str, dict[str, Any]]
+    done: KeyUpdate
+    merchant: bool  # merchant keys were asked for
+    labels: bool  # label keys were asked for
+
+    def log(self, logger: OperationLogger, collection: Any) -> None:
+        """The operation's log lines, once its writes are done."""
+        for event, written, changed in (
+            ("metadata update", self.merchant, self.done.merchant_changed),
+            ("label update", self.labels, self.done.labels_changed),
+        ):
+            if written:
+                _log(
+                    logger,
+                    event,
+                    collection,
+                    image_id=self.image_id,
+                    receipt_id=self.receipt_id,
+                    records=self.done.records,
+                    changed=changed,
+                )
+
+
+def receipt_key_writes(
+    collection: Any,
+    image_id: str,
+    receipt_id: int,
+    *,
+    merchant: Mapping[str, MetadataValue] | None,
+    labels: Iterable[ReceiptWordLabel] | None,
+    record_ids: Iterable[str] | None = None,
+) -> ReceiptKeyWrites:
+    """Read the receipt's records — those of ``record_ids`` that exist, else every
+    record of the receipt — and work out the merchant keys (a flat ``field → value``
+    mapping; None deletes) and, with ``labels`` (all current label rows of the receipt),
+    the label keys each must be written. Writes nothing."""
+
+    def work() -> ReceiptKeyWrites:
+        current = (
+            receipt_metadatas(collection, image_id, receipt_id)
+            if record_ids is None
+            else metadatas_of(collection, record_ids)
+        )
+        by_record = label_metadata_by_record(labels) if labels is not None else None
+        writes, done = _key_writes(current, merchant or {}, by_record)
+        return ReceiptKeyWrites(
+            image_id, receipt_id, writes, done, merchant is not None, labels is not None
+        )
+
+    return guard_receipt("metadata update", image_id, receipt_id, work)
+
+
 def apply_receipt_keys(
     collection: Any,
     image_id: str,
@@ -123,41 +185,19 @@ def apply_receipt_keys(
     logger: OperationLogger,
     record_ids: Iterable[str] | None = None,
 ) -> KeyUpdate:
-    """Write merchant keys (a flat ``field → value`` mapping; None deletes) and, with
-    ``labels`` (all current label rows of the receipt), the label keys onto the receipt's
-    records — those of ``record_ids`` that exist, else every record of the receipt.
-
-    One batched update carrying only the keys whose values differ; a record already
-    holding every value is not written at all.
-    """
-
-    def work() -> KeyUpdate:
-        current = (
-            receipt_metadatas(collection, image_id, receipt_id)
-            if record_ids is None
-            else metadatas_of(collection, record_ids)
-        )
-        by_record = label_metadata_by_record(labels) if labels is not None else None
-        writes, done = _key_writes(current, merchant or {}, by_record)
-        update_metadatas(collection, writes)
-        return done
-
-    done = _guard("metadata update", image_id, receipt_id, work)
-    for event, written, changed in (
-        ("metadata update", merchant is not None, done.merchant_changed),
-        ("label update", labels is not None, done.labels_changed),
-    ):
-        if written:
-            _log(
-                logger,
-                event,
-                collection,
-                image_id=image_id,
-                receipt_id=receipt_id,
-                records=done.records,
-                changed=changed,
-            )
-    return done
+    """``receipt_key_writes``, then one batched update carrying only the keys whose values
+    differ; a record already holding every value is not written at all."""
+    planned = receipt_key_writes(
+        collection, image_id, receipt_id, merchant=merchant, labels=labels, record_ids=record_ids
+    )
+    guard_receipt(
+        "metadata update",
+        image_id,
+        receipt_id,
+        lambda: update_metadatas(collection, planned.writes),
+    )
+    planned.log(logger, collection)
+    return planned.done
 
 
 def _key_writes(
@@ -233,6 +273,25 @@ def remove_word_labels(
 # --- deletions ---------------------------------------------------------------------------
 
 
+def delete_records(collection: Any, ids: Sequence[str]) -> None:
+    """Delete ``ids`` (records known to exist); one call per chunk."""
+    for chunk in chunks(ids):
+        collection.delete(ids=list(chunk))
+
+
+def log_deletion(
+    logger: OperationLogger, collection: Any, *, image_id: str, receipt_id: int, records: int
+) -> None:
+    _log(
+        logger,
+        "embeddings deleted",
+        collection,
+        image_id=image_id,
+        receipt_id=receipt_id,
+        records=records,
+    )
+
+
 def delete_embeddings(
     collection: Any, ids: Iterable[str], logger: OperationLogger, *, image_id: str, receipt_id: int
 ) -> int:
@@ -240,17 +299,9 @@ def delete_embeddings(
 
     def work() -> int:
         present = existing_ids(collection, ids)
-        for chunk in chunks(present):
-            collection.delete(ids=list(chunk))
+        delete_records(collection, present)
         return len(present)
 
-    deleted = _guard("deletion", image_id, receipt_id, work)
-    _log(
-        logger,
-        "embeddings deleted",
-        collection,
-        image_id=image_id,
-        receipt_id=receipt_id,
-        records=deleted,
-    )
+    deleted = guard_receipt("deletion", image_id, receipt_id, work)
+    log_deletion(logger, collection, image_id=image_id, receipt_id=receipt_id, records=deleted)
     return deleted

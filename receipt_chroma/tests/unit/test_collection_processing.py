@@ -342,3 +342,60 @@ def test_a_run_row_deleted_before_marking_leaves_the_other_runs_marked(env: Env)
     assert record_run_outcomes(env.table.client, result) == {}
     stored = env.table.client.get_compaction_run(IMAGE_ID, 1, "run-kept")
     assert stored.words_state is CompactionState.COMPLETED
+
+
+class _RefusesOneReceipt:
+    """The real client, whose collections refuse any write that touches one receipt's
+    records (as a store refusing a write would): the batch writes all receipts at once."""
+
+    def __init__(self, client: ChromaClient, refused_image_id: str) -> None:
+        self._client = client
+        self._refused = refused_image_id
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def get_or_create_collection(self, name: str) -> Any:
+        collection = self._client.get_or_create_collection(name)
+        refused = self._refused
+
+        class Refusing:
+            def __getattr__(self, attribute: str) -> Any:
+                return getattr(collection, attribute)
+
+            def update(self, *, ids: list[str], **rest: Any) -> Any:
+                if any(refused in i for i in ids):
+                    raise RuntimeError("write refused")
+                return collection.update(ids=ids, **rest)
+
+        return Refusing()
+
+
+def test_one_receipt_whose_write_fails_fails_only_its_messages(env: Env) -> None:
+    """The apply writes every receipt's keys in one update; when that call fails, each
+    receipt is written alone, so only the refused receipt's messages fail."""
+    receipts = [SyntheticReceipt(image, 1, dimension=DIM) for image in (IMAGE_ID, OTHER_IMAGE_ID)]
+    for n, receipt in enumerate(receipts):
+        env.process("words", env.messages("INSERT", "words", new=env.add_receipt(receipt, f"r{n}")))
+    messages = []
+    for receipt in receipts:
+        label = make_label(receipt.image_id, 1, 1, 1, "TOTAL", validation_status="VALID")
+        env.table.client.put_receipt_word_label(label)
+        messages += env.messages("INSERT", "words", new=label)
+
+    result = process_collection_updates(
+        messages,
+        "words",
+        _RefusesOneReceipt(env.chroma, OTHER_IMAGE_ID),  # type: ignore[arg-type]
+        env.table.client,
+        bucket=BUCKET,
+        dimension=DIM,
+        logger=logging.getLogger("test"),
+    )
+
+    assert [f.message_id for f in result.failures] == [messages[1][0]]
+    assert "write refused" in result.failures[0].reason
+    assert result.label_updates == 1
+    records = env.records("words")
+    assert records[word_vector_id(IMAGE_ID, 1, 1, 1)]["label_status"] == "validated"
+    assert "label_status" not in records[word_vector_id(OTHER_IMAGE_ID, 1, 1, 1)]

@@ -313,15 +313,18 @@ def _apply(
     deltas: FetchedDeltas[MergeTarget] | None,
     logger: OperationLogger,
 ) -> CollectionUpdateResult:
-    """The apply stage in one sink: its client is closed when the stage ends (a snapshot
-    is published from the closed directory). A server that went away fails the cycle."""
+    """The apply stage in one sink. A server's client is closed when the stage ends; the
+    snapshot sink's stays open for its commit (``close_after_apply``). A server that went
+    away fails the cycle."""
     try:
-        with opened.client as client:
-            return apply_plan(plan, client, deltas, logger)
+        return apply_plan(plan, opened.client, deltas, logger)
     except Exception as error:
         if opened.client.unavailable is None:
             raise
         raise SinkUnavailableError(opened.client.unavailable) from error
+    finally:
+        if opened.close_after_apply:
+            opened.client.close()
 
 
 def _report_stats(result: CycleResult, opened: OpenedCollection) -> None:

@@ -1,26 +1,33 @@
 """The publish check of contract §6.3 step 1 without reopening Chroma (SPEC rev 3).
 
-Reopening the closed working copy (``check_snapshot``) replays every log entry its HNSW
-files do not hold yet: the apply stage has just paid that re-index, and the check paid it a
-second time (1-4 s per cycle at 20,000 x 1536-d, growing with the unindexed tail until the
-next flush). This check establishes the same facts from the directory's files:
+Reopening the working copy (``check_snapshot``) replays every log entry its HNSW files do
+not hold yet: the apply stage has just paid that re-index, and the check paid it a second
+time (1-4 s per cycle at 20,000 x 1536-d, growing with the unindexed tail until the next
+flush). This check establishes the same facts from the directory's files. Why each is as
+strong as the reopen:
 
-- **The collection, its count and dimension** are what a reopened client would report:
-  chromadb 1.5.9 (local) answers ``count()`` from the metadata segment's ``embeddings``
-  table, and every write call applies its log entries to that segment before it returns;
-  the check requires that segment to have applied the whole log (else a reopen would
-  apply the rest first, and the count here could differ). The dimension is the
-  collection's recorded ``dimension``, which chromadb sets from the first vector and
-  enforces on every later one.
-- **The vectors a reopen would replay** are readable and of that dimension: every log
-  entry past the vector segment's persisted position that carries a vector holds
-  ``dimension`` float32 values.
-- **The HNSW files load**: they are byte for byte (size and sha256) the files of the base
-  version, which passed this check (or the reopen check) when it was published and were
-  verified against its manifest when downloaded. When any of them changed — a flush, or
-  chromadb persisting by itself — or there is no base to compare with, ``prepare_directory``
-  reopens instead.
-- **The database file is sound**: ``PRAGMA quick_check`` (which the reopen check never ran).
+- **The collection exists and opens.** It is looked up in the tenant and database a local
+  client opens, and its schema - what a reopen deserializes first - must parse and name an
+  HNSW vector index with a known distance space. A collection without a schema (an older
+  chromadb's) is not checked here: ``prepare_directory`` reopens it.
+- **Its count** is what a reopened client reports: chromadb 1.5.9 (local) answers
+  ``count()`` from the metadata segment's ``embeddings`` table, and every write call
+  applies its log entries to that segment before it returns. The check requires that
+  segment to have applied the whole log (else a reopen would apply the rest first).
+- **Its dimension** is the collection's recorded ``dimension``, which chromadb sets from the
+  first vector and enforces on every later one; every log entry past the vector segment's
+  persisted position that carries a vector - what a reopen replays - must hold that many
+  float32 values.
+- **Its HNSW files load.** The caller uses this check only while the HNSW files are byte
+  for byte (size and sha256) those of the copy's label: the base version's files, as
+  verified against its manifest on download or as this container published them (after
+  a cycle that wrote nothing, as hashed then). And the cycle being published made write
+  calls: chromadb loads the vector segment - those very files, unchanged since (with the
+  client kept open between cycles, loaded when the container first wrote) - before it
+  applies any write, so a segment that could not load would have failed the apply, and a
+  log the metadata segment has not fully applied is refused above. When any HNSW file
+  changed (a flush, or chromadb persisting by itself), ``prepare_directory`` reopens.
+- **The database file is sound**: ``PRAGMA quick_check`` (which the reopen never ran).
 
 ``tests/unit/test_snapshot_closed_check.py`` is the canary: on directories in every state
 the cycle produces, both checks report the same facts, and each broken fact is refused.
@@ -41,7 +48,11 @@ from receipt_chroma.snapshots.manifest import FileEntry
 
 DATABASE = "chroma.sqlite3"
 FLOAT32_BYTES = 4
-_SCHEMA_HNSW = ("keys", "#embedding", "float_list", "vector_index", "config", "hnsw")
+_SCHEMA_VECTOR_INDEX = ("keys", "#embedding", "float_list", "vector_index", "config")
+SPACES = frozenset({"cosine", "l2", "ip"})
+# The tenant and database every local client opens (chromadb's defaults).
+DEFAULT_TENANT = "default_tenant"
+DEFAULT_DATABASE = "default_database"
 
 
 def index_files_unchanged(files: Iterable[FileEntry], base_files: Iterable[FileEntry]) -> bool:
@@ -54,9 +65,11 @@ def index_files_unchanged(files: Iterable[FileEntry], base_files: Iterable[FileE
 
 def check_closed_copy(
     path: Path, collection: str, dimension: int | None, *, label: str | None = None
-) -> SnapshotCheck:
-    """The facts of ``check_snapshot`` read from ``path/chroma.sqlite3`` (closed; opened
-    read-only). The caller has established that the HNSW files are the base version's.
+) -> SnapshotCheck | None:
+    """The facts of ``check_snapshot`` read from ``path/chroma.sqlite3`` (opened
+    read-only). The caller has established that the HNSW files are the label's, and that
+    the cycle wrote through chromadb. None: the files do not say (no collection schema),
+    so the caller reopens.
 
     Raises SnapshotCheckError naming what is wrong (``label`` instead of ``path``).
     """
@@ -75,18 +88,23 @@ def check_closed_copy(
 
 def _check(
     connection: sqlite3.Connection, where: str, collection: str, dimension: int | None
-) -> SnapshotCheck:
+) -> SnapshotCheck | None:
     integrity = [row[0] for row in connection.execute("PRAGMA quick_check")]
     if integrity != ["ok"]:
         raise SnapshotCheckError(f"{where}: {DATABASE} is damaged: {'; '.join(integrity[:3])}")
     rows = connection.execute(
-        "SELECT id, dimension, config_json_str, schema_str FROM collections WHERE name = ?",
-        (collection,),
+        "SELECT c.id, c.dimension, c.schema_str FROM collections c "
+        "JOIN databases d ON d.id = c.database_id "
+        "WHERE c.name = ? AND d.name = ? AND d.tenant_id = ?",
+        (collection, DEFAULT_DATABASE, DEFAULT_TENANT),
     ).fetchall()
     if len(rows) != 1:
         found = "no collection" if not rows else f"{len(rows)} collections named"
         raise SnapshotCheckError(f"{where}: {found} {collection!r}")
-    collection_id, recorded_dimension, configuration, schema = rows[0]
+    collection_id, recorded_dimension, schema = rows[0]
+    if schema is None:
+        return None  # an older chromadb's collection: its settings are where a reopen looks
+    hnsw = _vector_index(where, collection, schema)
     segments = dict(
         connection.execute(
             "SELECT scope, id FROM segments WHERE collection = ?", (collection_id,)
@@ -130,7 +148,7 @@ def _check(
         collection=collection,
         record_count=int(count),
         dimension=int(recorded_dimension) if count else None,
-        sync_threshold=_sync_threshold(configuration, schema),
+        sync_threshold=_sync_threshold(hnsw),
     )
 
 
@@ -165,21 +183,30 @@ def _position(connection: sqlite3.Connection, segment_id: str) -> int:
     return 0 if row is None else sequence_number(row[0])
 
 
-def _sync_threshold(configuration: str | None, schema: str | None) -> int | None:
-    """``hnsw.sync_threshold`` as chromadb 1.5.9 reads it: from the collection schema's
-    vector index (where ``modify`` writes it), else from the legacy configuration."""
-    for text, path in ((schema, _SCHEMA_HNSW), (configuration, ("hnsw",))):
-        found: Any = _load(text)
-        for key in path:
-            found = found.get(key) if isinstance(found, dict) else None
-        threshold = found.get("sync_threshold") if isinstance(found, dict) else None
-        if isinstance(threshold, int):
-            return threshold
-    return None
-
-
-def _load(text: str | None) -> Any:
+def _vector_index(where: str, collection: str, schema: str) -> dict[str, Any]:
+    """The HNSW settings of the collection's vector index, from the schema a reopen
+    deserializes first: a schema that does not parse, or names no HNSW index with a
+    known distance space, is refused (a reopen would fail on it)."""
     try:
-        return json.loads(text) if text else None
-    except json.JSONDecodeError:
-        return None
+        found: Any = json.loads(schema)
+    except json.JSONDecodeError as error:
+        raise SnapshotCheckError(
+            f"{where}: collection {collection!r} has a schema that does not parse: {error}"
+        ) from error
+    config: Any = found
+    for key in _SCHEMA_VECTOR_INDEX:
+        config = config.get(key) if isinstance(config, dict) else None
+    hnsw = config.get("hnsw") if isinstance(config, dict) else None
+    if not isinstance(hnsw, dict) or config.get("space") not in SPACES:
+        raise SnapshotCheckError(
+            f"{where}: collection {collection!r} has no HNSW vector index with a known "
+            "distance space in its schema"
+        )
+    return hnsw
+
+
+def _sync_threshold(hnsw: dict[str, Any]) -> int | None:
+    """``hnsw.sync_threshold`` where chromadb 1.5.9 keeps it (and ``modify`` writes it);
+    None when absent, so the publish sets it."""
+    threshold = hnsw.get("sync_threshold")
+    return threshold if isinstance(threshold, int) else None

@@ -12,6 +12,7 @@ chromadb's own ``chroma utils vacuum`` does): measured on a 20,000 x 1536-d coll
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -28,8 +29,14 @@ class Compaction:
     vacuumed: bool
 
 
-def compact_database(path: Path, free_page_share: float = FREE_PAGE_SHARE) -> Compaction:
-    """VACUUM ``path/chroma.sqlite3`` (closed: no client may be open) when it is sparse."""
+def compact_database(
+    path: Path,
+    free_page_share: float = FREE_PAGE_SHARE,
+    *,
+    before_vacuum: Callable[[], None] | None = None,
+) -> Compaction:
+    """VACUUM ``path/chroma.sqlite3`` when it is sparse. No client may be open on it then:
+    ``before_vacuum`` runs first (it closes one that is)."""
     database = path / "chroma.sqlite3"
     before = database.stat().st_size
     connection = sqlite3.connect(database, isolation_level=None)
@@ -38,6 +45,8 @@ def compact_database(path: Path, free_page_share: float = FREE_PAGE_SHARE) -> Co
         free = connection.execute("PRAGMA freelist_count").fetchone()[0]
         if not pages or free <= free_page_share * pages:
             return Compaction(before, before, vacuumed=False)
+        if before_vacuum is not None:
+            before_vacuum()
         connection.execute("VACUUM")
     except sqlite3.Error as error:
         raise SnapshotError(f"{database}: VACUUM failed: {error}") from error

@@ -26,6 +26,7 @@ replay when no flush is due, and every flush is checked afterwards.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,13 +114,21 @@ class IndexOutcome:
 
 
 def apply_flush_policy(
-    path: Path, collection: str, policy: HnswPolicy, *, force: bool = False
+    path: Path,
+    collection: str,
+    policy: HnswPolicy,
+    *,
+    force: bool = False,
+    before_flush: Callable[[], None] | None = None,
 ) -> IndexOutcome:
     """Flush when unindexed vectors exceed the policy's bound (or when forced and the
-    log holds anything unpersisted)."""
+    log holds anything unpersisted); ``before_flush`` runs first (it closes any client
+    still open on ``path``: a flush must open the directory afresh)."""
     before = index_state(path, collection)
     due = before.unindexed_records > policy.flush_records
     if not (due or (force and before.pending_log_records)):
         return IndexOutcome(before, before, flushed=False)
+    if before_flush is not None:
+        before_flush()
     after = flush_index(path, collection, policy.sync_threshold)
     return IndexOutcome(before, after, flushed=True)

@@ -53,6 +53,7 @@ from receipt_chroma.snapshots.reader import (
     merge_indexes,
     read_version,
 )
+from receipt_chroma.snapshots.resident_client import ResidentClient
 from receipt_chroma.snapshots.s3_store import S3SnapshotStore
 from receipt_chroma.snapshots.stats import SnapshotStats
 
@@ -70,6 +71,8 @@ class WorkingCopy:
         self._marker = self.base / ".version"
         self._manifest = self.base / ".manifest.json"
         self._lock: IO[str] | None = None
+        # The write client kept open between cycles (closed before the copy changes).
+        self.client = ResidentClient(self.path)
 
     # --- exclusivity ------------------------------------------------------------------------
 
@@ -89,6 +92,7 @@ class WorkingCopy:
         self._lock = handle
 
     def unlock(self) -> None:
+        self.client.close()
         if self._lock is not None:
             fcntl.flock(self._lock, fcntl.LOCK_UN)
             self._lock.close()
@@ -138,6 +142,7 @@ class WorkingCopy:
 
     def discard(self) -> None:
         """Forget the copy (after a cycle that changed it without publishing)."""
+        self.client.close()
         self.mark_dirty()
         remove_tree(self.path)
 
@@ -259,6 +264,7 @@ class WorkingCopy:
         except BaseException:
             remove_tree(building)
             raise
+        self.client.close()
         self.mark_dirty()
         previous = self.base / f".previous-{secrets.token_hex(4)}"
         os.replace(self.path, previous)

@@ -135,3 +135,35 @@ def test_each_broken_fact_is_refused_by_name(published: Path, tmp_path: Path) ->
 
     with pytest.raises(SnapshotCheckError, match=r"no chroma\.sqlite3"):
         check_closed_copy(tmp_path / "nowhere", "words", DIMENSION)
+
+
+def test_the_collection_a_local_client_opens_and_its_schema(
+    published: Path, tmp_path: Path
+) -> None:
+    """Only the default tenant's default database counts (what a reopen opens); a schema
+    a reopen could not deserialize is refused; without one (an older chromadb's
+    collection) the files do not say, and the publish reopens."""
+    elsewhere = _broken(
+        published,
+        tmp_path / "elsewhere",
+        "UPDATE databases SET name = 'other_database'",
+    )
+    with pytest.raises(SnapshotCheckError, match="no collection 'words'"):
+        check_closed_copy(elsewhere, "words", DIMENSION)
+
+    unreadable = _broken(
+        published, tmp_path / "unreadable", "UPDATE collections SET schema_str = '{'"
+    )
+    with pytest.raises(SnapshotCheckError, match="schema that does not parse"):
+        check_closed_copy(unreadable, "words", DIMENSION)
+
+    unknown_space = _broken(
+        published,
+        tmp_path / "space",
+        "UPDATE collections SET schema_str = replace(schema_str, '\"cosine\"', '\"bogus\"')",
+    )
+    with pytest.raises(SnapshotCheckError, match="known distance space"):
+        check_closed_copy(unknown_space, "words", DIMENSION)
+
+    older = _broken(published, tmp_path / "older", "UPDATE collections SET schema_str = NULL")
+    assert check_closed_copy(older, "words", DIMENSION) is None

@@ -34,6 +34,9 @@ class OpenedCollection:
     base: SnapshotPointer | None = None
     tier: CacheTier | None = None
     stats: SnapshotStats = field(default_factory=SnapshotStats)
+    # False: the sink's commit decides when the client closes (the snapshot sink keeps its
+    # working copy's client open between cycles).
+    close_after_apply: bool = True
 
 
 @dataclass

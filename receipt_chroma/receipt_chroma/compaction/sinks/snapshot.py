@@ -5,7 +5,6 @@ under the lease (``receipt_chroma.snapshots``).
 
 from __future__ import annotations
 
-from receipt_chroma.chroma_client import ChromaClient
 from receipt_chroma.compaction.lease import LockManager
 from receipt_chroma.compaction.sinks.base import Commit, OpenedCollection
 from receipt_chroma.snapshots.base import open_base
@@ -36,8 +35,12 @@ class SnapshotSink:
         # writes under the published version's label.
         self._label = self.working.manifest()
         self.working.mark_dirty()
-        client = ChromaClient(self.working.path, mode="write")
-        return OpenedCollection(client, base=pointer, tier=tier, stats=stats)
+        # The client kept open since the last cycle on a warm copy: the records it indexed
+        # stay indexed (``snapshots.resident_client``); the publish closes it when needed.
+        client = self.working.client.open()
+        return OpenedCollection(
+            client, base=pointer, tier=tier, stats=stats, close_after_apply=False
+        )
 
     def commit(self, opened: OpenedCollection, lease: LockManager, stages: StageRunner) -> Commit:
         """Publish the applied copy — or, when no write call reached it, give it its label
@@ -68,7 +71,7 @@ class SnapshotSink:
     def abandon(self, opened: OpenedCollection) -> None:
         """After a failed cycle: a copy that received a write call is deleted (§5.2); one
         that did not keeps its version's label, so the next cycle starts warm."""
-        opened.client.close()
+        self.working.client.close()
         if opened.client.wrote or opened.base is None:
             self.working.discard()
         else:

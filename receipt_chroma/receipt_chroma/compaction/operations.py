@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from receipt_chroma.chroma_client import ClientCollection
 from receipt_chroma.compaction.collection_reads import (
     chunks,
     existing_ids,
@@ -92,12 +93,21 @@ def _log(
     )
 
 
+def _write_chunks(collection: Any, ids: Sequence[str]) -> Iterable[Sequence[str]]:
+    """A ``ChromaClient`` collection splits each write call within its client's batch
+    size itself, so it gets one call (chromadb re-reads its unpersisted log on every
+    write call); any other collection gets chunks of ``WRITE_CHUNK``."""
+    if not ids:
+        return []
+    return [ids] if isinstance(collection, ClientCollection) else chunks(ids)
+
+
 def update_metadatas(
     collection: Any, metadatas_by_id: Mapping[str, Mapping[str, MetadataValue]]
 ) -> int:
-    """Merge each mapping into its record (None deletes a key); one call per chunk."""
+    """Merge each mapping into its record (None deletes a key); one call (per chunk)."""
     ids = sorted(metadatas_by_id)
-    for chunk in chunks(ids):
+    for chunk in _write_chunks(collection, ids):
         collection.update(ids=list(chunk), metadatas=[dict(metadatas_by_id[i]) for i in chunk])
     return len(ids)
 
@@ -274,8 +284,8 @@ def remove_word_labels(
 
 
 def delete_records(collection: Any, ids: Sequence[str]) -> None:
-    """Delete ``ids`` (records known to exist); one call per chunk."""
-    for chunk in chunks(ids):
+    """Delete ``ids`` (records known to exist); one call (per chunk)."""
+    for chunk in _write_chunks(collection, ids):
         collection.delete(ids=list(chunk))
 
 

@@ -1,4 +1,4 @@
-"""What the cycle benchmarks share: a clock of stages and DynamoDB calls, and a recorder
+"""What the cycle benchmarks share: a clock of stages and emulator calls, and a recorder
 that serves a cycle's row reads from memory once they were recorded.
 
 moto's DynamoDB is far slower than the service (a projected query of one receipt takes a
@@ -51,24 +51,39 @@ def set_words_pointer(dynamo: DynamoClient, version: str) -> None:
 
 @dataclasses.dataclass
 class Clock:
-    """Stage times of a cycle and the intervals the cycle's own thread spent inside
-    DynamoDB calls (the lease heartbeat's calls, on their own thread, overlap the work)."""
+    """Stage times of a cycle, the intervals the cycle's own thread spent inside DynamoDB
+    calls (the lease heartbeat's calls, on their own thread, overlap the work), and the
+    intervals of S3 calls on any thread (uploads run on a pool the cycle waits for)."""
 
     stages: dict[str, float] = dataclasses.field(default_factory=dict)
     calls: list[tuple[float, float]] = dataclasses.field(default_factory=list)
-    _open: dict[int, float] = dataclasses.field(default_factory=dict)
+    s3_calls: list[tuple[float, float]] = dataclasses.field(default_factory=list)
+    _open: dict[tuple[str, int], float] = dataclasses.field(default_factory=dict)
+    _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
     def install(self, dynamo: DynamoClient) -> None:
         dynamo.client.meta.events.register("before-call.dynamodb", self._before)
         dynamo.client.meta.events.register("after-call.dynamodb", self._after)
 
+    def install_s3(self, s3: Any) -> None:
+        s3.meta.events.register("before-call.s3", self._before_s3)
+        s3.meta.events.register("after-call.s3", self._after_s3)
+
     def _before(self, **_: Any) -> None:
-        self._open[threading.get_ident()] = time.perf_counter()
+        self._open[("dynamodb", threading.get_ident())] = time.perf_counter()
 
     def _after(self, **_: Any) -> None:
-        started = self._open.pop(threading.get_ident())
+        started = self._open.pop(("dynamodb", threading.get_ident()))
         if threading.current_thread() is threading.main_thread():
             self.calls.append((started, time.perf_counter()))
+
+    def _before_s3(self, **_: Any) -> None:
+        self._open[("s3", threading.get_ident())] = time.perf_counter()
+
+    def _after_s3(self, **_: Any) -> None:
+        started = self._open.pop(("s3", threading.get_ident()))
+        with self._lock:
+            self.s3_calls.append((started, time.perf_counter()))
 
     def on_stage(self, stage: str) -> None:
         self.stages[stage] = time.perf_counter()
@@ -76,9 +91,27 @@ class Clock:
     def clear(self) -> None:
         self.stages.clear()
         self.calls.clear()
+        with self._lock:
+            self.s3_calls.clear()
 
     def dynamo_seconds(self, start: float, end: float) -> float:
         return sum(max(0.0, min(b, end) - max(a, start)) for a, b in self.calls)
+
+    def emulator_seconds(self, start: float, end: float) -> float:
+        """Time in [start, end] during which the emulator answered the cycle: the union of
+        its own DynamoDB calls and every S3 call (overlapping calls counted once)."""
+        with self._lock:
+            intervals = sorted(
+                (max(a, start), min(b, end))
+                for a, b in [*self.calls, *self.s3_calls]
+                if b > start and a < end
+            )
+        total, reach = 0.0, start
+        for a, b in intervals:
+            if b > reach:
+                total += b - max(a, reach)
+                reach = b
+        return total
 
 
 @dataclasses.dataclass

@@ -5,7 +5,12 @@ cycles run in sequence through the real ``CompactionCycle`` against a moto serve
 own process): each changes labels and merchant on 10 receipts, merges one new 100-vector
 delta and deletes one receipt. Reported per cycle: bytes uploaded and downloaded, the
 files that changed, the unindexed records, and seconds per stage (time inside DynamoDB
-calls shown beside it). The cycle whose publish ran the planned HNSW flush is marked.
+calls shown beside it, and the compute: each stage without the time inside any call to
+the emulator, DynamoDB on the cycle's thread or S3 on any). The cycle whose publish ran
+the planned HNSW flush is marked. After each warm small cycle, the same writes it made
+(recorded as they pass to chromadb) are applied raw, in the fewest calls, to its base
+version with chromadb's default settings (``raw_writes.py``): apply's compute against that
+minimum. ``small_cycle_compute_seconds`` is the slowest warm small cycle (issue 24).
 
 Then, side by side, the same small cycle (one batch, applied from the same published
 base every time: pointer and run rows reset) from a warm copy, from a copy one version
@@ -23,6 +28,8 @@ seed directory, measured in the same run. Prints JSON.
 
 Budgets (issue 14): mean bytes uploaded per small cycle <= 15 % of the full snapshot;
 catch-up downloads <= 20 % of a cold download; first query at the flush bound <= 2x.
+Issue 24: a warm small cycle <= 3 s of compute, the slowest between two flushes <= 1.3x
+the first, apply <= 1.5x the raw minimum.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ import boto3
 import chromadb
 import numpy as np
 from benchlib import Clock, DynamoReplay, create_bench_table, set_words_pointer, spread
+from raw_writes import RecordedWrites, WriteRecorder, raw_minimum
 
 from receipt_chroma import ChromaClient
 from receipt_chroma.archive import create_tarball
@@ -170,6 +178,9 @@ class Deployment:
         self.rng = np.random.default_rng(11)
         self.clock = Clock()
         self.clock.install(self.dynamo)
+        self.clock.install_s3(self.s3)
+        self.recorder = WriteRecorder()
+        self.last_writes = RecordedWrites()
         self.replay = DynamoReplay(self.dynamo)  # after the clock (see DynamoReplay)
         self.with_rows: set[int] = set()
         self.deleted = 0
@@ -384,9 +395,11 @@ class Deployment:
 
     def run(self, cycle: CompactionCycle, batch: Batch) -> dict[str, Any]:
         self.clock.clear()
-        started = time.perf_counter()
-        result = cycle.run(batch.messages)
-        ended = time.perf_counter()
+        with self.recorder.recording() as writes:
+            started = time.perf_counter()
+            result = cycle.run(batch.messages)
+            ended = time.perf_counter()
+        self.last_writes = writes
         assert result.failures == [], result.failures[:3]
         assert result.published_version is not None
         report: dict[str, Any] = {
@@ -402,16 +415,20 @@ class Deployment:
         }
         seconds: dict[str, float] = {}
         dynamo: dict[str, float] = {}
+        compute: dict[str, float] = {}
         previous = started
-        for name, stage in STAGES:
+        for name, stage in [*STAGES, ("total", None)]:
             at = ended if stage is None else self.clock.stages.get(stage, previous)
-            seconds[name] = round(at - previous, 3)
-            dynamo[name] = round(self.clock.dynamo_seconds(previous, at), 3)
+            begun = started if name == "total" else previous
+            seconds[name] = round(at - begun, 3)
+            dynamo[name] = round(self.clock.dynamo_seconds(begun, at), 3)
+            compute[name] = round(at - begun - self.clock.emulator_seconds(begun, at), 3)
             previous = at
-        seconds["total"] = round(ended - started, 3)
-        dynamo["total"] = round(self.clock.dynamo_seconds(started, ended), 3)
         report["seconds"] = seconds
         report["seconds_in_dynamodb"] = dynamo
+        # Excluding every call to the emulator (DynamoDB on the cycle's thread, S3 on any).
+        report["compute_seconds"] = compute
+        report["writes"] = writes.counts()
         return report
 
     def _changed(self, base: str | None, version: str) -> list[str]:
@@ -429,9 +446,9 @@ class Deployment:
         found = S3SnapshotStore(self.s3, self.bucket, "words").read_manifest(version)
         return None if found is None else found[0].record_count
 
-    def read_published(self, version: str) -> Path:
+    def read_published(self, version: str, place: str = "published") -> Path:
         """A published version read back from S3 (verified) into a directory of its own."""
-        target = self.root / "published" / version
+        target = self.root / place / version
         read_version(S3SnapshotStore(self.s3, self.bucket, "words"), version, target)
         return target
 
@@ -464,9 +481,22 @@ def sequence(deployment: Deployment, cycles: int) -> Sequence:
     runs: list[dict[str, Any]] = []
     kept: dict[int, Path] = {}
     saved: dict[str, Saved] = {}
+    base_version = deployment.dynamo.get_snapshot_pointer("words")
+    assert base_version is not None
+    previous = base_version.version
     for index in range(cycles):
         report = deployment.run(main, deployment.batch())
         runs.append(report)
+        if report["tier"] == "warm" and not report["hnsw_flushed"]:
+            # The same writes on the version the cycle started from, with chromadb's
+            # default settings, right after it (same machine state).
+            raw = raw_minimum(
+                deployment.read_published(previous, "raw-minimum"), deployment.last_writes
+            )
+            apply = report["compute_seconds"]["apply"]
+            report["apply_raw_minimum_seconds"] = round(raw, 3)
+            report["apply_to_raw_minimum"] = round(apply / raw, 3)
+        previous = report["version"]
         unindexed = report["unindexed_records"]
         if (unindexed in CURVE or unindexed == bound) and unindexed not in kept:
             kept[unindexed] = deployment.read_published(report["version"])
@@ -629,7 +659,43 @@ def summarise(seed: dict[str, Any], cycles: list[dict[str, Any]]) -> dict[str, A
         summary["mean_upload_ratio_over_flush_period"] = round(
             statistics.mean(c["bytes_uploaded"] for c in period) / full, 4
         )
+    summary.update(small_cycle_compute(cycles))
     return summary
+
+
+def small_cycle_compute(cycles: list[dict[str, Any]]) -> dict[str, Any]:
+    """Issue 24 item 1: the compute of warm small cycles (no flush), per stretch between
+    flushes: the slowest (``small_cycle_compute_seconds``), each stretch's slowest over its
+    first, and apply against the raw chromadb minimum of the same writes."""
+    stretches: list[list[dict[str, Any]]] = [[]]
+    for cycle in cycles:
+        if cycle["hnsw_flushed"]:
+            stretches.append([])
+        elif cycle["tier"] == "warm":
+            stretches[-1].append(cycle)
+    stretches = [s for s in stretches if s]
+    small = [c for stretch in stretches for c in stretch]
+    if not small:
+        return {}
+    totals = [c["compute_seconds"]["total"] for c in small]
+    ratios = [c["apply_to_raw_minimum"] for c in small]
+    return {
+        "small_cycle_compute_seconds": max(totals),
+        "small_cycle_compute_seconds_by_cycle": {
+            c["batch"] + 1: c["compute_seconds"]["total"] for c in small
+        },
+        "slowest_over_first_between_flushes": max(
+            round(
+                max(c["compute_seconds"]["total"] for c in s) / s[0]["compute_seconds"]["total"], 3
+            )
+            for s in stretches
+        ),
+        "apply_to_raw_minimum": {
+            "median": round(statistics.median(ratios), 3),
+            "max": max(ratios),
+            "by_cycle": {c["batch"] + 1: c["apply_to_raw_minimum"] for c in small},
+        },
+    }
 
 
 def large(root: Path, receipts: int, cache: Path | None, rounds: int) -> dict[str, Any]:
@@ -657,6 +723,7 @@ def budgets(report: dict[str, Any]) -> dict[str, Any]:
     catch_up = report["side_by_side"]["bytes_downloaded"]
     catch_up_ratio = round(catch_up["catch_up"] / catch_up["cold"], 4)
     first = report["first_query"]["ratio_at_bound"]
+    apply_ratio = summary.get("apply_to_raw_minimum", {})
     return {
         "mean_upload_ratio_max": 0.15,
         "mean_upload_ratio": summary["mean_upload_ratio_to_full"],
@@ -667,6 +734,16 @@ def budgets(report: dict[str, Any]) -> dict[str, Any]:
         "first_query_ratio_max": 2.0,
         "first_query_ratio_at_bound": first,
         "first_query_met": first is not None and first <= 2.0,
+        # Issue 24 item 1.
+        "small_cycle_compute_seconds_max": 3.0,
+        "small_cycle_compute_seconds": summary.get("small_cycle_compute_seconds"),
+        "small_cycle_compute_met": summary.get("small_cycle_compute_seconds", 1e9) <= 3.0,
+        "slowest_over_first_between_flushes_max": 1.3,
+        "slowest_over_first_between_flushes": summary.get("slowest_over_first_between_flushes"),
+        "apply_to_raw_minimum_max": 1.5,
+        "apply_to_raw_minimum_median": apply_ratio.get("median"),
+        "apply_to_raw_minimum_median_met": apply_ratio.get("median", 1e9) <= 1.5,
+        "apply_to_raw_minimum_every_cycle_met": apply_ratio.get("max", 1e9) <= 1.5,
     }
 
 
@@ -689,6 +766,7 @@ def main() -> None:
         os.environ.setdefault(name, value)
     started = time.perf_counter()
     report: dict[str, Any] = {"benchmark": "snapshot_cycles", "dimension": DIMENSION}
+    load_before = [round(x, 2) for x in os.getloadavg()]
     with (
         tempfile.TemporaryDirectory(prefix="bench-snapshots-") as tmp,
         LocalAwsServer(own_process=True) as server,
@@ -707,6 +785,10 @@ def main() -> None:
             report["large"] = large(Path(tmp) / "large", args.large_receipts, args.cache, 1)
     report["budgets"] = budgets(report)
     report["seconds"] = round(time.perf_counter() - started)
+    report["load_average"] = {
+        "before": load_before,
+        "after": [round(x, 2) for x in os.getloadavg()],
+    }
     print(json.dumps(report, indent=2))
 
 

@@ -21,7 +21,9 @@ used, and an EFS version whose files do not match its manifest (or that does not
 deleted, so the S3 read writes it again. EFS failures (``SnapshotStats.efs_failures``)
 are cache misses, never errors of the cycle.
 
-The EFS tier is passed in (``EfsTier``); nothing here imports from ``compaction``.
+The copy's Chroma write client is kept open between cycles (``resident_client``), so a
+warm container indexes each record once; it is closed before the copy is replaced or
+deleted. The EFS tier is passed in (``EfsTier``); nothing here imports from ``compaction``.
 """
 
 from __future__ import annotations

@@ -122,6 +122,8 @@ def _write_receipts(
     keys: dict[str, dict[str, Any]] = {}
     for receipt in planned:
         if receipt.keys is not None:
+            shared = keys.keys() & receipt.keys.writes.keys()
+            assert not shared, f"records of two receipts: {sorted(shared)[:3]}"  # §4 ids
             keys.update(receipt.keys.writes)
     try:
         update_metadatas(snapshot, keys)

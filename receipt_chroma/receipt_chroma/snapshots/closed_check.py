@@ -19,9 +19,12 @@ strong as the reopen:
   persisted position that carries a vector - what a reopen replays - must hold that many
   float32 values.
 - **Its HNSW files load.** The caller uses this check only while the HNSW files are byte
-  for byte (size and sha256) those of the copy's label: the base version's files, as
-  verified against its manifest on download or as this container published them (after
-  a cycle that wrote nothing, as hashed then). And the cycle being published made write
+  for byte (size and sha256) those the copy started the cycle with: its label's - the base
+  version's files, as verified against its manifest on download or as this container
+  published them (after a cycle that wrote nothing, as hashed then) - or, when this cycle
+  first loaded the index, the files as that load left them (chromadb rewrites two of them
+  in place when it replays unindexed records into them; the reopen check published files
+  its own load had rewritten in the same way). And the cycle being published made write
   calls: chromadb loads the vector segment - those very files, unchanged since (with the
   client kept open between cycles, loaded when the container first wrote) - before it
   applies any write, so a segment that could not load would have failed the apply, and a

@@ -82,8 +82,8 @@ def prepare_directory(
     """
     path, collection = snapshots.working.path, snapshots.collection
     # The working copy's client may still be open (it is kept between cycles); whatever
-    # must open the directory afresh or rewrite it closes it first.
-    close_client = snapshots.working.client.close
+    # must open the directory afresh or rewrite it releases it first.
+    close_client = snapshots.working.client.release
     policy = snapshots.settings.hnsw
     index = apply_flush_policy(
         path, collection, policy, force=force_flush, before_flush=close_client

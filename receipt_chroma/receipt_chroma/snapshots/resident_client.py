@@ -8,8 +8,10 @@ until the next flush. Kept open, the container indexes each record once.
 
 The bytes a publish hashes are still those of the closed directory: chromadb 1.5.9 commits
 every write call to ``chroma.sqlite3`` (rollback journal, no WAL) and writes the HNSW files
-only when the vector segment persists, so an idle client's directory is byte for byte what
-closing it leaves (``tests/unit/test_snapshot_resident_client.py`` is the canary).
+when the vector segment persists or first loads an index whose log holds unindexed records
+(it replays them into the mapped files); an idle client writes nothing, so its directory is
+byte for byte what closing it leaves (the canary is in
+``tests/integration/test_warm_container_indexes_once.py``).
 
 The client is closed before anything else opens or changes the directory: another client
 of the same path in this process would share its chromadb system (a reopen would not
@@ -24,7 +26,10 @@ from __future__ import annotations
 import weakref
 from pathlib import Path
 
+from chromadb.api.shared_system_client import SharedSystemClient
+
 from receipt_chroma.chroma_client import ChromaClient
+from receipt_chroma.exceptions import SnapshotError
 
 
 class ResidentClient:
@@ -55,3 +60,16 @@ class ResidentClient:
             finalizer.detach()
         if client is not None:
             client.close()
+
+    def release(self) -> None:
+        """Close the client, and make sure no other client in this process still holds the
+        directory: what comes next (a flush, a reopen) must open it afresh, and would
+        silently not while another client kept chromadb's shared system alive.
+
+        Raises SnapshotError naming the directory when one does."""
+        self.close()
+        if str(self.path) in SharedSystemClient._identifier_to_system:
+            raise SnapshotError(
+                f"{self.path}: another Chroma client in this process still holds the working "
+                "copy; it cannot be flushed or reopened until that client is closed"
+            )

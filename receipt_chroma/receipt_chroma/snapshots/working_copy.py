@@ -135,9 +135,10 @@ class WorkingCopy:
 
     def relabel_unwritten(self, version: str, manifest: Manifest | None) -> None:
         """Give the label back to a copy that received no write call. It still holds the
-        version's records, but opening Chroma to write rewrites some bytes (its write-lock
-        bookkeeping), so the label lists the files as they are now: catch-up reuses a
-        local file only when its recorded hash is true."""
+        version's records, but opening Chroma rewrites some bytes (``chroma.sqlite3``, and
+        two HNSW files when loading the index replayed unindexed records into them), so
+        the label lists the files as they are now: catch-up reuses a local file only when
+        its recorded hash is true."""
         if manifest is not None:
             manifest = replace(manifest, files=tuple(directory_entries(self.path)))
         self.relabel(version, manifest)

@@ -109,3 +109,55 @@ def test_an_idle_clients_directory_is_byte_for_byte_the_closed_one(tmp_path: Pat
     idle = _hashes(path)
     client.close()
     assert _hashes(path) == idle
+
+
+def test_a_container_starting_between_two_flushes_keeps_its_client_from_the_first_cycle(
+    world: CompactionWorld,
+) -> None:
+    """Its first load of the index rewrites two HNSW files (chromadb replays the unindexed
+    records into them): the publish compares with the files as that load left them, so the
+    check still needs no reopen and the client stays open."""
+    settings = SnapshotSettings(
+        dimension=world.dimension, hnsw=HnswPolicy(sync_threshold=100_000, flush_records=100)
+    )
+    receipts = [SyntheticReceipt(str(uuid.uuid4()), 1, dimension=world.dimension)]
+    world.add_receipt(receipts[0])
+    first = world.cycle("words", work="first", snapshot_settings=settings)
+    assert first.run(world.pump()["words"]).failures == []
+    first.working.unlock()  # that container ends; the version has 6 unindexed records
+
+    later = world.cycle("words", work="later", snapshot_settings=settings)
+    for _ in range(2):
+        receipts.append(SyntheticReceipt(str(uuid.uuid4()), 1, dimension=world.dimension))
+        world.add_receipt(receipts[-1])
+        result = later.run(world.pump()["words"])
+        assert result.failures == []
+        assert not result.hnsw_flushed
+        assert later.working.client.is_open
+        _assert_holds_exactly(world.snapshot_from_s3("words"), receipts)
+
+
+def test_a_flush_refuses_while_another_client_holds_the_copy(world: CompactionWorld) -> None:
+    """A flush must open the directory afresh; another client of the same path in the
+    process would keep chromadb's shared system alive and the flush would silently not
+    happen. The cycle fails instead, and succeeds once that client is closed."""
+    settings = SnapshotSettings(
+        dimension=world.dimension, hnsw=HnswPolicy(sync_threshold=100_000, flush_records=8)
+    )
+    cycle = world.cycle("words", snapshot_settings=settings)
+    receipts = [SyntheticReceipt(str(uuid.uuid4()), 1, dimension=world.dimension)]
+    world.add_receipt(receipts[0])
+    assert cycle.run(world.pump()["words"]).failures == []
+    receipts.append(SyntheticReceipt(str(uuid.uuid4()), 1, dimension=world.dimension))
+    world.add_receipt(receipts[-1])
+    messages = world.pump()["words"]
+
+    reader = ChromaClient(cycle.working.path, mode="read")
+    refused = cycle.run(messages)
+    reader.close()
+    assert refused.failures
+    assert "another Chroma client" in refused.failures[0].reason
+
+    retried = cycle.run(messages)
+    assert (retried.failures, retried.hnsw_flushed) == ([], True)
+    _assert_holds_exactly(world.snapshot_from_s3("words"), receipts)

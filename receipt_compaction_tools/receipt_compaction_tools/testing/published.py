@@ -95,7 +95,10 @@ def read_collection(directory: Path, collection: str) -> dict[str, PublishedReco
         close = getattr(client, "close", None)  # chromadb >= 1.1; frees the SQLite handle
         if close is not None:
             close()
-        SharedSystemClient.clear_system_cache()
+        # Only when no other client is open: a compactor in this process keeps its working
+        # copy's client open, and clearing the cache would orphan that client's system.
+        if not SharedSystemClient._identifier_to_system:
+            SharedSystemClient.clear_system_cache()
     return _records(found)
 
 

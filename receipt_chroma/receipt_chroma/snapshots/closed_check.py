@@ -95,29 +95,11 @@ def _check(
     integrity = [row[0] for row in connection.execute("PRAGMA quick_check")]
     if integrity != ["ok"]:
         raise SnapshotCheckError(f"{where}: {DATABASE} is damaged: {'; '.join(integrity[:3])}")
-    rows = connection.execute(
-        "SELECT c.id, c.dimension, c.schema_str FROM collections c "
-        "JOIN databases d ON d.id = c.database_id "
-        "WHERE c.name = ? AND d.name = ? AND d.tenant_id = ?",
-        (collection, DEFAULT_DATABASE, DEFAULT_TENANT),
-    ).fetchall()
-    if len(rows) != 1:
-        found = "no collection" if not rows else f"{len(rows)} collections named"
-        raise SnapshotCheckError(f"{where}: {found} {collection!r}")
-    collection_id, recorded_dimension, schema = rows[0]
+    collection_id, recorded_dimension, schema = _collection_row(connection, where, collection)
     if schema is None:
         return None  # an older chromadb's collection: its settings are where a reopen looks
     hnsw = _vector_index(where, collection, schema)
-    segments = dict(
-        connection.execute(
-            "SELECT scope, id FROM segments WHERE collection = ?", (collection_id,)
-        ).fetchall()
-    )
-    if set(segments) != {"METADATA", "VECTOR"}:
-        raise SnapshotCheckError(
-            f"{where}: collection {collection!r} has segments {sorted(segments)}, "
-            "expected METADATA and VECTOR"
-        )
+    segments = _segments(connection, where, collection, collection_id)
     topic = f"%/{collection_id}"
     metadata_position = _position(connection, segments["METADATA"])
     (last_entry,) = connection.execute(
@@ -145,14 +127,48 @@ def _check(
             collection,
             topic,
             after=_position(connection, segments["VECTOR"]),
-            dimension=int(recorded_dimension),
+            dimension=recorded_dimension,
         )
     return SnapshotCheck(
         collection=collection,
         record_count=int(count),
-        dimension=int(recorded_dimension) if count else None,
+        dimension=recorded_dimension if count else None,
         sync_threshold=_sync_threshold(hnsw),
     )
+
+
+def _collection_row(
+    connection: sqlite3.Connection, where: str, collection: str
+) -> tuple[str, int | None, str | None]:
+    """The collection's id, recorded dimension and schema, in the tenant and database a
+    local client opens."""
+    rows = connection.execute(
+        "SELECT c.id, c.dimension, c.schema_str FROM collections c "
+        "JOIN databases d ON d.id = c.database_id "
+        "WHERE c.name = ? AND d.name = ? AND d.tenant_id = ?",
+        (collection, DEFAULT_DATABASE, DEFAULT_TENANT),
+    ).fetchall()
+    if len(rows) != 1:
+        found = "no collection" if not rows else f"{len(rows)} collections named"
+        raise SnapshotCheckError(f"{where}: {found} {collection!r}")
+    collection_id, dimension, schema = rows[0]
+    return collection_id, dimension, schema
+
+
+def _segments(
+    connection: sqlite3.Connection, where: str, collection: str, collection_id: str
+) -> dict[str, str]:
+    segments = dict(
+        connection.execute(
+            "SELECT scope, id FROM segments WHERE collection = ?", (collection_id,)
+        ).fetchall()
+    )
+    if set(segments) != {"METADATA", "VECTOR"}:
+        raise SnapshotCheckError(
+            f"{where}: collection {collection!r} has segments {sorted(segments)}, "
+            "expected METADATA and VECTOR"
+        )
+    return segments
 
 
 def _check_unindexed_vectors(

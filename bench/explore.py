@@ -16,7 +16,6 @@ import json
 import logging
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -24,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from receipt_compaction_tools.aws.local_aws import LocalAwsServer
-from receipt_compaction_tools.local.chroma_server import LocalChromaServer
 from receipt_compaction_tools.testing.explorer import Explorer, Schedule, Sink, Timing, space
 from receipt_compaction_tools.testing.explorer.report import build_report
 
@@ -69,14 +67,11 @@ def main() -> int:
     started = time.perf_counter()
     commit = _commit()  # the code explored: as checked out when the run starts
     replay = None if args.replay is None else Schedule.parse(args.replay)
-    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="explore-") as tmp:
+    with ExitStack() as stack:
         aws = stack.enter_context(LocalAwsServer(own_process=True))
-        chroma_port = None
-        if Sink.SERVER in sinks or (replay is not None and replay.sink is Sink.SERVER):
-            chroma_port = stack.enter_context(LocalChromaServer(Path(tmp) / "chroma")).port
         explorer = Explorer(
             aws.environment(),
-            chroma_port=chroma_port,
+            chroma=Sink.SERVER in sinks or (replay is not None and replay.sink is Sink.SERVER),
             timing=timing,
             workers=args.workers,
             progress=_progress,

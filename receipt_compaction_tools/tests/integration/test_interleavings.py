@@ -16,7 +16,6 @@ import time
 import pytest
 
 from receipt_compaction_tools.aws.local_aws import LocalAwsServer
-from receipt_compaction_tools.local.chroma_server import LocalChromaServer
 from receipt_compaction_tools.testing.explorer import Explorer, Sink, Timing, space
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.explorer]
@@ -28,15 +27,13 @@ WORKERS = 3
 
 @pytest.mark.timeout(900)
 def test_a_fixed_sample_of_interleavings_breaks_no_invariant(
-    moto_server: LocalAwsServer, killable_chroma_server: LocalChromaServer
+    moto_server: LocalAwsServer,
 ) -> None:
-    # A server of its own: the sample creates and deletes hundreds of databases, and
-    # afterwards chroma 1.5.9 served another test's database records of a deleted one.
-    chroma_server = killable_chroma_server
+    # Each worker runs a Chroma server of its own (testing/explorer/pool.py says why).
     started = time.perf_counter()
     explorer = Explorer(
         moto_server.environment(),
-        chroma_port=chroma_server.port,
+        chroma=True,
         timing=Timing(),
         workers=WORKERS,
     )

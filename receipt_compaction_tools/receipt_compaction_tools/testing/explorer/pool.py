@@ -1,5 +1,13 @@
 """Running schedules in worker processes (each with its own Chroma client state and
-threads), all against the run's one moto server and one Chroma server."""
+threads), all against the run's one moto server; for the server sink each worker runs a
+Chroma server of its own.
+
+One ``chroma run`` shared by the workers broke worlds that never touched each other: with
+four workers creating, writing and dropping databases at once, chroma 1.5.9 served a
+fresh world's collection label keys its own writes had removed (I2 on clean discovery
+runs, measured this way: 2 of 3 runs with four workers, none in 2 runs of the same
+schedules with one). A worker runs one schedule at a time, so its server sees one world.
+"""
 
 from __future__ import annotations
 
@@ -39,15 +47,17 @@ DISCOVERY_ATTEMPTS = 3
 _state: dict[str, Any] = {}
 
 
-def _init_worker(env: dict[str, str], chroma_port: int | None, timing: Timing) -> None:
-    """Each worker: the run's environment, its own deltas and scratch directory."""
+def _init_worker(env: dict[str, str], chroma: bool, timing: Timing) -> None:
+    """Each worker: the run's environment, its own deltas, scratch directory and (with
+    ``chroma``) Chroma server."""
     os.environ.update(env)
     logging.basicConfig(level=logging.CRITICAL)
     root = Path(tempfile.mkdtemp(prefix="explore-worker-"))
     atexit.register(shutil.rmtree, root, ignore_errors=True)
     server = None
-    if chroma_port is not None:  # the parent's server, addressed by its port (not started here)
-        server = LocalChromaServer(root / "chroma-of-the-parent", port=chroma_port)
+    if chroma:
+        server = LocalChromaServer(root / "chroma").start()
+        atexit.register(server.stop)  # registered last, so it runs before the rmtree
     _state["services"] = Services(root, DeltaStore(DIMENSION), server)
     _state["timing"] = timing
 
@@ -66,19 +76,19 @@ def _run_text(text: str) -> dict[str, Any]:
 
 class Explorer:
     """Runs schedules on ``workers`` processes; ``aws_env`` points them at the run's moto
-    server, ``chroma_port`` at its Chroma server (needed for the server sink)."""
+    server; with ``chroma`` (needed for the server sink) each starts a Chroma server."""
 
     def __init__(
         self,
         aws_env: dict[str, str],
         *,
-        chroma_port: int | None,
+        chroma: bool,
         timing: Timing,
         workers: int,
         progress: Progress | None = None,
     ) -> None:
         self.env = {**aws_env, **CLIENT_ENV}
-        self.chroma_port = chroma_port
+        self.chroma = chroma
         self.timing = timing
         self.workers = workers
         self.progress = progress
@@ -90,7 +100,7 @@ class Explorer:
             self.workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
-            initargs=(self.env, self.chroma_port, self.timing),
+            initargs=(self.env, self.chroma, self.timing),
         )
         try:
             futures = {executor.submit(_run_text, text): text for text in texts}

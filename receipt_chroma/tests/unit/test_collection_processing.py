@@ -11,6 +11,7 @@ import boto3
 import pytest
 
 from receipt_chroma import ChromaClient, produce_compaction_run
+from receipt_chroma.chroma_client import ClientCollection
 from receipt_chroma.compaction import CollectionUpdateResult, process_collection_updates
 from receipt_chroma.compaction.apply_batch import record_run_outcomes
 from receipt_chroma.ids import word_vector_id
@@ -345,8 +346,9 @@ def test_a_run_row_deleted_before_marking_leaves_the_other_runs_marked(env: Env)
 
 
 class _RefusesOneReceipt:
-    """The real client, whose collections refuse any write that touches one receipt's
-    records (as a store refusing a write would): the batch writes all receipts at once."""
+    """The real client, whose collections refuse any update that touches one receipt's
+    records inside chromadb's own collection (as a store refusing a write would), behind
+    the product's real ``ClientCollection``: the batch writes all receipts in one call."""
 
     def __init__(self, client: ChromaClient, refused_image_id: str) -> None:
         self._client = client
@@ -355,20 +357,20 @@ class _RefusesOneReceipt:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
 
-    def get_or_create_collection(self, name: str) -> Any:
-        collection = self._client.get_or_create_collection(name)
+    def get_or_create_collection(self, name: str) -> ClientCollection:
+        inner = self._client.get_or_create_collection(name).collection
         refused = self._refused
 
         class Refusing:
             def __getattr__(self, attribute: str) -> Any:
-                return getattr(collection, attribute)
+                return getattr(inner, attribute)
 
             def update(self, *, ids: list[str], **rest: Any) -> Any:
                 if any(refused in i for i in ids):
                     raise RuntimeError("write refused")
-                return collection.update(ids=ids, **rest)
+                return inner.update(ids=ids, **rest)
 
-        return Refusing()
+        return ClientCollection(Refusing(), self._client)  # type: ignore[arg-type]
 
 
 def test_one_receipt_whose_write_fails_fails_only_its_messages(env: Env) -> None:

@@ -7,7 +7,7 @@ queue bodies with ``StreamMessage.from_json``.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -105,6 +105,11 @@ def _dumps(body: dict[str, Any]) -> str:
     return _ENCODER.encode(body)
 
 
+QueueAttributes = Mapping[str, Mapping[str, str]]
+_ATTRIBUTE_NAMES: Final = ("source", "entity_type", "event_name", "collection")
+_ATTRIBUTES: dict[tuple[StrEnum, ...], QueueAttributes] = {}
+
+
 def _truncate(value: Any) -> Any:
     if isinstance(value, str) and len(value) > TRUNCATED_STRING_LENGTH:
         return value[:TRUNCATED_STRING_LENGTH]
@@ -165,13 +170,18 @@ class StreamMessage:
         body["changes_truncated"] = True
         return _dumps(body)
 
-    def message_attributes(self) -> dict[str, dict[str, str]]:
-        return {
-            "source": {"DataType": "String", "StringValue": self.source.value},
-            "entity_type": {"DataType": "String", "StringValue": self.entity_type.value},
-            "event_name": {"DataType": "String", "StringValue": self.event_name.value},
-            "collection": {"DataType": "String", "StringValue": self.collection.value},
-        }
+    def message_attributes(self) -> QueueAttributes:
+        """The SQS message attributes. Every message of one kind shares one mapping (typed
+        read-only; plain dicts, since botocore accepts only a dict): a handful of kinds
+        exist, and building four dicts per message cost a tenth of the stream side."""
+        kind = (self.source, self.entity_type, self.event_name, self.collection)
+        attributes = _ATTRIBUTES.get(kind)
+        if attributes is None:
+            attributes = _ATTRIBUTES[kind] = {
+                name: {"DataType": "String", "StringValue": value.value}
+                for name, value in zip(_ATTRIBUTE_NAMES, kind, strict=True)
+            }
+        return attributes
 
     @classmethod
     def from_json(cls, text: str) -> StreamMessage:

@@ -18,7 +18,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 from receipt_dynamo.aws_clients import aws_client
 from receipt_dynamo.constants import ChromaDBCollection
 from receipt_dynamo_stream.exceptions import ConfigurationError
-from receipt_dynamo_stream.models import FailedMessage, PublishResult, StreamMessage
+from receipt_dynamo_stream.models import (
+    FailedMessage,
+    PublishResult,
+    QueueAttributes,
+    StreamMessage,
+)
 from receipt_dynamo_stream.settings import QUEUE_URL_VARIABLES
 
 if TYPE_CHECKING:
@@ -33,7 +38,7 @@ class _Entry:
     sequence_number: str | None
     message: StreamMessage
     body: str
-    attributes: dict[str, dict[str, str]]
+    attributes: QueueAttributes
     size: int
     error: str = ""
 

@@ -111,7 +111,8 @@ def _epoch_iso(value: float) -> str:
 
 
 def parse_stream_record(record: Any) -> ParsedStreamRecord | None:
-    """Parse a Lambda stream record; None when it is not relevant to the pipeline.
+    """Parse a Lambda stream record; None when it is not relevant to the pipeline: its
+    event or key is of no relevant shape, or its event makes no message for its type.
 
     Raises UnparseableRecordError for records missing ``eventName``, the string keys or
     a decimal ``SequenceNumber``, for relevant records without
@@ -143,6 +144,10 @@ def parse_stream_record(record: Any) -> ParsedStreamRecord | None:
     if detected is None:
         return None
     entity_type, ids = detected
+    if event not in CHANGE_RULES[entity_type].events:
+        # An OCR word or line written or edited: only its removal makes a message (§3.3).
+        # Most of a realistic batch is such rows; they stop here, before any allocation.
+        return None
     # Every message names its record's creation time (contract §5.1 rev 3 refuses a stream
     # message without one), so a relevant record must carry it.
     change_time = change_time_iso(dynamodb.get("ApproximateCreationDateTime"))

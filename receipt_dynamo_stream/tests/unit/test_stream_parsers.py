@@ -118,6 +118,22 @@ def test_other_event_names_and_irrelevant_rows_are_counted_not_errors() -> None:
     assert (result.messages, result.unparseable, result.irrelevant) == ([], [], 2)
 
 
+def test_a_creation_time_is_required_only_of_records_that_make_messages() -> None:
+    # §3.5: an attribute is refused when a message is built from it; a word written or
+    # edited makes none, while a word removed makes one that names its creation time.
+    edited, removed = (
+        stream_record("MODIFY", old=make_word(IMAGE, 1, 1, 1), new=make_word(IMAGE, 1, 1, 1)),
+        stream_record("REMOVE", old=make_word(IMAGE, 1, 1, 2)),
+    )
+    for record in (edited, removed):
+        del record["dynamodb"]["ApproximateCreationDateTime"]
+    assert parse_stream_record(edited) is None
+    result = build_messages([edited, removed])
+    assert (result.messages, result.irrelevant) == ([], 1)
+    assert [record for record, _ in result.unparseable] == [removed]
+    assert "ApproximateCreationDateTime" in str(result.unparseable[0][1])
+
+
 def test_bad_images_make_only_their_record_unparseable() -> None:
     bad_status = make_label(IMAGE, 1, 1, 1).to_item()
     bad_status["validation_status"] = {"S": "MAYBE"}

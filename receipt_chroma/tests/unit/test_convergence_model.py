@@ -125,6 +125,7 @@ def shard_examples(shard: int) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.model
 @pytest.mark.timeout(max(600, SHARD_EXAMPLES * 24))
 @pytest.mark.parametrize("shard", range(SHARDS), ids=lambda shard: f"seed-{FIRST_SEED + shard}")
 def test_compactor_converges_to_the_oracle(

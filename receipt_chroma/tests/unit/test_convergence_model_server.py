@@ -147,6 +147,7 @@ def server_faults(
 
 
 @pytest.mark.slow
+@pytest.mark.model
 @pytest.mark.timeout(max(600, EXAMPLES * 30))
 def test_compactor_converges_to_the_oracle_on_a_chroma_server(
     aws: Aws,

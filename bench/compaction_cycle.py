@@ -72,16 +72,16 @@ from receipt_chroma.snapshots import (
 from receipt_compaction_tools.aws.local_aws import LocalAwsServer
 from receipt_compaction_tools.local.chroma_server import LocalChromaServer
 from receipt_compaction_tools.local.environment import environment
-from receipt_compaction_tools.testing.factories import (
+from receipt_compaction_tools.testing.synthetic import embedding_for
+from receipt_dynamo import DynamoClient
+from receipt_dynamo.entities import SnapshotPointer
+from receipt_dynamo.testing import (
     make_label,
     make_metadata,
     make_receipt,
     make_word,
+    stream_record,
 )
-from receipt_compaction_tools.testing.records import stream_record
-from receipt_compaction_tools.testing.synthetic import embedding_for
-from receipt_dynamo import DynamoClient
-from receipt_dynamo.entities import SnapshotPointer
 from receipt_dynamo_stream import build_messages
 from receipt_dynamo_stream.compactor_defaults import SinkKind
 

@@ -64,9 +64,9 @@ from receipt_chroma.compaction.deltas import (
 from receipt_chroma.ids import VectorKey, parse_vector_id
 from receipt_compaction_tools.aws.local_aws import LocalAwsServer
 from receipt_compaction_tools.local.environment import environment
-from receipt_compaction_tools.testing.factories import make_metadata
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt, embedding_for
 from receipt_dynamo import DynamoClient, create_table
+from receipt_dynamo.testing import make_metadata
 
 MERGE_DIMENSION = 1536
 SNAPSHOT_DIMENSION = 64  # metadata updates do not touch vectors; keeps set-up short

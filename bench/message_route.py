@@ -27,10 +27,10 @@ from receipt_compaction_tools.aws.local_aws import LocalAwsServer
 from receipt_compaction_tools.local.environment import environment
 from receipt_compaction_tools.local.handlers import load_handler
 from receipt_compaction_tools.local.lambda_context import LocalLambdaContext
-from receipt_compaction_tools.testing.factories import IMAGE_ID, make_metadata
 from receipt_compaction_tools.testing.sqs_events import published_sqs_event
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_compaction_tools.testing.world import CompactionWorld
+from receipt_dynamo.testing import IMAGE_ID, make_metadata
 
 PRODUCT = (
     "receipt_chroma",

@@ -39,15 +39,15 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer
 
-from receipt_compaction_tools.testing.factories import (
+from receipt_dynamo.testing import (
     make_compaction_run,
     make_label,
     make_line,
     make_metadata,
     make_receipt,
     make_word,
+    stream_record,
 )
-from receipt_compaction_tools.testing.records import stream_record
 from receipt_dynamo_stream import build_messages
 
 RECORDS = 20_000

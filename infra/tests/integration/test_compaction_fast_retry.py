@@ -20,10 +20,10 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.compat import HTTPHeaders
 
-from receipt_compaction_tools.testing.factories import IMAGE_ID, make_label, make_metadata
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_compaction_tools.testing.world import CompactionWorld
 from receipt_dynamo import ChromaDBCollection, SnapshotPointer
+from receipt_dynamo.testing import IMAGE_ID, make_label, make_metadata
 from receipt_dynamo.timestamps import now_iso
 from receipt_dynamo_stream import StreamMessage
 

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from receipt_chroma.ids import word_vector_id
-from receipt_compaction_tools.testing.factories import IMAGE_ID, make_metadata
 from receipt_compaction_tools.testing.sqs_events import published_sqs_event
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_compaction_tools.testing.world import CompactionWorld
+from receipt_dynamo.testing import IMAGE_ID, make_metadata
 from receipt_dynamo_stream import StreamMessage
 from receipt_dynamo_stream.exceptions import ConfigurationError
 

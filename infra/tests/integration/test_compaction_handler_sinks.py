@@ -18,9 +18,9 @@ from receipt_chroma import server_migration as migration
 from receipt_chroma.chroma_server import ChromaServer
 from receipt_chroma.ids import word_vector_id
 from receipt_compaction_tools.local.chroma_server import LocalChromaServer, _free_port
-from receipt_compaction_tools.testing.factories import IMAGE_ID, make_label, make_metadata
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_compaction_tools.testing.world import CompactionWorld
+from receipt_dynamo.testing import IMAGE_ID, make_label, make_metadata
 from receipt_dynamo_stream import publish_messages
 from receipt_dynamo_stream.compactor_defaults import SinkKind
 

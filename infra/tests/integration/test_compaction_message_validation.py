@@ -17,10 +17,10 @@ import boto3
 import pytest
 
 from receipt_chroma.ids import word_vector_id
-from receipt_compaction_tools.testing.factories import IMAGE_ID, make_label, make_metadata
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_compaction_tools.testing.world import CompactionWorld
 from receipt_dynamo import ValidationStatus
+from receipt_dynamo.testing import IMAGE_ID, make_label, make_metadata
 from receipt_dynamo_stream import backfill_messages
 
 pytestmark = pytest.mark.integration

@@ -18,10 +18,9 @@ from aws_lambda_powertools.logging.utils import copy_config_to_registered_logger
 from test_compaction_handler import _emf, _sqs_event
 
 from receipt_compaction_tools.local.handlers import load_handler
-from receipt_compaction_tools.testing.factories import IMAGE_ID, make_label, make_metadata
-from receipt_compaction_tools.testing.records import stream_record
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_compaction_tools.testing.world import CompactionWorld
+from receipt_dynamo.testing import IMAGE_ID, make_label, make_metadata, stream_record
 
 pytestmark = pytest.mark.integration
 

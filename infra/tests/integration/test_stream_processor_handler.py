@@ -12,7 +12,10 @@ from typing import Any
 import boto3
 import pytest
 
-from receipt_compaction_tools.testing.factories import (
+from receipt_compaction_tools.testing.pytest_plugin import TableFixture
+from receipt_dynamo import ValidationStatus
+from receipt_dynamo.testing import (
+    SqsBatchFaults,
     make_compaction_run,
     make_label,
     make_line,
@@ -20,9 +23,6 @@ from receipt_compaction_tools.testing.factories import (
     make_receipt,
     make_word,
 )
-from receipt_compaction_tools.testing.pytest_plugin import TableFixture
-from receipt_compaction_tools.testing.sqs_faults import SqsBatchFaults
-from receipt_dynamo import ValidationStatus
 
 pytestmark = pytest.mark.integration
 

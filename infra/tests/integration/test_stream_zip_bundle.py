@@ -21,8 +21,7 @@ import pytest
 from packaging.tags import Tag, parse_tag
 
 from chromadb_compaction import settings
-from receipt_compaction_tools.testing.factories import make_label
-from receipt_compaction_tools.testing.records import stream_record
+from receipt_dynamo.testing import make_label, stream_record
 
 pytestmark = pytest.mark.integration
 

@@ -15,13 +15,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from receipt_compaction_tools.aws import moto_fixes
-from receipt_compaction_tools.testing.factories import (
+from receipt_dynamo.testing import (
     make_compaction_run,
     make_label,
     make_metadata,
     make_word,
+    stream_record,
 )
-from receipt_compaction_tools.testing.records import stream_record
 from receipt_dynamo_stream import build_messages
 
 IMAGE = "3f52804b-2fad-4e00-92c8-b593da3a8ed3"

@@ -7,15 +7,15 @@ from __future__ import annotations
 from receipt_chroma.chroma_http import RetryPolicy
 from receipt_chroma.chroma_server import ChromaServer
 from receipt_compaction_tools.local.chroma_server import LocalChromaServer
-from receipt_compaction_tools.testing.factories import (
+from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
+from receipt_compaction_tools.testing.world import CompactionWorld
+from receipt_dynamo import ValidationStatus
+from receipt_dynamo.testing import (
     IMAGE_ID,
     OTHER_IMAGE_ID,
     make_label,
     make_metadata,
 )
-from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
-from receipt_compaction_tools.testing.world import CompactionWorld
-from receipt_dynamo import ValidationStatus
 
 # Long enough to outlast a restart of `chroma run` (~3 s here, more on a busy machine).
 PATIENT = RetryPolicy(attempts=20, base_seconds=0.2, max_seconds=2.0)

@@ -15,8 +15,8 @@ from receipt_chroma import server_migration as migration
 from receipt_chroma.chroma_server import ChromaServer
 from receipt_chroma.compaction import FailureCause
 from receipt_compaction_tools.local.chroma_server import LocalChromaServer, _free_port
-from receipt_compaction_tools.testing.factories import IMAGE_ID, make_label
 from receipt_compaction_tools.testing.world import CompactionWorld
+from receipt_dynamo.testing import IMAGE_ID, make_label
 from receipt_dynamo_stream.compactor_defaults import SinkKind
 
 pytestmark = pytest.mark.integration

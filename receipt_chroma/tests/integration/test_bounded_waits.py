@@ -15,11 +15,10 @@ from receipt_chroma.chroma_http import RetryPolicy, call_with_retries
 from receipt_chroma.chroma_server import ChromaServer
 from receipt_chroma.compaction import CompactionCycle
 from receipt_chroma.exceptions import SinkUnavailableError
-from receipt_compaction_tools.testing.endpoints import RefusedEndpoint, SilentEndpoint
-from receipt_compaction_tools.testing.factories import IMAGE_ID, make_label
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_compaction_tools.testing.world import CompactionWorld
 from receipt_dynamo import COMPACTOR_TIMEOUTS, ClientTimeouts, ValidationStatus, aws_client
+from receipt_dynamo.testing import IMAGE_ID, RefusedEndpoint, SilentEndpoint, make_label
 from receipt_dynamo_stream import compactor_defaults as settings
 
 SLACK_SECONDS = 1.5

@@ -15,8 +15,8 @@ from receipt_chroma.compaction import (
 )
 from receipt_chroma.ids import VectorKey
 from receipt_compaction_tools.local.chroma_server import LocalChromaServer
-from receipt_compaction_tools.testing.factories import IMAGE_ID, make_label
 from receipt_compaction_tools.testing.synthetic import embedding_for
+from receipt_dynamo.testing import IMAGE_ID, make_label
 
 pytestmark = pytest.mark.integration
 LOGGER = logging.getLogger("chroma-server-test")

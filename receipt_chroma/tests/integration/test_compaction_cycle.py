@@ -15,15 +15,15 @@ import zstandard
 from receipt_chroma.compaction import FailureCause
 from receipt_chroma.ids import line_vector_id, word_vector_id
 from receipt_chroma.snapshots import CacheTier
-from receipt_compaction_tools.testing.factories import (
+from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
+from receipt_compaction_tools.testing.world import CompactionWorld, read_snapshot
+from receipt_dynamo import ValidationStatus
+from receipt_dynamo.testing import (
     IMAGE_ID,
     OTHER_IMAGE_ID,
     make_label,
     make_metadata,
 )
-from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
-from receipt_compaction_tools.testing.world import CompactionWorld, read_snapshot
-from receipt_dynamo import ValidationStatus
 
 pytestmark = pytest.mark.integration
 

@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 
-from receipt_compaction_tools.testing.factories import (
+from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
+from receipt_compaction_tools.testing.world import CompactionWorld, SnapshotContents
+from receipt_dynamo.testing import (
     IMAGE_ID,
     OTHER_IMAGE_ID,
     make_label,
     make_metadata,
 )
-from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
-from receipt_compaction_tools.testing.world import CompactionWorld, SnapshotContents
 
 pytestmark = pytest.mark.integration
 WORKER = Path(__file__).with_name("crash_worker.py")

@@ -33,10 +33,9 @@ from receipt_chroma.exceptions import (
     DeltaUrlUnreachableError,
     UnsafeArchiveError,
 )
-from receipt_compaction_tools.testing.endpoints import SilentEndpoint
-from receipt_compaction_tools.testing.factories import IMAGE_ID
 from receipt_compaction_tools.testing.pytest_plugin import TableFixture
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
+from receipt_dynamo.testing import IMAGE_ID, SilentEndpoint
 
 BUCKET = "reader-deltas"
 LOGGER = logging.getLogger("test-delta-reader")

@@ -15,9 +15,9 @@ from botocore.exceptions import ClientError
 
 from receipt_chroma.snapshots import CacheTier, WorkingCopy
 from receipt_chroma.stages import Stage
-from receipt_compaction_tools.testing.factories import IMAGE_ID, make_metadata
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_compaction_tools.testing.world import CompactionWorld
+from receipt_dynamo.testing import IMAGE_ID, make_metadata
 
 pytestmark = pytest.mark.integration
 

@@ -18,10 +18,10 @@ import pytest
 
 from receipt_chroma.compaction import FailureCause, write_delta
 from receipt_chroma.snapshots import WorkingCopy
-from receipt_compaction_tools.testing.factories import IMAGE_ID, make_label, make_metadata
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_compaction_tools.testing.world import CompactionWorld
 from receipt_dynamo import CompactionRun, CompactionState
+from receipt_dynamo.testing import IMAGE_ID, make_label, make_metadata
 from receipt_dynamo_stream import MessageValidationError, StreamMessage
 
 pytestmark = pytest.mark.integration

@@ -29,14 +29,14 @@ from receipt_chroma.compaction import FailureCause, LockManager, produce_compact
 from receipt_chroma.exceptions import CredentialsRefusedError, SinkUnavailableError
 from receipt_chroma.ids import line_vector_id, word_vector_id
 from receipt_compaction_tools.local.chroma_server import LocalChromaServer, _free_port
-from receipt_compaction_tools.testing.factories import (
+from receipt_compaction_tools.testing.synthetic import SyntheticReceipt, embedding_for
+from receipt_compaction_tools.testing.world import CompactionWorld
+from receipt_dynamo.testing import (
     IMAGE_ID,
     OTHER_IMAGE_ID,
     make_label,
     make_metadata,
 )
-from receipt_compaction_tools.testing.synthetic import SyntheticReceipt, embedding_for
-from receipt_compaction_tools.testing.world import CompactionWorld
 from receipt_dynamo_stream import StreamMessage
 from receipt_dynamo_stream.compactor_defaults import CHROMA_DATABASE, SinkKind
 

@@ -12,9 +12,9 @@ import pytest
 from receipt_chroma.compaction import LockManager
 from receipt_chroma.exceptions import SnapshotDestinationError, SnapshotVersionMissingError
 from receipt_chroma.snapshots import HnswPolicy, SnapshotSettings, admin, index_state
-from receipt_compaction_tools.testing.factories import IMAGE_ID, OTHER_IMAGE_ID
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_compaction_tools.testing.world import CompactionWorld
+from receipt_dynamo.testing import IMAGE_ID, OTHER_IMAGE_ID
 
 pytestmark = pytest.mark.integration
 

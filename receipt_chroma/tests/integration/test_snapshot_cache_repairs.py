@@ -26,9 +26,9 @@ from receipt_chroma.snapshots import (
     new_version_id,
 )
 from receipt_chroma.snapshots.models import EfsCopy
-from receipt_compaction_tools.testing.factories import IMAGE_ID, make_metadata
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_compaction_tools.testing.world import CompactionWorld
+from receipt_dynamo.testing import IMAGE_ID, make_metadata
 
 pytestmark = pytest.mark.integration
 

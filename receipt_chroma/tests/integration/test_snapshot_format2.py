@@ -41,10 +41,10 @@ from receipt_chroma.snapshots import (
     swap_pointer,
     write_version,
 )
-from receipt_compaction_tools.testing.factories import IMAGE_ID, OTHER_IMAGE_ID, make_metadata
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_compaction_tools.testing.world import CompactionWorld
 from receipt_dynamo.exceptions import LeaseLostError, PointerMovedError
+from receipt_dynamo.testing import IMAGE_ID, OTHER_IMAGE_ID, make_metadata
 
 pytestmark = pytest.mark.integration
 WORKER = Path(__file__).with_name("crash_worker.py")

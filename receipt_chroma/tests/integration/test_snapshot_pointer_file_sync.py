@@ -18,11 +18,11 @@ from receipt_chroma.snapshots.derived_caches import (
     refresh_pointer_file,
     repair_derived_caches,
 )
-from receipt_compaction_tools.testing.factories import IMAGE_ID, make_metadata
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_compaction_tools.testing.world import CompactionWorld
 from receipt_dynamo import ChromaDBCollection, DynamoClient
 from receipt_dynamo.entities import SnapshotPointer
+from receipt_dynamo.testing import IMAGE_ID, make_metadata
 
 pytestmark = pytest.mark.integration
 POINTER_KEY = "words/snapshot/latest-pointer.txt"

@@ -32,9 +32,9 @@ from receipt_chroma.reader import (
 )
 from receipt_chroma.reader import snapshot_reader as snapshot_reader_module
 from receipt_chroma.snapshots import HnswPolicy, S3SnapshotStore, SnapshotSettings
-from receipt_compaction_tools.testing.factories import IMAGE_ID, make_metadata
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_compaction_tools.testing.world import CompactionWorld
+from receipt_dynamo.testing import IMAGE_ID, make_metadata
 
 pytestmark = pytest.mark.integration
 

@@ -14,11 +14,11 @@ import pytest
 from receipt_chroma.compaction import LockManager
 from receipt_chroma.snapshots import S3SnapshotStore
 from receipt_chroma.snapshots.admin import rollback
-from receipt_compaction_tools.testing.factories import IMAGE_ID, make_metadata
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_compaction_tools.testing.world import CompactionWorld
 from receipt_dynamo import ChromaDBCollection, DynamoClient
 from receipt_dynamo.entities import SnapshotPointer
+from receipt_dynamo.testing import IMAGE_ID, make_metadata
 
 pytestmark = pytest.mark.integration
 

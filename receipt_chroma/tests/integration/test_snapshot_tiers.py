@@ -24,9 +24,9 @@ from receipt_chroma.snapshots import (
     apply_retention,
     new_version_id,
 )
-from receipt_compaction_tools.testing.factories import IMAGE_ID, make_metadata
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_compaction_tools.testing.world import CompactionWorld, read_snapshot
+from receipt_dynamo.testing import IMAGE_ID, make_metadata
 
 pytestmark = pytest.mark.integration
 

@@ -24,9 +24,9 @@ from receipt_chroma.snapshots import (
     admin,
     new_version_id,
 )
-from receipt_compaction_tools.testing.factories import IMAGE_ID
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_compaction_tools.testing.world import CompactionWorld
+from receipt_dynamo.testing import IMAGE_ID
 
 pytestmark = pytest.mark.integration
 

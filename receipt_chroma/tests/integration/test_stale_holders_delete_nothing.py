@@ -24,12 +24,12 @@ import pytest
 import zstandard
 
 from receipt_chroma.compaction import CompactionCycle, CycleResult, FailureCause
-from receipt_compaction_tools.testing.factories import IMAGE_ID, make_label
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_compaction_tools.testing.world import CompactionWorld
 from receipt_dynamo import DynamoClient
 from receipt_dynamo.aws_clients import ClientTimeouts, aws_client
 from receipt_dynamo.constants import ValidationStatus
+from receipt_dynamo.testing import IMAGE_ID, make_label
 from receipt_dynamo_stream import StreamMessage
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]

@@ -17,9 +17,9 @@ import pytest
 from receipt_chroma import ChromaClient
 from receipt_chroma.ids import word_vector_id
 from receipt_chroma.snapshots import CacheTier, HnswPolicy, SnapshotSettings
-from receipt_compaction_tools.testing.factories import make_label
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_compaction_tools.testing.world import CompactionWorld
+from receipt_dynamo.testing import make_label
 
 pytestmark = pytest.mark.integration
 

@@ -25,8 +25,8 @@ from receipt_compaction_tools.testing.published import (
     download_version,
     read_collection,
 )
-from receipt_compaction_tools.testing.records import stream_record
 from receipt_dynamo import DynamoClient, create_table
+from receipt_dynamo.testing import stream_record
 from receipt_dynamo_stream import StreamMessage
 
 DIMENSION = 4

@@ -15,16 +15,16 @@ from receipt_chroma.chroma_client import ClientCollection
 from receipt_chroma.compaction import CollectionUpdateResult, process_collection_updates
 from receipt_chroma.compaction.apply_batch import record_run_outcomes
 from receipt_chroma.ids import word_vector_id
-from receipt_compaction_tools.testing.factories import (
+from receipt_compaction_tools.testing.pytest_plugin import TableFixture
+from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
+from receipt_dynamo import CompactionState, DynamoEntity
+from receipt_dynamo.testing import (
     IMAGE_ID,
     OTHER_IMAGE_ID,
     make_label,
     make_metadata,
+    stream_record,
 )
-from receipt_compaction_tools.testing.pytest_plugin import TableFixture
-from receipt_compaction_tools.testing.records import stream_record
-from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
-from receipt_dynamo import CompactionState, DynamoEntity
 from receipt_dynamo_stream import StreamMessage, build_messages
 from receipt_dynamo_stream.models import MessageSource
 

@@ -24,10 +24,10 @@ from receipt_chroma.compaction import (
 )
 from receipt_chroma.exceptions import OperationError
 from receipt_chroma.ids import VectorKey
-from receipt_compaction_tools.testing.factories import IMAGE_ID as IMAGE
-from receipt_compaction_tools.testing.factories import OTHER_IMAGE_ID as OTHER_IMAGE
-from receipt_compaction_tools.testing.factories import make_label
 from receipt_compaction_tools.testing.synthetic import embedding_for
+from receipt_dynamo.testing import IMAGE_ID as IMAGE
+from receipt_dynamo.testing import OTHER_IMAGE_ID as OTHER_IMAGE
+from receipt_dynamo.testing import make_label
 
 
 def seed_words(collection: Any, image_id: str, receipt_id: int, words: int = 4) -> list[str]:

@@ -13,8 +13,8 @@ from receipt_chroma import ChromaClient, write_delta
 from receipt_chroma.archive import create_tarball, extract_tarball
 from receipt_chroma.compaction.deltas import DeltaLocation, download_delta, read_delta
 from receipt_chroma.exceptions import DeltaError, UnsafeArchiveError
-from receipt_compaction_tools.testing.factories import IMAGE_ID
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
+from receipt_dynamo.testing import IMAGE_ID
 
 BUCKET = "deltas"
 

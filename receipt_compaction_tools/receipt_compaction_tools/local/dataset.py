@@ -9,9 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from receipt_chroma.compaction import produce_compaction_run
-from receipt_compaction_tools.testing.factories import make_label, make_metadata
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_dynamo import DynamoClient, ReceiptMetadata, ReceiptWordLabel
+from receipt_dynamo.testing import make_label, make_metadata
 
 MERCHANTS = [
     ("Corner Market", "grocery", "1 Main St, Springfield", "555-0100"),

@@ -29,7 +29,6 @@ from receipt_compaction_tools.local.resources import (
     create_resources,
 )
 from receipt_compaction_tools.testing import spec_oracle as oracle
-from receipt_compaction_tools.testing.factories import make_label, make_metadata
 from receipt_compaction_tools.testing.published import (
     PublishedRecord,
     download_version,
@@ -38,6 +37,7 @@ from receipt_compaction_tools.testing.published import (
 )
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_dynamo import DynamoClient, ValidationStatus
+from receipt_dynamo.testing import make_label, make_metadata
 from receipt_dynamo.timestamps import now_iso
 
 DIMENSION = 8

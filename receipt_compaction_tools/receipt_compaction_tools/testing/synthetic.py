@@ -13,8 +13,8 @@ import numpy as np
 
 from receipt_chroma.compaction import RecordTuple
 from receipt_chroma.ids import line_vector_id, word_vector_id
-from receipt_compaction_tools.testing.factories import make_line, make_receipt, make_word
 from receipt_dynamo.entities import DynamoEntity, Receipt, ReceiptLine, ReceiptWord
+from receipt_dynamo.testing import make_line, make_receipt, make_word
 
 
 def embedding_for(vector_id: str, dimension: int) -> list[float]:

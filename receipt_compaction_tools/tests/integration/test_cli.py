@@ -26,8 +26,8 @@ from receipt_compaction_tools.testing.cli import (
     export_stack,
     run_cli,
 )
-from receipt_compaction_tools.testing.factories import make_label
 from receipt_dynamo import DynamoClient, ValidationStatus
+from receipt_dynamo.testing import make_label
 from receipt_dynamo_stream import UnparseableRecordError, park_records
 
 pytestmark = pytest.mark.integration

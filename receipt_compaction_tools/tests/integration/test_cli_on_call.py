@@ -34,13 +34,13 @@ from receipt_compaction_tools.aws.local_aws import LocalAwsServer
 from receipt_compaction_tools.cli.main import build_parser, main
 from receipt_compaction_tools.local.chroma_server import LocalChromaServer
 from receipt_compaction_tools.testing.cli import CliResult, visible
-from receipt_compaction_tools.testing.endpoints import (
+from receipt_dynamo import DynamoClient
+from receipt_dynamo.testing import (
     RefusedEndpoint,
     SilentEndpoint,
     TricklingEndpoint,
+    make_compaction_run,
 )
-from receipt_compaction_tools.testing.factories import make_compaction_run
-from receipt_dynamo import DynamoClient
 from receipt_dynamo_stream import UnparseableRecordError, park_records
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow(seconds=40)]

@@ -13,9 +13,9 @@ import zstandard
 
 from receipt_chroma.ids import word_vector_id
 from receipt_compaction_tools.testing.cli import run_cli
-from receipt_compaction_tools.testing.factories import IMAGE_ID, make_metadata
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_compaction_tools.testing.world import CompactionWorld
+from receipt_dynamo.testing import IMAGE_ID, make_metadata
 
 pytestmark = pytest.mark.integration
 

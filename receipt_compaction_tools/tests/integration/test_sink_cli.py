@@ -13,14 +13,14 @@ import pytest
 from receipt_chroma.chroma_server import ChromaServer
 from receipt_compaction_tools.cli.main import main
 from receipt_compaction_tools.local.chroma_server import LocalChromaServer
-from receipt_compaction_tools.testing.factories import (
+from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
+from receipt_compaction_tools.testing.world import CompactionWorld
+from receipt_dynamo.testing import (
     IMAGE_ID,
     OTHER_IMAGE_ID,
     make_label,
     make_metadata,
 )
-from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
-from receipt_compaction_tools.testing.world import CompactionWorld
 
 pytestmark = pytest.mark.integration
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import statistics
 import threading
 import time
@@ -21,7 +22,14 @@ import boto3
 
 from receipt_dynamo import ChromaDBCollection, DynamoClient, SnapshotPointer
 from receipt_dynamo.schema import table_definition
+from receipt_dynamo.testing import LOCAL_CREDENTIALS
 from receipt_dynamo.timestamps import now_iso
+
+
+def use_local_credentials() -> None:
+    """Throw-away credentials for the local moto server, unless the caller set its own."""
+    for name, value in LOCAL_CREDENTIALS.items():
+        os.environ.setdefault(name, value)
 
 
 def create_bench_table(name: str) -> None:

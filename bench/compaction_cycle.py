@@ -43,7 +43,14 @@ from typing import Any
 
 import boto3
 import numpy as np
-from benchlib import Clock, DynamoReplay, create_bench_table, set_words_pointer, spread
+from benchlib import (
+    Clock,
+    DynamoReplay,
+    create_bench_table,
+    set_words_pointer,
+    spread,
+    use_local_credentials,
+)
 
 from receipt_chroma import ChromaClient
 from receipt_chroma import server_migration as migration
@@ -576,12 +583,7 @@ def server_figures(
 
 
 def main() -> None:
-    for name, value in {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",
-    }.items():
-        os.environ.setdefault(name, value)
+    use_local_credentials()
     rng = random.Random(11)
     with (
         tempfile.TemporaryDirectory(prefix="bench-cycle-") as tmp,

@@ -41,7 +41,7 @@ from typing import Any
 
 import boto3
 import numpy as np
-from benchlib import create_bench_table, set_words_pointer, spread
+from benchlib import create_bench_table, set_words_pointer, spread, use_local_credentials
 
 from receipt_chroma import ChromaClient, SnapshotReader
 from receipt_chroma.snapshots import (
@@ -234,12 +234,7 @@ def main() -> None:
     parser.add_argument("--poll", type=float, default=1.0, help="reader's pointer poll (s)")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    for name, value in {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",
-    }.items():
-        os.environ.setdefault(name, value)
+    use_local_credentials()
     load_before = [round(x, 2) for x in os.getloadavg()]
     started = time.perf_counter()
     rounds = []

@@ -52,7 +52,14 @@ from typing import Any
 import boto3
 import chromadb
 import numpy as np
-from benchlib import Clock, DynamoReplay, create_bench_table, set_words_pointer, spread
+from benchlib import (
+    Clock,
+    DynamoReplay,
+    create_bench_table,
+    set_words_pointer,
+    spread,
+    use_local_credentials,
+)
 from raw_writes import RecordedWrites, WriteRecorder, raw_minimum
 
 from receipt_chroma import ChromaClient
@@ -758,12 +765,7 @@ def main() -> None:
         "--cache", type=Path, help="keep built Chroma directories here and reuse them"
     )
     args = parser.parse_args()
-    for name, value in {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",
-    }.items():
-        os.environ.setdefault(name, value)
+    use_local_credentials()
     started = time.perf_counter()
     report: dict[str, Any] = {"benchmark": "snapshot_cycles", "dimension": DIMENSION}
     load_before = [round(x, 2) for x in os.getloadavg()]

@@ -1,4 +1,4 @@
-"""No module of receipt_chroma imports itself back, directly or through other modules.
+"""No module of our packages imports itself back, directly or through other modules.
 
 Every ``import`` statement counts: at module level, under ``if TYPE_CHECKING:`` and inside
 functions (a cycle hidden in a function body or a type-checking block is still a cycle
@@ -16,7 +16,18 @@ from collections import deque
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-PACKAGE_DIR = Path(__file__).resolve().parents[2] / "receipt_chroma"
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+PACKAGE_DIR = ROOT / "receipt_chroma" / "receipt_chroma"
+# Every package of the repository, the Pulumi program's components included.
+PACKAGE_DIRS = [
+    ROOT / "receipt_dynamo" / "receipt_dynamo",
+    ROOT / "receipt_dynamo_stream" / "receipt_dynamo_stream",
+    PACKAGE_DIR,
+    ROOT / "receipt_compaction_tools" / "receipt_compaction_tools",
+    ROOT / "infra" / "chromadb_compaction",
+]
 
 Graph = dict[str, set[str]]
 
@@ -128,6 +139,14 @@ def test_receipt_chroma_has_no_import_cycles() -> None:
     # The graph is read from the real tree: the seed's import path of the operations
     # (``from receipt_chroma.compaction import update_receipt_metadata``) is an edge.
     assert "receipt_chroma.compaction.operations" in graph["receipt_chroma.compaction"]
+    cycles = import_cycles(graph)
+    assert not cycles, "import cycles:\n" + "\n".join(" → ".join(c) for c in cycles)
+
+
+@pytest.mark.parametrize("package_dir", PACKAGE_DIRS, ids=lambda path: path.name)
+def test_no_package_has_import_cycles(package_dir: Path) -> None:
+    graph = import_graph(package_dir)
+    assert len(graph) > 1, f"no modules found under {package_dir}"
     cycles = import_cycles(graph)
     assert not cycles, "import cycles:\n" + "\n".join(" → ".join(c) for c in cycles)
 

@@ -20,6 +20,7 @@ import ast
 import json
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from receipt_compaction_tools.testing.explorer.exceptions import ScheduleError
@@ -239,3 +240,12 @@ class ScheduleOutcome:
     @property
     def passed(self) -> bool:
         return not self.violations
+
+
+@dataclass(frozen=True)
+class PublishedOrigin:
+    """The base world's first published version (``origin.py`` captures and plants it)."""
+
+    objects: dict[str, bytes]  # every key under <collection>/snapshot/
+    items: list[dict[str, Any]]  # every item of the table
+    efs: Path  # a copy of the EFS tree

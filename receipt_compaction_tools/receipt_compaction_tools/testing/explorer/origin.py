@@ -5,21 +5,14 @@ bytes the product published, without paying a cycle per schedule."""
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from receipt_compaction_tools.testing.explorer.messages import COLLECTION
+from receipt_compaction_tools.testing.explorer.models import PublishedOrigin
 
 if TYPE_CHECKING:
     from receipt_compaction_tools.testing.explorer.world import ExplorerWorld
-
-
-@dataclass(frozen=True)
-class PublishedOrigin:
-    objects: dict[str, bytes]  # every key under <collection>/snapshot/
-    items: list[dict[str, Any]]  # every item of the table
-    efs: Path  # a copy of the EFS tree
 
 
 def capture(world: ExplorerWorld, keep_in: Path) -> PublishedOrigin:

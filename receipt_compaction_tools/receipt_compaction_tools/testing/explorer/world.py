@@ -26,8 +26,7 @@ from receipt_compaction_tools.local.chroma_server import LocalChromaServer
 from receipt_compaction_tools.testing import spec_oracle as oracle
 from receipt_compaction_tools.testing.explorer.deltas import DeltaStore
 from receipt_compaction_tools.testing.explorer.messages import COLLECTION
-from receipt_compaction_tools.testing.explorer.models import Sink
-from receipt_compaction_tools.testing.explorer.origin import PublishedOrigin
+from receipt_compaction_tools.testing.explorer.models import PublishedOrigin, Sink
 from receipt_compaction_tools.testing.explorer.scenario import DIMENSION, Scenario
 from receipt_dynamo import DynamoClient
 from receipt_dynamo.schema import table_definition

@@ -1,4 +1,6 @@
-"""Shared fixtures for every package's tests live in receipt_compaction_tools.testing.
+"""Shared fixtures: the light ones (factories, stream records, moto in-process, failing
+endpoints) live in receipt_dynamo.testing, the servers (moto, Chroma) in
+receipt_compaction_tools.testing, whose plugin loads both.
 
 Under pytest-xdist (``make test`` runs ``--dist loadfile --no-loadscope-reorder``), each
 test file runs whole on one worker, so module-scoped fixtures are built once, and files are

@@ -199,13 +199,13 @@ class CompactionCycle:
             published = progress.commits[SinkKind.SNAPSHOT].published
             with stages.run(Stage.RETAIN):
                 # Orphans age out even when nothing is published (a quiet collection).
-                retain(
+                retention = retain(
                     self.snapshots,
                     lease,
-                    progress.errors,
                     opened.stats,
                     dropped=dropped_versions(opened.base, published) if published else None,
                 )
+            progress.errors += retention.errors
 
     def _plan_apply_commit(
         self,

@@ -223,7 +223,7 @@ def publish(
         stages=StageRunner(),
         force_flush=force_flush,
     )
-    retain(snapshots, lease, errors, stats, dropped=dropped_versions(base, published))
+    errors += retain(snapshots, lease, stats, dropped=dropped_versions(base, published)).errors
     return published
 
 

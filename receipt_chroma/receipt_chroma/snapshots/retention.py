@@ -16,6 +16,7 @@ and the reason is logged (``RetentionReport.objects_kept_because``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -166,14 +167,22 @@ def _named_objects(
     return named
 
 
+@dataclass(frozen=True)
+class Retention:
+    """What RETAIN did not do: ``skipped`` says why it stopped before its end (counted as
+    ``RetentionSkipped``); ``errors`` are the errors it reports, that reason among them."""
+
+    errors: tuple[str, ...] = ()
+    skipped: str | None = None
+
+
 def retain(
     snapshots: CollectionSnapshots,
     lease: Lease,
-    errors: list[str],
     stats: SnapshotStats,
     *,
     dropped: set[str] | None = None,
-) -> None:
+) -> Retention:
     """Step 6's retention under the confirmed lease (§6 rev 3, "Who may delete").
 
     Confirm the lease (a heartbeat that must succeed) and re-read the pointer item: the
@@ -187,11 +196,10 @@ def retain(
         fence = DeleteFence(lease.confirm())
         pointer = snapshots.pointer()
     except Exception as error:  # lost, unconfirmable, or the item could not be read
-        _skip_retention(snapshots, stats, errors, f"{type(error).__name__}: {error}")
-        return
+        return _skipped(snapshots, stats, f"{type(error).__name__}: {error}")
     if pointer is None:
-        _skip_retention(snapshots, stats, errors, "no pointer item to retain from")
-        return
+        return _skipped(snapshots, stats, "no pointer item to retain from")
+    errors: list[str] = []
     try:
         report = apply_retention(
             snapshots.store,
@@ -203,22 +211,22 @@ def retain(
         if report.objects_kept_because:
             errors.append(f"retention: {report.objects_kept_because}")
         if report.stopped_at_deadline:
-            _skip_retention(snapshots, stats, errors, report.stopped_at_deadline)
-            return
+            return _skipped(snapshots, stats, report.stopped_at_deadline, errors)
         if snapshots.efs is not None:
             keep = {pointer.version}
             if pointer.previous_version:
                 keep.add(pointer.previous_version)
             snapshots.efs.cleanup(keep, fence)
             if fence.refused:
-                _skip_retention(snapshots, stats, errors, fence.refused)
+                return _skipped(snapshots, stats, fence.refused, errors)
     except Exception as error:
         errors.append(f"retention: {type(error).__name__}: {error}")
+    return Retention(errors=tuple(errors))
 
 
-def _skip_retention(
-    snapshots: CollectionSnapshots, stats: SnapshotStats, errors: list[str], why: str
-) -> None:
+def _skipped(
+    snapshots: CollectionSnapshots, stats: SnapshotStats, why: str, errors: Sequence[str] = ()
+) -> Retention:
     stats.add(retention_skipped=1)
-    errors.append(f"retention skipped: {why}")
     _LOGGER.warning("retention skipped", extra={"collection": snapshots.collection, "reason": why})
+    return Retention(errors=(*errors, f"retention skipped: {why}"), skipped=why)

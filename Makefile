@@ -111,7 +111,7 @@ package-stream: install
 
 # Benchmarks print JSON with ratios measured side by side in one run; bench/run.py runs
 # them one by one, times each against the budget (45 min; on a quiet machine) and writes
-# bench/results/. bench-quick: the same scripts at development sizes (~10 min), written to
+# bench/results/. bench-quick: the same scripts at development sizes (~3 min, budget 10), written to
 # build/bench-quick/ so they never replace a committed figure.
 bench: install
 	$(BIN)/python bench/run.py

@@ -103,7 +103,7 @@ def build_messages(records: Iterable[Any]) -> BuildResult:
     irrelevant = 0
     for record in records:
         try:
-            parsed = parse_stream_record(record)
+            parsed = parse_stream_record(record, message_events_only=True)
             built = [] if parsed is None else messages_for_record(parsed, timestamp)
         except UnparseableRecordError as error:
             unparseable.append((record, error))

@@ -110,9 +110,12 @@ def _epoch_iso(value: float) -> str:
         ) from None
 
 
-def parse_stream_record(record: Any) -> ParsedStreamRecord | None:
-    """Parse a Lambda stream record; None when it is not relevant to the pipeline: its
-    event or key is of no relevant shape, or its event makes no message for its type.
+def parse_stream_record(
+    record: Any, *, message_events_only: bool = False
+) -> ParsedStreamRecord | None:
+    """Parse a Lambda stream record; None when it is not relevant to the pipeline (its
+    event or key is of no relevant shape) or, with ``message_events_only``, when its event
+    makes no message for its type (``build_messages``: an OCR word written, say).
 
     Raises UnparseableRecordError for records missing ``eventName``, the string keys or
     a decimal ``SequenceNumber``, for relevant records without
@@ -144,7 +147,7 @@ def parse_stream_record(record: Any) -> ParsedStreamRecord | None:
     if detected is None:
         return None
     entity_type, ids = detected
-    if event not in CHANGE_RULES[entity_type].events:
+    if message_events_only and event not in CHANGE_RULES[entity_type].events:
         # An OCR word or line written or edited: only its removal makes a message (§3.3).
         # Most of a realistic batch is such rows; they stop here, before any allocation.
         return None

@@ -7,11 +7,19 @@ import copy
 import pytest
 
 from receipt_dynamo import EntityType
-from receipt_dynamo.testing import make_label, make_metadata, make_word, stream_record
+from receipt_dynamo.testing import (
+    make_compaction_run,
+    make_label,
+    make_metadata,
+    make_word,
+    stream_record,
+)
 from receipt_dynamo_stream import (
     UnparseableRecordError,
     build_messages,
     detect_entity_type,
+    is_compaction_run,
+    parse_compaction_run,
     parse_stream_record,
 )
 
@@ -127,7 +135,6 @@ def test_a_creation_time_is_required_only_of_records_that_make_messages() -> Non
     )
     for record in (edited, removed):
         del record["dynamodb"]["ApproximateCreationDateTime"]
-    assert parse_stream_record(edited) is None
     result = build_messages([edited, removed])
     assert (result.messages, result.irrelevant) == ([], 1)
     assert [record for record, _ in result.unparseable] == [removed]
@@ -158,3 +165,19 @@ def test_bad_images_make_only_their_record_unparseable() -> None:
     assert "NewImage" in errors[2]
     assert "must be a map" in errors[3]
     assert {m.collection.value for _, m in result.messages} == {"lines", "words"}
+
+
+def test_a_run_row_is_recognised_by_its_key_whatever_its_event() -> None:
+    run = make_compaction_run(IMAGE, 1, "run-1")
+    for record in (
+        stream_record("INSERT", new=run),
+        stream_record("MODIFY", old=run, new=run),
+        stream_record("REMOVE", old=run),
+    ):
+        assert is_compaction_run(record)
+        assert parse_compaction_run(record).run_id == "run-1"
+    # Only the INSERT makes messages (§3.3): the others are counted, never parked.
+    result = build_messages(
+        [stream_record("MODIFY", old=run, new=run), stream_record("REMOVE", old=run)]
+    )
+    assert (result.messages, result.unparseable, result.irrelevant) == ([], [], 2)

@@ -205,7 +205,7 @@ class CompactionCycle:
                     opened.stats,
                     dropped=dropped_versions(opened.base, published) if published else None,
                 )
-            progress.errors += retention.errors
+                progress.errors += retention.errors
 
     def _plan_apply_commit(
         self,

@@ -18,6 +18,7 @@ from receipt_chroma import server_migration as migration
 from receipt_chroma.chroma_server import ChromaServer
 from receipt_chroma.ids import word_vector_id
 from receipt_compaction_tools.local.chroma_server import LocalChromaServer, _free_port
+from receipt_compaction_tools.local.queue_consumer import lambda_record
 from receipt_compaction_tools.testing.synthetic import SyntheticReceipt
 from receipt_compaction_tools.testing.world import CompactionWorld
 from receipt_dynamo.testing import IMAGE_ID, make_label, make_metadata
@@ -129,22 +130,8 @@ def test_an_unreachable_server_fails_the_messages_which_stay_queued(
     received = sqs.receive_message(
         QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
     )["Messages"]
-    event = {
-        "Records": [
-            {
-                "messageId": m["MessageId"],
-                "receiptHandle": m["ReceiptHandle"],
-                "body": m["Body"],
-                "messageAttributes": {
-                    name: {"stringValue": v["StringValue"], "dataType": v["DataType"]}
-                    for name, v in m.get("MessageAttributes", {}).items()
-                },
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:words-sink",
-            }
-            for m in received
-        ]
-    }
+    # Received but not deleted: the messages stay on the queue, as under Lambda's mapping.
+    event = {"Records": [lambda_record(dict(m), url) for m in received]}
 
     response = compaction_handler.lambda_handler(event, lambda_context)
 

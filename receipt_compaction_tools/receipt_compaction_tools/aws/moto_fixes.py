@@ -8,21 +8,53 @@ in-process server before it starts).
   O(n²). The check here reads the retention period directly; what it decides is the same.
 - A projected DynamoDB read (Query, Scan, GetItem with a ProjectionExpression) converted the
   whole item to JSON once per projected attribute (the compactor's receipt read projects
-  ~20); here once per item.
+  ~20), then built the projected item checking its size once per attribute over every
+  attribute. Here a projection of top-level names whose values come back from that
+  conversion unchanged (strings, numbers in canonical form, booleans, nulls, and maps and
+  lists of them) copies those values; any other converts the item once.
 - The server listed moto's package folder from disk on every request to learn whether the
   request's host names a service; here once.
+- A Query of a table's own key sorted every item of the table to keep those of one
+  partition: O(table) per call where DynamoDB costs O(partition). Here moto's query runs on a
+  view of the table holding the queried partition alone, so it keeps the same items. A
+  projected one also skips moto's deep copy of every item read: the projection copies
+  what it keeps, and the filter before it only reads.
+- TransactWriteItems deep-copied every table it names, each table's stream records
+  included, to roll back if an operation fails: O(table + stream) per transaction (0.8 s
+  per snapshot pointer swap after 10,000 changes). Here only the items at the keys the
+  transaction names are copied (no operation of a transaction writes anywhere else) and
+  each stream's length is noted; a cancelled transaction puts those items back and drops
+  the stream records written after that length, leaving what moto's rollback leaves.
+- The JSON response serializer walked each DynamoDB ``AttributeValue`` member by member
+  through botocore's shape model, trying several spellings of every key: half of a Query's
+  cost. An attribute value already in wire form (strings, numbers, their sets, maps and
+  lists of them) is what that walk writes, so it is copied as it is; any other (binary,
+  booleans, anything unexpected) still takes moto's walk.
 """
 
 from __future__ import annotations
 
+import copy
+import decimal
 import functools
+import inspect
 import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
+from boto3.dynamodb.types import DYNAMODB_CONTEXT
 from botocore.utils import merge_dicts
 from moto import backends
+from moto.core.serialize import BaseJSONSerializer
 from moto.core.utils import unix_time
-from moto.dynamodb.models.dynamo_type import Item, serializer
+from moto.dynamodb import models as dynamodb_models
+from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models import table as dynamodb_table_module
+from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict, serializer
+from moto.dynamodb.models.table import Table
 from moto.dynamodb.models.utilities import find_nested_key
 from moto.sqs.models import Message, SQSBackend
 
@@ -37,11 +69,45 @@ def _within_retention_period(self: SQSBackend, queue_name: str, message: Message
 _project_converting_per_path = Item.project
 
 
+def _keeps_its_form(value: DynamoType) -> bool:
+    """Whether moto's projection gives ``value`` back as it is: it converts values to Python
+    and back with boto3's (de)serializer, which rewrites binary values, set order and
+    numbers outside their canonical form (``1e3`` comes back as ``1E+3``)."""
+    if value.type in ("S", "BOOL", "NULL"):
+        return True
+    if value.type == "N":
+        try:
+            return bool(str(DYNAMODB_CONTEXT.create_decimal(value.value)) == value.value)
+        except decimal.DecimalException:
+            return False
+    if value.type == "M":
+        return all(_keeps_its_form(v) for v in value.value.values())
+    if value.type == "L":
+        return all(_keeps_its_form(v) for v in value.value)
+    return False
+
+
+def _project_top_level_names(self: Item, paths: list[list[str]]) -> Item | None:
+    """The projection copying its attributes, or None when moto's conversion is needed."""
+    if not all(len(path) == 1 and "[" not in path[0] for path in paths):
+        return None
+    kept = {path[0]: self.attrs[path[0]] for path in paths if path[0] in self.attrs}
+    if not all(_keeps_its_form(value) for value in kept.values()):
+        return None
+    projected = Item(self.hash_key, self.range_key, {})
+    # A part of an item that passed the size check: no need to check it once per attribute.
+    projected.attrs = LimitedSizeDict({k: copy.deepcopy(v) for k, v in kept.items()})
+    return projected
+
+
 def _project(self: Item, projection_expressions: list[list[str]]) -> Item:
-    """moto's ``Item.project`` with the item converted once. Paths under distinct top-level
-    attributes read disjoint parts of the conversion, so sharing it changes nothing; paths
-    sharing one (``a.b`` and ``a.c``) go to moto's own code, where merging one path's
-    result may alter what the next one reads."""
+    """moto's ``Item.project`` with the item converted once, or not at all (above). Paths
+    under distinct top-level attributes read disjoint parts of the conversion, so sharing it
+    changes nothing; paths sharing one (``a.b`` and ``a.c``) go to moto's own code, where
+    merging one path's result may alter what the next one reads."""
+    copied = _project_top_level_names(self, projection_expressions)
+    if copied is not None:
+        return copied
     roots = [re.sub(r"\[\d+\]$", "", path[0]) for path in projection_expressions]
     if len(set(roots)) != len(roots):
         return _project_converting_per_path(self, projection_expressions)
@@ -65,8 +131,179 @@ def _moto_modules() -> tuple[str, ...]:
     return tuple(_list_moto_modules_from_disk())
 
 
+_query_sorting_whole_table = Table.query
+_QUERY_PARAMETERS = inspect.signature(_query_sorting_whole_table)
+
+
+def _query(self: Table, *args: Any, **kwargs: Any) -> Any:
+    """moto's ``Table.query``; on the table's own key, run on a one-partition view."""
+    arguments = _QUERY_PARAMETERS.bind(self, *args, **kwargs).arguments
+    hash_key = arguments.get("hash_key")
+    if arguments.get("index_name") is not None or hash_key is None:
+        return _query_sorting_whole_table(self, *args, **kwargs)
+    view: Any = copy.copy(self)  # shares the items; moto's query only reads them
+    partition = self.items.get(hash_key)
+    view.items = {} if partition is None else {hash_key: partition}
+    if partition is None:
+        found = []
+    else:
+        found = list(partition.values()) if self.range_key_attr else [partition]
+    view.all_items = lambda: found  # the query sorts them by range key itself
+    if not arguments.get("projection_expressions"):
+        return _query_sorting_whole_table(view, *args, **kwargs)
+    with _not_copied(list):
+        return _query_sorting_whole_table(view, *args, **kwargs)
+
+
+@dataclass
+class _SavedItem:
+    table: Table
+    hash_key: DynamoType
+    range_key: DynamoType | None
+    item: Item | None  # a deep copy, or None when the key held no item
+
+    def restore(self) -> None:
+        items: dict[Any, Any] = self.table.items
+        if self.range_key is None:
+            if self.item is None:
+                items.pop(self.hash_key, None)
+            else:
+                items[self.hash_key] = self.item
+        elif self.item is None:
+            items.get(self.hash_key, {}).pop(self.range_key, None)
+        else:
+            items.setdefault(self.hash_key, {})[self.range_key] = self.item
+
+
+@dataclass
+class _TransactionBackup:
+    """What a transaction can change: the items at its keys and its tables' streams."""
+
+    items: list[_SavedItem]
+    stream_lengths: dict[str, int]
+
+    @classmethod
+    def read(
+        cls, backend: DynamoDBBackend, transact_items: list[dict[str, Any]]
+    ) -> _TransactionBackup:
+        items: list[_SavedItem] = []
+        lengths: dict[str, int] = {}
+        for entry in transact_items:
+            for op_type, op in entry.items():
+                table = backend.tables.get(op.get("TableName"))
+                if table is None:
+                    continue  # moto cancels the transaction before writing to it
+                key = op["Item"] if op_type == "Put" else op["Key"]
+                hash_key = DynamoType(key[table.hash_key_attr])
+                range_key = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
+                current = table.get_item(hash_key, range_key)
+                items.append(_SavedItem(table, hash_key, range_key, copy.deepcopy(current)))
+                if table.stream_shard is not None:
+                    lengths.setdefault(table.name, len(table.stream_shard.items))
+        return cls(items, lengths)
+
+    def restore(self, backend: DynamoDBBackend) -> None:
+        for saved in reversed(self.items):
+            saved.restore()
+        for name, length in self.stream_lengths.items():
+            shard: Any = backend.tables[name].stream_shard  # noted only where there is one
+            del shard.items[length:]
+
+
+_skipped_copies = threading.local()
+
+
+@contextmanager
+def _not_copied(kind: type) -> Iterator[None]:
+    """On this thread, moto's deep copies of ``kind`` values are not made (``_CopyModule``)."""
+    _skipped_copies.kind = kind
+    try:
+        yield
+    finally:
+        _skipped_copies.kind = ()
+
+
+class _CopyModule:
+    """The ``copy`` module as moto's DynamoDB modules see it: a deep copy that the caller of
+    ``_not_copied`` knows moto only reads, or backs up itself, is the value itself."""
+
+    copy = staticmethod(copy.copy)
+
+    @staticmethod
+    def deepcopy(value: Any, memo: dict[int, Any] | None = None) -> Any:
+        if isinstance(value, getattr(_skipped_copies, "kind", ())):
+            return value
+        return copy.deepcopy(value, memo)
+
+
+_transact_copying_tables = DynamoDBBackend.transact_write_items
+
+
+def _transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
+    """moto's ``transact_write_items`` with ``_TransactionBackup`` in place of its copies of
+    whole tables. A transaction whose keys cannot be read is left to moto as it is."""
+    try:
+        backup = _TransactionBackup.read(self, transact_items)
+    except (AttributeError, KeyError, TypeError):  # moto reports what is wrong with it
+        return _transact_copying_tables(self, transact_items)
+    with _not_copied(Table):
+        try:
+            return _transact_copying_tables(self, transact_items)
+        except Exception:
+            backup.restore(self)  # moto rolled back (or wrote nothing): undo what it wrote
+            raise
+
+
+def _wire_attribute_value(value: Any) -> dict[str, Any] | None:
+    """A copy of ``value`` if it is a DynamoDB attribute value in wire form that moto's
+    serializer would write unchanged; None otherwise."""
+    if not isinstance(value, dict) or len(value) != 1:
+        return None
+    ((kind, inner),) = value.items()
+    if kind in ("S", "N"):
+        return {kind: inner} if type(inner) is str else None
+    if kind in ("SS", "NS"):
+        strings = isinstance(inner, list) and all(type(v) is str for v in inner)
+        return {kind: list(inner)} if strings else None
+    if kind == "M" and isinstance(inner, dict):
+        members = {k: _wire_attribute_value(v) for k, v in inner.items() if type(k) is str}
+        complete = len(members) == len(inner) and None not in members.values()
+        return {"M": members} if complete else None
+    if kind == "L" and isinstance(inner, list):
+        elements = [_wire_attribute_value(v) for v in inner]
+        return {"L": elements} if None not in elements else None
+    return None
+
+
+_serialize_structure_by_member = BaseJSONSerializer._serialize_type_structure
+
+
+def _serialize_type_structure(
+    self: BaseJSONSerializer, serialized: Any, value: Any, shape: Any, key: str
+) -> None:
+    """moto's JSON structure serializer, with attribute values in wire form copied."""
+    if key and shape.name == "AttributeValue":
+        wire = _wire_attribute_value(value)
+        if wire is not None:
+            self._default_serialize(serialized, wire, shape, key)
+            return
+    _serialize_structure_by_member(self, serialized, value, shape, key)
+
+
+# (owner, attribute, replacement): what ``apply`` installs.
+PATCHES: tuple[tuple[Any, str, Any], ...] = (
+    (SQSBackend, "is_message_valid_based_on_retention_period", _within_retention_period),
+    (Item, "project", _project),
+    (backends, "list_of_moto_modules", _moto_modules),
+    (Table, "query", _query),
+    (DynamoDBBackend, "transact_write_items", _transact_write_items),
+    (dynamodb_models, "copy", _CopyModule),
+    (dynamodb_table_module, "copy", _CopyModule),
+    (BaseJSONSerializer, "_serialize_type_structure", _serialize_type_structure),
+)
+
+
 def apply() -> None:
-    """Install the three (again is harmless)."""
-    SQSBackend.is_message_valid_based_on_retention_period = _within_retention_period  # type: ignore[method-assign]
-    Item.project = _project  # type: ignore[method-assign]
-    backends.list_of_moto_modules = _moto_modules
+    """Install every fix (again is harmless)."""
+    for owner, attribute, replacement in PATCHES:
+        setattr(owner, attribute, replacement)

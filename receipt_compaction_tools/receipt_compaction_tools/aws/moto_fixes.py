@@ -23,8 +23,14 @@ in-process server before it starts).
   included, to roll back if an operation fails: O(table + stream) per transaction (0.8 s
   per snapshot pointer swap after 10,000 changes). Here only the items at the keys the
   transaction names are copied (no operation of a transaction writes anywhere else) and
-  each stream's length is noted; a cancelled transaction puts those items back and drops
-  the stream records written after that length, leaving what moto's rollback leaves.
+  each stream's length is noted; a refused transaction puts those items back and drops
+  the stream records written after that length. The backend's item writes take one lock
+  while this runs, so those records are the transaction's own (moto's rollback swapped
+  whole tables back in, losing a concurrent writer's item). Two differences from moto, both
+  what DynamoDB does: a transaction refused for an entry naming two operations leaves
+  nothing (moto kept the writes before it), and a stream reader holding an iterator from
+  before a cancel goes on reading the table's one stream (moto's swapped-in copy left the
+  iterator on the discarded one).
 - The JSON response serializer walked each DynamoDB ``AttributeValue`` member by member
   through botocore's shape model, trying several spellings of every key: half of a Query's
   cost. An attribute value already in wire form (strings, numbers, their sets, maps and
@@ -161,6 +167,14 @@ class _SavedItem:
     hash_key: DynamoType
     range_key: DynamoType | None
     item: Item | None  # a deep copy, or None when the key held no item
+    partition_existed: bool
+
+    @classmethod
+    def read(cls, table: Table, hash_key: DynamoType, range_key: DynamoType | None) -> _SavedItem:
+        """The item at the key, read without creating its partition (``get_item`` would)."""
+        partition: Any = table.items.get(hash_key)
+        current = partition if range_key is None or partition is None else partition.get(range_key)
+        return cls(table, hash_key, range_key, copy.deepcopy(current), partition is not None)
 
     def restore(self) -> None:
         items: dict[Any, Any] = self.table.items
@@ -169,10 +183,14 @@ class _SavedItem:
                 items.pop(self.hash_key, None)
             else:
                 items[self.hash_key] = self.item
-        elif self.item is None:
-            items.get(self.hash_key, {}).pop(self.range_key, None)
+            return
+        partition = items.setdefault(self.hash_key, {})
+        if self.item is None:
+            partition.pop(self.range_key, None)
         else:
-            items.setdefault(self.hash_key, {})[self.range_key] = self.item
+            partition[self.range_key] = self.item
+        if not partition and not self.partition_existed:
+            del items[self.hash_key]
 
 
 @dataclass
@@ -196,8 +214,7 @@ class _TransactionBackup:
                 key = op["Item"] if op_type == "Put" else op["Key"]
                 hash_key = DynamoType(key[table.hash_key_attr])
                 range_key = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
-                current = table.get_item(hash_key, range_key)
-                items.append(_SavedItem(table, hash_key, range_key, copy.deepcopy(current)))
+                items.append(_SavedItem.read(table, hash_key, range_key))
                 if table.stream_shard is not None:
                     lengths.setdefault(table.name, len(table.stream_shard.items))
         return cls(items, lengths)
@@ -236,22 +253,37 @@ class _CopyModule:
         return copy.deepcopy(value, memo)
 
 
+# Held by every item write of the DynamoDB backend (the server runs requests on threads),
+# so that no other write lands inside a transaction that may be put back.
+_ITEM_WRITES = threading.RLock()
+
+
+def _one_at_a_time(write: Any) -> Any:
+    @functools.wraps(write)
+    def locked(self: DynamoDBBackend, *args: Any, **kwargs: Any) -> Any:
+        with _ITEM_WRITES:
+            return write(self, *args, **kwargs)
+
+    return locked
+
+
 _transact_copying_tables = DynamoDBBackend.transact_write_items
 
 
 def _transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
     """moto's ``transact_write_items`` with ``_TransactionBackup`` in place of its copies of
     whole tables. A transaction whose keys cannot be read is left to moto as it is."""
-    try:
-        backup = _TransactionBackup.read(self, transact_items)
-    except (AttributeError, KeyError, TypeError):  # moto reports what is wrong with it
-        return _transact_copying_tables(self, transact_items)
-    with _not_copied(Table):
+    with _ITEM_WRITES:
         try:
+            backup = _TransactionBackup.read(self, transact_items)
+        except Exception:  # a malformed key: moto refuses the request in its own words
             return _transact_copying_tables(self, transact_items)
-        except Exception:
-            backup.restore(self)  # moto rolled back (or wrote nothing): undo what it wrote
-            raise
+        with _not_copied(Table):
+            try:
+                return _transact_copying_tables(self, transact_items)
+            except Exception:
+                backup.restore(self)  # moto rolled back (or wrote nothing): undo its writes
+                raise
 
 
 def _wire_attribute_value(value: Any) -> dict[str, Any] | None:
@@ -297,6 +329,10 @@ PATCHES: tuple[tuple[Any, str, Any], ...] = (
     (backends, "list_of_moto_modules", _moto_modules),
     (Table, "query", _query),
     (DynamoDBBackend, "transact_write_items", _transact_write_items),
+    *(
+        (DynamoDBBackend, name, _one_at_a_time(getattr(DynamoDBBackend, name)))
+        for name in ("put_item", "update_item", "delete_item")
+    ),
     (dynamodb_models, "copy", _CopyModule),
     (dynamodb_table_module, "copy", _CopyModule),
     (BaseJSONSerializer, "_serialize_type_structure", _serialize_type_structure),

@@ -6,6 +6,7 @@ as it is and under the fixes."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,6 +14,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
+from moto.dynamodb import models as dynamodb_models
 
 from receipt_compaction_tools.aws import moto_fixes
 
@@ -307,3 +309,45 @@ def test_a_committed_transaction_writes_its_items_and_their_stream_records(
         ("MODIFY", "RECEIPT#00002"),
         ("REMOVE", "RECEIPT#00001"),
     ]
+
+
+def test_a_write_from_another_thread_during_a_cancelled_transaction_keeps_its_record(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """moto's server runs requests on threads. A write that arrives while a transaction is
+    being refused waits for it, then lands with its stream record (plain moto loses it)."""
+    for owner, attribute, replacement in moto_fixes.PATCHES:
+        monkeypatch.setattr(owner, attribute, replacement)
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(
+            TableName=TABLE,
+            KeySchema=[
+                {"AttributeName": "PK", "KeyType": "HASH"},
+                {"AttributeName": "SK", "KeyType": "RANGE"},
+            ],
+            AttributeDefinitions=[
+                {"AttributeName": "PK", "AttributeType": "S"},
+                {"AttributeName": "SK", "AttributeType": "S"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        )
+        client.put_item(TableName=TABLE, Item={**_key("LOCK#lines", "LOCK"), "n": {"N": "1"}})
+        writer = threading.Thread(
+            target=lambda: client.put_item(TableName=TABLE, Item=_key("IMAGE#w", "RECEIPT#00001"))
+        )
+        evaluate_condition = dynamodb_models.get_filter_expression
+
+        def meanwhile(*args: Any, **kwargs: Any) -> Any:
+            if not writer.is_alive() and writer.ident is None:
+                writer.start()
+                writer.join(timeout=0.5)  # unguarded, the write lands inside the transaction
+            return evaluate_condition(*args, **kwargs)
+
+        monkeypatch.setattr(dynamodb_models, "get_filter_expression", meanwhile)
+        with pytest.raises(ClientError, match="TransactionCanceled"):
+            client.transact_write_items(TransactItems=_writes(condition_holds=False))
+        writer.join()
+        assert ("IMAGE#w", "RECEIPT#00001") in _table_rows(client)
+        assert _stream_events(client)[-1] == ("INSERT", "RECEIPT#00001")

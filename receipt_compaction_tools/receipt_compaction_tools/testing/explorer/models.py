@@ -44,7 +44,9 @@ class ActorKind(StrEnum):
 class FaultKind(StrEnum):
     KILL = "kill"  # the process dies: it makes no more AWS calls and never releases
     STALL = "stall"  # every thread freezes past the lease, then carries on
-    PAUSE = "pause"  # the cycle's thread pauses; the heartbeat thread keeps the lease
+    # The thread making the call pauses (a plan read's: the cycle waits for it at the end of
+    # the plan); the heartbeat thread keeps the lease.
+    PAUSE = "pause"
     HEARTBEAT_FAILS = "heartbeat_fails"  # every heartbeat from here on errors
     S3_ERROR = "s3_error"  # the next S3 call errors
     DYNAMO_ERROR = "dynamo_error"  # the next DynamoDB call errors

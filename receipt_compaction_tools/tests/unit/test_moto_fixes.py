@@ -35,6 +35,40 @@ def _key(pk: str, sk: str) -> dict[str, Any]:
     return {"PK": {"S": pk}, "SK": {"S": sk}}
 
 
+def _table_with_rows() -> Any:
+    """The test table (a stream, a GSI) holding ``ROWS``, wherever boto3 points; its client."""
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    client.create_table(
+        TableName=TABLE,
+        KeySchema=[
+            {"AttributeName": "PK", "KeyType": "HASH"},
+            {"AttributeName": "SK", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "PK", "AttributeType": "S"},
+            {"AttributeName": "SK", "AttributeType": "S"},
+            {"AttributeName": "TYPE", "AttributeType": "S"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "by-type",
+                "KeySchema": [{"AttributeName": "TYPE", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )
+    for pk, sks in ROWS.items():
+        for n, sk in enumerate(sks):
+            kind = "LINE" if "#LINE#" in sk else "ROW"
+            client.put_item(
+                TableName=TABLE,
+                Item={**_key(pk, sk), "TYPE": {"S": kind}, "n": {"N": str(n)}},
+            )
+    return client
+
+
 @pytest.fixture(params=["moto", "fixed"])
 def dynamodb(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """A table with a stream, under moto as it is and under the fixes."""
@@ -42,36 +76,7 @@ def dynamodb(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
         for owner, attribute, replacement in moto_fixes.PATCHES:
             monkeypatch.setattr(owner, attribute, replacement)
     with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(
-            TableName=TABLE,
-            KeySchema=[
-                {"AttributeName": "PK", "KeyType": "HASH"},
-                {"AttributeName": "SK", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "PK", "AttributeType": "S"},
-                {"AttributeName": "SK", "AttributeType": "S"},
-                {"AttributeName": "TYPE", "AttributeType": "S"},
-            ],
-            GlobalSecondaryIndexes=[
-                {
-                    "IndexName": "by-type",
-                    "KeySchema": [{"AttributeName": "TYPE", "KeyType": "HASH"}],
-                    "Projection": {"ProjectionType": "ALL"},
-                }
-            ],
-            BillingMode="PAY_PER_REQUEST",
-            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-        )
-        for pk, sks in ROWS.items():
-            for n, sk in enumerate(sks):
-                kind = "LINE" if "#LINE#" in sk else "ROW"
-                client.put_item(
-                    TableName=TABLE,
-                    Item={**_key(pk, sk), "TYPE": {"S": kind}, "n": {"N": str(n)}},
-                )
-        yield client
+        yield _table_with_rows()
 
 
 def _query_all(client: Any, **kwargs: Any) -> list[tuple[str, str]]:
@@ -319,21 +324,7 @@ def test_a_write_from_another_thread_during_a_cancelled_transaction_keeps_its_re
     for owner, attribute, replacement in moto_fixes.PATCHES:
         monkeypatch.setattr(owner, attribute, replacement)
     with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(
-            TableName=TABLE,
-            KeySchema=[
-                {"AttributeName": "PK", "KeyType": "HASH"},
-                {"AttributeName": "SK", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "PK", "AttributeType": "S"},
-                {"AttributeName": "SK", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-        )
-        client.put_item(TableName=TABLE, Item={**_key("LOCK#lines", "LOCK"), "n": {"N": "1"}})
+        client = _table_with_rows()
         writer = threading.Thread(
             target=lambda: client.put_item(TableName=TABLE, Item=_key("IMAGE#w", "RECEIPT#00001"))
         )

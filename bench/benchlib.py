@@ -20,6 +20,7 @@ from typing import Any
 
 import boto3
 
+from receipt_chroma.compaction.lease import HEARTBEAT_THREAD_PREFIX
 from receipt_dynamo import ChromaDBCollection, DynamoClient, SnapshotPointer
 from receipt_dynamo.schema import table_definition
 from receipt_dynamo.testing import LOCAL_CREDENTIALS
@@ -59,9 +60,10 @@ def set_words_pointer(dynamo: DynamoClient, version: str) -> None:
 
 @dataclasses.dataclass
 class Clock:
-    """Stage times of a cycle, the intervals the cycle's own thread spent inside DynamoDB
-    calls (the lease heartbeat's calls, on their own thread, overlap the work), and the
-    intervals of S3 calls on any thread (uploads run on a pool the cycle waits for)."""
+    """Stage times of a cycle, the intervals of the cycle's DynamoDB calls — on its own
+    thread and on the plan's read pool, not the lease heartbeat's (on its own thread, it
+    overlaps the work) — and the intervals of S3 calls on any thread (uploads and delta
+    fetches run on pools the cycle waits for)."""
 
     stages: dict[str, float] = dataclasses.field(default_factory=dict)
     calls: list[tuple[float, float]] = dataclasses.field(default_factory=list)
@@ -82,8 +84,9 @@ class Clock:
 
     def _after(self, **_: Any) -> None:
         started = self._open.pop(("dynamodb", threading.get_ident()))
-        if threading.current_thread() is threading.main_thread():
-            self.calls.append((started, time.perf_counter()))
+        if not threading.current_thread().name.startswith(HEARTBEAT_THREAD_PREFIX):
+            with self._lock:
+                self.calls.append((started, time.perf_counter()))
 
     def _before_s3(self, **_: Any) -> None:
         self._open[("s3", threading.get_ident())] = time.perf_counter()
@@ -98,28 +101,32 @@ class Clock:
 
     def clear(self) -> None:
         self.stages.clear()
-        self.calls.clear()
         with self._lock:
+            self.calls.clear()
             self.s3_calls.clear()
 
     def dynamo_seconds(self, start: float, end: float) -> float:
-        return sum(max(0.0, min(b, end) - max(a, start)) for a, b in self.calls)
+        """Time in [start, end] with a DynamoDB call of the cycle in flight (concurrent
+        plan reads counted once)."""
+        with self._lock:
+            return _covered(self.calls, start, end)
 
     def emulator_seconds(self, start: float, end: float) -> float:
         """Time in [start, end] during which the emulator answered the cycle: the union of
         its own DynamoDB calls and every S3 call (overlapping calls counted once)."""
         with self._lock:
-            intervals = sorted(
-                (max(a, start), min(b, end))
-                for a, b in [*self.calls, *self.s3_calls]
-                if b > start and a < end
-            )
-        total, reach = 0.0, start
-        for a, b in intervals:
-            if b > reach:
-                total += b - max(a, reach)
-                reach = b
-        return total
+            return _covered([*self.calls, *self.s3_calls], start, end)
+
+
+def _covered(calls: list[tuple[float, float]], start: float, end: float) -> float:
+    """How much of [start, end] the intervals cover, overlaps counted once."""
+    intervals = sorted((max(a, start), min(b, end)) for a, b in calls if b > start and a < end)
+    total, reach = 0.0, start
+    for a, b in intervals:
+        if b > reach:
+            total += b - max(a, reach)
+            reach = b
+    return total
 
 
 @dataclasses.dataclass

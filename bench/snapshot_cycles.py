@@ -10,7 +10,10 @@ the emulator, DynamoDB on the cycle's thread or S3 on any). The cycle whose publ
 the planned HNSW flush is marked. After each warm small cycle, the same writes it made
 (recorded as they pass to chromadb) are applied raw, in the fewest calls, to its base
 version with chromadb's default settings (``raw_writes.py``): apply's compute against that
-minimum. ``small_cycle_compute_seconds`` is the slowest warm small cycle (issue 24).
+minimum. The chain runs ``--chain-rounds`` times, each on a fresh deployment of the same
+seed; issue 24's item 1 figures are taken from the median of each cycle over the rounds
+(every round's own figures are kept beside them): ``small_cycle_compute_seconds`` is the
+slowest warm small cycle.
 
 Then, side by side, the same small cycle (one batch, applied from the same published
 base every time: pointer and run rows reset) from a warm copy, from a copy one version
@@ -643,6 +646,31 @@ def first_queries(deployment: Deployment, kept: dict[int, Path], rounds: int) ->
     }
 
 
+def per_cycle_medians(rounds: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The first round's cycles with each one's compute total and apply ratio replaced by
+    the median over every round's cycle at the same place (rounds whose cycle there is of
+    another kind — flush or tier — are left out of that place's median)."""
+    medians = []
+    for index, first in enumerate(rounds[0]):
+        same = [
+            r[index]
+            for r in rounds
+            if len(r) > index
+            and (r[index]["tier"], r[index]["hnsw_flushed"])
+            == (first["tier"], first["hnsw_flushed"])
+        ]
+        cycle = {**first, "compute_seconds": {**first["compute_seconds"]}, "rounds": len(same)}
+        totals = [c["compute_seconds"]["total"] for c in same]
+        cycle["compute_seconds"]["total"] = round(statistics.median(totals), 3)
+        cycle["compute_seconds_total_min"] = min(totals)
+        ratios = [c["apply_to_raw_minimum"] for c in same if "apply_to_raw_minimum" in c]
+        if "apply_to_raw_minimum" in first and ratios:
+            cycle["apply_to_raw_minimum"] = round(statistics.median(ratios), 3)
+            cycle["apply_to_raw_minimum_min"] = min(ratios)
+        medians.append(cycle)
+    return medians
+
+
 def summarise(seed: dict[str, Any], cycles: list[dict[str, Any]]) -> dict[str, Any]:
     full = seed["format1_tarball_bytes"]
     uploaded = [c["bytes_uploaded"] for c in cycles]
@@ -759,6 +787,13 @@ def main() -> None:
     parser.add_argument("--receipts", type=int, default=100)
     parser.add_argument("--cycles", type=int, default=12)
     parser.add_argument("--rounds", type=int, default=2, help="side-by-side rounds")
+    parser.add_argument(
+        "--chain-rounds",
+        type=int,
+        default=3,
+        help="rounds of the cycle chain, each on a deployment of its own; issue 24 item 1's "
+        "figures are per-cycle medians over them",
+    )
     parser.add_argument("--query-rounds", type=int, default=3)
     parser.add_argument("--large-receipts", type=int, default=500, help="0 skips it")
     parser.add_argument(
@@ -779,10 +814,19 @@ def main() -> None:
         report["seed"] = deployment.seed()
         ran = sequence(deployment, args.cycles)
         report["cycles"] = ran.cycles
-        report["summary"] = summarise(report["seed"], ran.cycles)
         report["side_by_side"] = side_by_side(deployment, ran.main, ran.saved, args.rounds)
         report["first_query"] = first_queries(deployment, ran.kept, args.query_rounds)
         shutil.rmtree(deployment.root)
+        rounds = [ran.cycles]
+        for n in range(2, args.chain_rounds + 1):
+            again = Deployment(Path(tmp) / f"chain-{n}", args.receipts, f"chain-{n}", args.cache)
+            again.seed()
+            rounds.append(sequence(again, args.cycles).cycles)
+            shutil.rmtree(again.root)
+        report["summary"] = summarise(report["seed"], ran.cycles)
+        report["summary"]["chain_rounds"] = len(rounds)
+        report["summary"]["each_round"] = [small_cycle_compute(r) for r in rounds]
+        report["summary"].update(small_cycle_compute(per_cycle_medians(rounds)))
         if args.large_receipts:
             report["large"] = large(Path(tmp) / "large", args.large_receipts, args.cache, 1)
     report["budgets"] = budgets(report)

@@ -6,7 +6,8 @@ own process): each changes labels and merchant on 10 receipts, merges one new 10
 delta and deletes one receipt. Reported per cycle: bytes uploaded and downloaded, the
 files that changed, the unindexed records, and seconds per stage (time inside DynamoDB
 calls shown beside it, and the compute: each stage without the time inside any call to
-the emulator, DynamoDB on the cycle's thread or S3 on any). The cycle whose publish ran
+the emulator: the cycle's DynamoDB calls, the lease heartbeat's excepted, and S3 on any
+thread; overlapping calls counted once). The cycle whose publish ran
 the planned HNSW flush is marked. After each warm small cycle, the same writes it made
 (recorded as they pass to chromadb) are applied raw, in the fewest calls, to its base
 version with chromadb's default settings (``raw_writes.py``): apply's compute against that

@@ -233,11 +233,12 @@ _skipped_copies = threading.local()
 @contextmanager
 def _not_copied(kind: type) -> Iterator[None]:
     """On this thread, moto's deep copies of ``kind`` values are not made (``_CopyModule``)."""
+    outer = getattr(_skipped_copies, "kind", ())
     _skipped_copies.kind = kind
     try:
         yield
     finally:
-        _skipped_copies.kind = ()
+        _skipped_copies.kind = outer
 
 
 class _CopyModule:

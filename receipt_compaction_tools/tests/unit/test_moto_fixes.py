@@ -139,6 +139,38 @@ def test_a_filtered_projected_query_and_an_index_query_answer_as_dynamodb(dynamo
     assert empty["Items"] == []
 
 
+def test_a_query_ends_its_page_at_the_size_limit_as_its_items_are_now(dynamodb: Any) -> None:
+    """A page holds at most 1 MB of items (moto counts 1,000,000 bytes): four items of
+    300,000 bytes come back three and one; after two of them grow in place to 390,000
+    bytes the same query comes back two and two, so no size is remembered from the
+    earlier query."""
+
+    def key(n: int) -> dict[str, Any]:
+        return _key("IMAGE#big", f"RECEIPT#{n:05d}")
+
+    def pages() -> list[int]:
+        kwargs: dict[str, Any] = _prefix_query("IMAGE#big", "RECEIPT#")
+        sizes = []
+        while True:
+            page = dynamodb.query(TableName=TABLE, **kwargs)
+            sizes.append(len(page["Items"]))
+            if "LastEvaluatedKey" not in page:
+                return sizes
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    for n in range(4):
+        dynamodb.put_item(TableName=TABLE, Item={**key(n), "body": {"S": "x" * 300_000}})
+    assert pages() == [3, 1]
+    for n in range(2):
+        dynamodb.update_item(
+            TableName=TABLE,
+            Key=key(n),
+            UpdateExpression="SET more = :m",
+            ExpressionAttributeValues={":m": {"S": "x" * 90_000}},
+        )
+    assert pages() == [2, 2]
+
+
 # Every attribute type, nested and empty where DynamoDB allows it.
 EVERY_TYPE = {
     "s": {"S": "text"},

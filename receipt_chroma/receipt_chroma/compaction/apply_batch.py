@@ -25,6 +25,7 @@ from receipt_chroma.compaction.compaction_run import (
     live_record_ids,
     merge_fetched,
 )
+from receipt_chroma.compaction.concurrency import read_concurrently
 from receipt_chroma.compaction.deltas.fetch import FetchedDeltas
 from receipt_chroma.compaction.models import CollectionUpdateResult, MessageFailure
 from receipt_chroma.compaction.operations import (
@@ -200,14 +201,31 @@ def apply_plan(
                 work = plan.receipts[(run.image_id, run.receipt_id)]
                 result.failures += work.run_failures(run.run_id, run.error)
     planned: list[_ReceiptWrites] = []
-    for work in plan.receipts.values():
-        try:
-            planned.append(_receipt_writes(snapshot, work, plan.collection))
-        except Exception as error:
-            reason = f"{type(error).__name__}: {error}"
+    for work, outcome in _read_every_receipt(snapshot, plan):
+        if isinstance(outcome, _ReceiptWrites):
+            planned.append(outcome)
+        else:
+            reason = f"{type(outcome).__name__}: {outcome}"
             result.failures += [MessageFailure(m, reason) for m in work.message_ids]
     _write_receipts(snapshot, planned, result, logger)
     return result
+
+
+def _read_every_receipt(
+    snapshot: ClientCollection, plan: BatchPlan
+) -> list[tuple[ReceiptWork, _ReceiptWrites | Exception]]:
+    """``_receipt_writes`` of every receipt of the plan, in the plan's order, with the
+    error of each that failed; ``READ_CONCURRENCY`` at a time (they only read)."""
+    works = list(plan.receipts.values())
+
+    def read(work: ReceiptWork) -> _ReceiptWrites | Exception:
+        try:
+            return _receipt_writes(snapshot, work, plan.collection)
+        except Exception as error:
+            return error
+
+    outcomes = read_concurrently(read, works, thread_name_prefix="apply-read")
+    return list(zip(works, outcomes, strict=True))
 
 
 def process_collection_updates(

@@ -2,21 +2,22 @@
 receipt, the receipt's rows, and the runs to merge.
 
 Messages are only triggers. For every receipt they name, the current rows are read with
-one strongly consistent query (``READ_CONCURRENCY`` receipts at a time: the reads are
-independent round trips, and a batch can name ~60 receipts); the runs the messages name
-are chosen for merging (each marked PROCESSING) or skipped. A plan is read once and
-applied to every sink of the cycle (``apply_plan``): with two sinks, the rows are read and
-the runs marked once.
+one strongly consistent query (``READ_CONCURRENCY`` receipts at a time, ``concurrency``:
+the reads are independent round trips, and a batch can name ~60 receipts); the runs the
+messages name are then chosen for merging (each marked PROCESSING, on the cycle's own
+thread, one receipt after another) or skipped. A plan is read once and applied to every
+sink of the cycle (``apply_plan``): with two sinks, the rows are read and the runs marked
+once.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 from receipt_chroma.compaction.compaction_run import MergeTarget
+from receipt_chroma.compaction.concurrency import read_concurrently
 from receipt_chroma.compaction.models import (
     CollectionUpdateResult,
     MessageFailure,
@@ -33,9 +34,6 @@ from receipt_dynamo_stream.change_rules import STATE_TYPES
 from receipt_dynamo_stream.models import MessageSource, StreamMessage
 
 _LOGGER = logging.getLogger(__name__)
-# Receipts whose rows are read at once (docs/architecture.md, "Plan"). The runs are marked
-# afterwards on the cycle's own thread, one receipt after another.
-READ_CONCURRENCY = 4
 
 
 @dataclass
@@ -171,12 +169,12 @@ def _read_every_receipt(
 ) -> dict[ReceiptKey, str | None]:
     """``_read_rows`` of every receipt, ``READ_CONCURRENCY`` at a time."""
     keys = sorted(works)
-    if len(keys) <= 1:
-        return {key: _read_rows(works[key], dynamo_client, logger) for key in keys}
-    workers = min(READ_CONCURRENCY, len(keys))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="plan-read") as pool:
-        errors = pool.map(lambda key: _read_rows(works[key], dynamo_client, logger), keys)
-        return dict(zip(keys, errors, strict=True))
+    errors = read_concurrently(
+        lambda key: _read_rows(works[key], dynamo_client, logger),
+        keys,
+        thread_name_prefix="plan-read",
+    )
+    return dict(zip(keys, errors, strict=True))
 
 
 def _plan_runs(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -346,29 +347,34 @@ def test_a_run_row_deleted_before_marking_leaves_the_other_runs_marked(env: Env)
 
 
 class _RefusesOneReceipt:
-    """The real client, whose collections refuse any update that touches one receipt's
-    records inside chromadb's own collection (as a store refusing a write would), behind
-    the product's real ``ClientCollection``: the batch writes all receipts in one call."""
+    """The real client, whose collections refuse any update (or, with ``call="get"``,
+    any read) that touches one receipt's records inside chromadb's own collection (as a
+    store refusing a call would), behind the product's real ``ClientCollection``: the
+    batch writes all receipts in one call."""
 
-    def __init__(self, client: ChromaClient, refused_image_id: str) -> None:
+    def __init__(self, client: ChromaClient, refused_image_id: str, call: str = "update") -> None:
         self._client = client
         self._refused = refused_image_id
+        self._call = call
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
 
     def get_or_create_collection(self, name: str) -> ClientCollection:
         inner = self._client.get_or_create_collection(name).collection
-        refused = self._refused
+        refused, call = self._refused, self._call
 
         class Refusing:
             def __getattr__(self, attribute: str) -> Any:
-                return getattr(inner, attribute)
+                if attribute != call:
+                    return getattr(inner, attribute)
 
-            def update(self, *, ids: list[str], **rest: Any) -> Any:
-                if any(refused in i for i in ids):
-                    raise RuntimeError("write refused")
-                return inner.update(ids=ids, **rest)
+                def refusing(*, ids: list[str], **rest: Any) -> Any:
+                    if any(refused in i for i in ids):
+                        raise RuntimeError(f"{call} refused")
+                    return getattr(inner, call)(ids=ids, **rest)
+
+                return refusing
 
         return ClientCollection(Refusing(), self._client)  # type: ignore[arg-type]
 
@@ -396,8 +402,40 @@ def test_one_receipt_whose_write_fails_fails_only_its_messages(env: Env) -> None
     )
 
     assert [f.message_id for f in result.failures] == [messages[1][0]]
-    assert "write refused" in result.failures[0].reason
+    assert "update refused" in result.failures[0].reason
     assert result.label_updates == 1
     records = env.records("words")
     assert records[word_vector_id(IMAGE_ID, 1, 1, 1)]["label_status"] == "validated"
     assert "label_status" not in records[word_vector_id(OTHER_IMAGE_ID, 1, 1, 1)]
+
+
+def test_one_receipt_whose_records_cannot_be_read_fails_only_its_messages(env: Env) -> None:
+    """The apply reads the receipts' records a few at a time; a receipt whose read fails
+    fails its own messages, and every other receipt's keys are written."""
+    images = [IMAGE_ID, OTHER_IMAGE_ID, *(str(uuid.UUID(int=n, version=4)) for n in (7, 8))]
+    receipts = [SyntheticReceipt(image, 1, dimension=DIM) for image in images]
+    for n, receipt in enumerate(receipts):
+        env.process("words", env.messages("INSERT", "words", new=env.add_receipt(receipt, f"r{n}")))
+    messages = []
+    for receipt in receipts:
+        label = make_label(receipt.image_id, 1, 1, 1, "TOTAL", validation_status="VALID")
+        env.table.client.put_receipt_word_label(label)
+        messages += env.messages("INSERT", "words", new=label)
+
+    result = process_collection_updates(
+        messages,
+        "words",
+        _RefusesOneReceipt(env.chroma, OTHER_IMAGE_ID, call="get"),  # type: ignore[arg-type]
+        env.table.client,
+        bucket=BUCKET,
+        dimension=DIM,
+        logger=logging.getLogger("test"),
+    )
+
+    assert [f.message_id for f in result.failures] == [messages[1][0]]
+    assert "get refused" in result.failures[0].reason
+    assert result.label_updates == 3
+    records = env.records("words")
+    for image in images:
+        status = records[word_vector_id(image, 1, 1, 1)].get("label_status")
+        assert status == (None if image == OTHER_IMAGE_ID else "validated")

@@ -95,7 +95,14 @@ def _receipt_writes(
             record_ids=live,
         )
     named = (
-        set(receipt_record_ids(snapshot, image_id, receipt_id))
+        set(
+            guard_receipt(
+                "deletion",
+                image_id,
+                receipt_id,
+                lambda: receipt_record_ids(snapshot, image_id, receipt_id),
+            )
+        )
         if work.receipt_removed
         else work.removed_ids
     )

@@ -369,10 +369,11 @@ class _RefusesOneReceipt:
                 if attribute != call:
                     return getattr(inner, attribute)
 
-                def refusing(*, ids: list[str], **rest: Any) -> Any:
-                    if any(refused in i for i in ids):
+                def refusing(**arguments: Any) -> Any:  # by ids or by a where filter
+                    named = [*(arguments.get("ids") or []), str(arguments.get("where"))]
+                    if any(refused in i for i in named):
                         raise RuntimeError(f"{call} refused")
-                    return getattr(inner, call)(ids=ids, **rest)
+                    return getattr(inner, call)(**arguments)
 
                 return refusing
 
@@ -411,13 +412,18 @@ def test_one_receipt_whose_write_fails_fails_only_its_messages(env: Env) -> None
 
 def test_one_receipt_whose_records_cannot_be_read_fails_only_its_messages(env: Env) -> None:
     """The apply reads the receipts' records a few at a time; a receipt whose read fails
-    fails its own messages, and every other receipt's keys are written."""
+    (here a removed receipt's listing of its records) fails its own messages with an error
+    naming it, and every other receipt's keys are written."""
     images = [IMAGE_ID, OTHER_IMAGE_ID, *(str(uuid.UUID(int=n, version=4)) for n in (7, 8))]
     receipts = [SyntheticReceipt(image, 1, dimension=DIM) for image in images]
     for n, receipt in enumerate(receipts):
         env.process("words", env.messages("INSERT", "words", new=env.add_receipt(receipt, f"r{n}")))
     messages = []
     for receipt in receipts:
+        if receipt.image_id == OTHER_IMAGE_ID:  # removed: its read lists its records
+            env.table.client.delete_receipt(OTHER_IMAGE_ID, 1)
+            messages += env.messages("REMOVE", "words", old=receipt.receipt)
+            continue
         label = make_label(receipt.image_id, 1, 1, 1, "TOTAL", validation_status="VALID")
         env.table.client.put_receipt_word_label(label)
         messages += env.messages("INSERT", "words", new=label)
@@ -433,9 +439,12 @@ def test_one_receipt_whose_records_cannot_be_read_fails_only_its_messages(env: E
     )
 
     assert [f.message_id for f in result.failures] == [messages[1][0]]
-    assert "get refused" in result.failures[0].reason
+    reason = result.failures[0].reason
+    assert f"deletion failed for image {OTHER_IMAGE_ID} receipt 1" in reason
+    assert "get refused" in reason
     assert result.label_updates == 3
+    assert result.records_deleted == 0
     records = env.records("words")
     for image in images:
-        status = records[word_vector_id(image, 1, 1, 1)].get("label_status")
-        assert status == (None if image == OTHER_IMAGE_ID else "validated")
+        record = records[word_vector_id(image, 1, 1, 1)]  # the removed receipt's is kept
+        assert record.get("label_status") == (None if image == OTHER_IMAGE_ID else "validated")

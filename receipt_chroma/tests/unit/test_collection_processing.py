@@ -380,27 +380,43 @@ class _RefusesOneReceipt:
         return ClientCollection(Refusing(), self._client)  # type: ignore[arg-type]
 
 
-def test_one_receipt_whose_write_fails_fails_only_its_messages(env: Env) -> None:
-    """The apply writes every receipt's keys in one update; when that call fails, each
-    receipt is written alone, so only the refused receipt's messages fail."""
-    receipts = [SyntheticReceipt(image, 1, dimension=DIM) for image in (IMAGE_ID, OTHER_IMAGE_ID)]
+def _merged_receipts(env: Env, images: list[str]) -> list[SyntheticReceipt]:
+    """A receipt per image, each merged into the words collection."""
+    receipts = [SyntheticReceipt(image, 1, dimension=DIM) for image in images]
     for n, receipt in enumerate(receipts):
         env.process("words", env.messages("INSERT", "words", new=env.add_receipt(receipt, f"r{n}")))
-    messages = []
-    for receipt in receipts:
-        label = make_label(receipt.image_id, 1, 1, 1, "TOTAL", validation_status="VALID")
-        env.table.client.put_receipt_word_label(label)
-        messages += env.messages("INSERT", "words", new=label)
+    return receipts
 
-    result = process_collection_updates(
+
+def _validated_label(env: Env, image_id: str) -> list[tuple[str, StreamMessage]]:
+    """A VALID label on the receipt's first word, written; its message."""
+    label = make_label(image_id, 1, 1, 1, "TOTAL", validation_status="VALID")
+    env.table.client.put_receipt_word_label(label)
+    return env.messages("INSERT", "words", new=label)
+
+
+def _process_refusing(
+    env: Env, messages: list[tuple[str, StreamMessage]], call: str
+) -> CollectionUpdateResult:
+    """The messages applied through a client refusing ``call`` on OTHER_IMAGE_ID's records."""
+    return process_collection_updates(
         messages,
         "words",
-        _RefusesOneReceipt(env.chroma, OTHER_IMAGE_ID),  # type: ignore[arg-type]
+        _RefusesOneReceipt(env.chroma, OTHER_IMAGE_ID, call),  # type: ignore[arg-type]
         env.table.client,
         bucket=BUCKET,
         dimension=DIM,
         logger=logging.getLogger("test"),
     )
+
+
+def test_one_receipt_whose_write_fails_fails_only_its_messages(env: Env) -> None:
+    """The apply writes every receipt's keys in one update; when that call fails, each
+    receipt is written alone, so only the refused receipt's messages fail."""
+    _merged_receipts(env, [IMAGE_ID, OTHER_IMAGE_ID])
+    messages = [*_validated_label(env, IMAGE_ID), *_validated_label(env, OTHER_IMAGE_ID)]
+
+    result = _process_refusing(env, messages, "update")
 
     assert [f.message_id for f in result.failures] == [messages[1][0]]
     assert "update refused" in result.failures[0].reason
@@ -415,28 +431,15 @@ def test_one_receipt_whose_records_cannot_be_read_fails_only_its_messages(env: E
     (here a removed receipt's listing of its records) fails its own messages with an error
     naming it, and every other receipt's keys are written."""
     images = [IMAGE_ID, OTHER_IMAGE_ID, *(str(uuid.UUID(int=n, version=4)) for n in (7, 8))]
-    receipts = [SyntheticReceipt(image, 1, dimension=DIM) for image in images]
-    for n, receipt in enumerate(receipts):
-        env.process("words", env.messages("INSERT", "words", new=env.add_receipt(receipt, f"r{n}")))
     messages = []
-    for receipt in receipts:
+    for receipt in _merged_receipts(env, images):
         if receipt.image_id == OTHER_IMAGE_ID:  # removed: its read lists its records
             env.table.client.delete_receipt(OTHER_IMAGE_ID, 1)
             messages += env.messages("REMOVE", "words", old=receipt.receipt)
-            continue
-        label = make_label(receipt.image_id, 1, 1, 1, "TOTAL", validation_status="VALID")
-        env.table.client.put_receipt_word_label(label)
-        messages += env.messages("INSERT", "words", new=label)
+        else:
+            messages += _validated_label(env, receipt.image_id)
 
-    result = process_collection_updates(
-        messages,
-        "words",
-        _RefusesOneReceipt(env.chroma, OTHER_IMAGE_ID, call="get"),  # type: ignore[arg-type]
-        env.table.client,
-        bucket=BUCKET,
-        dimension=DIM,
-        logger=logging.getLogger("test"),
-    )
+    result = _process_refusing(env, messages, "get")
 
     assert [f.message_id for f in result.failures] == [messages[1][0]]
     reason = result.failures[0].reason

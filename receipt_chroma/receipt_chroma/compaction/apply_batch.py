@@ -208,7 +208,7 @@ def apply_plan(
                 work = plan.receipts[(run.image_id, run.receipt_id)]
                 result.failures += work.run_failures(run.run_id, run.error)
     planned: list[_ReceiptWrites] = []
-    for work, outcome in _read_every_receipt(snapshot, plan):
+    for work, outcome in _every_receipts_writes(snapshot, plan):
         if isinstance(outcome, _ReceiptWrites):
             planned.append(outcome)
         else:
@@ -218,7 +218,7 @@ def apply_plan(
     return result
 
 
-def _read_every_receipt(
+def _every_receipts_writes(
     snapshot: ClientCollection, plan: BatchPlan
 ) -> list[tuple[ReceiptWork, _ReceiptWrites | Exception]]:
     """``_receipt_writes`` of every receipt of the plan, in the plan's order, with the
